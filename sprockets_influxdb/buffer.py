@@ -1,0 +1,128 @@
+"""The bounded, thread-safe intake buffer.
+
+:meth:`Buffer.put` is what :func:`~sprockets_influxdb.add_measurement` costs
+on the request path: one lock, one tuple, one deque append.  Encoding happens
+later, in the writer thread.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping
+from typing import Optional
+
+__all__ = ['Buffer', 'Entry']
+
+Entry = tuple[int, str, str, Mapping[str, str], Mapping[str, object], float]
+"""A buffered measurement: ``(sequence, database, name, tags, fields,
+timestamp)``.  The sequence number orders every measurement a client
+accepted and is what :meth:`~sprockets_influxdb.Client.flush` waits on."""
+
+
+class Buffer:
+    """Measurements accepted but not yet taken by the writer.
+
+    Bounded by *max_size*: when full, the oldest entry is dropped and
+    counted in :attr:`overflowed`.
+
+    :param max_size: the most entries held
+    :param trigger_size: the size at which :meth:`put` asks for a write
+    """
+
+    def __init__(self, max_size: int, trigger_size: int) -> None:
+        self._lock = threading.Lock()
+        self._items: deque[Entry] = deque()
+        self._max_size = max_size
+        self._trigger_size = min(trigger_size, max_size)
+        self._sequence = 0
+        #: Entries dropped because the buffer was full.
+        self.overflowed = 0
+        #: Monotonic time the oldest entry was added, or ``None`` when empty.
+        self.since: Optional[float] = None
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def resize(self, max_size: int, trigger_size: int) -> None:
+        """Change the bounds; entries over the new size are dropped.
+
+        :param max_size: the most entries held
+        :param trigger_size: the size at which :meth:`put` asks for a write
+        """
+        with self._lock:
+            self._max_size = max_size
+            self._trigger_size = min(trigger_size, max_size)
+            while len(self._items) > max_size:
+                self._items.popleft()
+                self.overflowed += 1
+
+    def put(
+        self,
+        database: str,
+        name: str,
+        tags: Mapping[str, str],
+        fields: Mapping[str, object],
+        timestamp: float,
+    ) -> int:
+        """Add a measurement.
+
+        :returns: ``1`` when the buffer was empty before (the interval timer
+            starts), ``2`` when the trigger size was reached, ``-1`` when the
+            oldest entry had to be dropped, else ``0``
+        """
+        with self._lock:
+            self._sequence += 1
+            items = self._items
+            items.append(
+                (self._sequence, database, name, tags, fields, timestamp)
+            )
+            size = len(items)
+            if size > self._max_size:
+                items.popleft()
+                self.overflowed += 1
+                return -1
+            if size == 1:
+                self.since = time.monotonic()
+                return 1
+            return 2 if size == self._trigger_size else 0
+
+    def due(self, interval: float, now: float) -> bool:
+        """Tell whether the buffer should be written now.
+
+        :param interval: the submission interval, in seconds
+        :param now: the current monotonic time
+        :returns: whether the trigger size or the interval was reached
+        """
+        since = self.since
+        if since is None:
+            return False
+        return (
+            len(self._items) >= self._trigger_size
+            or now - since >= interval
+        )
+
+    def take(self) -> deque[Entry]:
+        """Remove and return every entry, oldest first."""
+        with self._lock:
+            items = self._items
+            self._items = deque()
+            self.since = None
+            return items
+
+    def clear(self) -> int:
+        """Drop everything; return how many entries were dropped."""
+        return len(self.take())
+
+    @property
+    def last_sequence(self) -> int:
+        """The sequence number of the last entry ever added."""
+        return self._sequence
+
+    def oldest_sequence(self) -> Optional[int]:
+        """The sequence number of the oldest entry held, if any."""
+        try:
+            return self._items[0][0]
+        except IndexError:
+            return None

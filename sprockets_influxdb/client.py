@@ -1,0 +1,414 @@
+"""The :class:`Client`: settings, buffer, writer and their lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import dataclasses
+import logging
+import os
+import random
+import threading
+import time
+import weakref
+from collections.abc import Generator, Mapping
+from typing import Any, Optional
+
+from sprockets_influxdb.buffer import Buffer
+from sprockets_influxdb.config import Settings
+from sprockets_influxdb.measurement import Measurement
+from sprockets_influxdb.writer import Counters, Writer
+
+__all__ = ['Client', 'FlushFuture', 'Stats']
+
+LOGGER = logging.getLogger('sprockets_influxdb')
+
+_WARNING_INTERVAL = 5.0
+
+
+class FlushFuture(concurrent.futures.Future[bool]):
+    """The result of :meth:`Client.flush` and :meth:`Client.shutdown`.
+
+    A :class:`concurrent.futures.Future` that resolves ``True`` when
+    everything it waits for was delivered (or definitively dropped) and
+    ``False`` when its timeout passed first.  From a thread, call
+    ``.result(timeout)``; from an asyncio or Tornado coroutine, ``await`` it
+    (or ``yield`` it in a ``tornado.gen`` coroutine).
+    """
+
+    def __await__(self) -> Generator[Any, None, bool]:
+        """Wait for the result in the running asyncio event loop."""
+        return asyncio.wrap_future(self).__await__()
+
+
+@dataclasses.dataclass(frozen=True)
+class Stats:
+    """Counters of a :class:`Client`, as returned by :meth:`Client.stats`.
+
+    ``added`` always equals ``written + sum(dropped.values()) + buffered +
+    in_flight``.
+    """
+
+    #: Measurements passed to ``add_measurement`` (valid ones).
+    added: int
+    #: Measurements the server acknowledged.
+    written: int
+    #: Measurements dropped, by reason: ``overflow`` (the buffer was full),
+    #: ``rejected`` (the server refused the line), ``shutdown`` (added after
+    #: shutdown, or not delivered by its deadline), ``sampled`` (left out by
+    #: sampling), ``invalid`` (could not be encoded).
+    dropped: Mapping[str, int]
+    #: Requests that were retried after an error.
+    retries: int
+    #: HTTP requests made.
+    requests: int
+    #: Requests that failed (any status but 2xx, timeouts, network errors).
+    failed_requests: int
+    #: Measurements waiting to be written.
+    buffered: int
+    #: Measurements in requests under way.
+    in_flight: int
+    #: The last error met, or ``None``.
+    last_error: Optional[str]
+
+    @property
+    def dropped_total(self) -> int:
+        """All dropped measurements, whatever the reason."""
+        return sum(self.dropped.values())
+
+
+_clients: weakref.WeakSet[Client] = weakref.WeakSet()
+
+
+class Client:
+    """An independent InfluxDB client: its own settings, buffer and writer.
+
+    Most applications use the module-level functions, which act on one
+    default client; create more clients to write to several servers.
+
+    :param url: the server (``http://host:8086``) or its write endpoint;
+        default from ``INFLUXDB_URL`` or ``INFLUXDB_SCHEME``,
+        ``INFLUXDB_HOST`` and ``INFLUXDB_PORT``
+    :param auth_username: user name for HTTP basic authentication
+    :param auth_password: password for HTTP basic authentication
+    :param submission_interval: milliseconds after the oldest pending
+        measurement was added at which a batch is written
+    :param max_batch_size: lines per request at most
+    :param max_clients: requests in flight at most
+    :param base_tags: tags added to every measurement
+    :param max_buffer_size: measurements held at most; the oldest are
+        dropped beyond it
+    :param trigger_size: pending measurements that trigger a write
+    :param sample_probability: probability to keep each measurement
+    :param settings: further keyword-only settings, as in :class:`Settings`
+        (``precision``, ``request_timeout``, ``flush_timeout``,
+        ``shutdown_timeout``, ``gzip``, ``max_body_size``,
+        ``retention_policy``, ``backoff_base``, ``backoff_max``,
+        ``tag_hostname``, ``environment``, ``enabled``)
+    :raises ValueError: for an invalid setting, naming it
+    :raises TypeError: for an unknown setting or one of the wrong type
+    """
+
+    # Measurements made for the default client already carry its base tags
+    # (a copy made at construction, as historically); other clients add
+    # theirs to every measurement that lacks them.
+    _merge_base_tags = True
+
+    def __init__(
+        self,
+        url: Optional[str] = None,
+        auth_username: Optional[str] = None,
+        auth_password: Optional[str] = None,
+        submission_interval: Optional[int] = None,
+        max_batch_size: Optional[int] = None,
+        max_clients: Optional[int] = None,
+        base_tags: Optional[Mapping[str, object]] = None,
+        max_buffer_size: Optional[int] = None,
+        trigger_size: Optional[int] = None,
+        sample_probability: Optional[float] = None,
+        **settings: Any,
+    ) -> None:
+        self._settings = Settings.resolve(
+            url=url,
+            username=auth_username,
+            password=auth_password,
+            submission_interval=submission_interval,
+            max_batch_size=max_batch_size,
+            max_clients=max_clients,
+            base_tags=base_tags,
+            max_buffer_size=max_buffer_size,
+            trigger_size=trigger_size,
+            sample_probability=sample_probability,
+            **settings,
+        )
+        self._io_loop: Any = None
+        self._setup()
+        _clients.add(self)
+
+    def _setup(self) -> None:
+        settings = self._settings
+        self._buffer = Buffer(settings.max_buffer_size, settings.trigger_size)
+        self._counters = Counters()
+        self._writer = Writer(
+            self._buffer, self._counters, settings, self._merge_base_tags
+        )
+        self._apply(settings)
+        self._accepting = True
+        self._sampled = 0
+        self._refused = 0
+        self._overflow_reported = 0
+        self._overflow_warned_at = 0.0
+        self._refused_warned_at = 0.0
+        self._shutdown_future: Optional[FlushFuture] = None
+
+    def _apply(self, settings: Settings) -> None:
+        self._enabled = settings.enabled
+        self._probability = settings.sample_probability
+
+    def __repr__(self) -> str:
+        return f'<Client {self._settings.url} enabled={self._enabled}>'
+
+    @property
+    def settings(self) -> Settings:
+        """The current settings (read only; change them with
+        :meth:`configure`)."""
+        return self._settings
+
+    def configure(self, **changes: Any) -> None:
+        """Change settings at run time, validating them.
+
+        :param changes: settings by :class:`Settings` attribute name
+        :raises ValueError: for an invalid value, naming the setting
+        :raises TypeError: for an unknown setting or a wrong type
+        """
+        settings = self._settings.replace(**changes)
+        self._settings = settings
+        self._apply(settings)
+        self._buffer.resize(settings.max_buffer_size, settings.trigger_size)
+        self._writer.configure(settings)
+
+    def set_io_loop(self, io_loop: Any) -> None:
+        """Return futures of this Tornado IOLoop from :meth:`flush` and
+        :meth:`shutdown`.
+
+        :param io_loop: a :class:`tornado.ioloop.IOLoop`, or ``None`` for
+            plain :class:`FlushFuture` objects
+        :raises TypeError: when it is not an IOLoop
+        """
+        if io_loop is not None and not callable(
+            getattr(io_loop, 'add_callback', None)
+        ):
+            raise TypeError(f'io_loop must be a Tornado IOLoop, not {io_loop!r}')
+        self._io_loop = io_loop
+
+    def add_measurement(self, measurement: Measurement) -> None:
+        """Queue a measurement for writing.
+
+        Never blocks on the network and never raises for network trouble.
+        A copy is queued: later changes to *measurement* are not sent.
+        Safe to call from any thread.
+
+        :param measurement: the measurement to write
+        :raises ValueError: when it has no fields
+        """
+        fields = measurement.fields
+        if not fields:
+            raise ValueError(
+                f'measurement {measurement.name!r} has no fields; set at '
+                'least one with set_field()'
+            )
+        if not self._enabled:
+            return
+        if not self._accepting:
+            self._refuse()
+            return
+        probability = self._probability
+        if probability < 1.0 and random.random() >= probability:
+            self._sampled += 1
+            return
+        signal = self._buffer.put(
+            measurement.database,
+            measurement.name,
+            dict(measurement.tags),
+            dict(fields),
+            measurement.timestamp,
+        )
+        if signal > 0:
+            self._writer.wake()
+        elif signal < 0:
+            self._report_overflow()
+
+    def _refuse(self) -> None:
+        self._refused += 1
+        now = time.monotonic()
+        if now - self._refused_warned_at >= _WARNING_INTERVAL:
+            self._refused_warned_at = now
+            LOGGER.warning(
+                'Dropping measurements added after shutdown '
+                '(%d dropped so far)',
+                self._refused,
+            )
+
+    def _report_overflow(self) -> None:
+        now = time.monotonic()
+        if now - self._overflow_warned_at >= _WARNING_INTERVAL:
+            self._overflow_warned_at = now
+            total = self._buffer.overflowed
+            LOGGER.warning(
+                'The buffer is full (%d measurements): dropped %d of the '
+                'oldest since the last warning (%d in all)',
+                self._settings.max_buffer_size,
+                total - self._overflow_reported,
+                total,
+            )
+            self._overflow_reported = total
+
+    def flush(self, timeout: Optional[float] = None) -> Any:
+        """Write everything added so far, now.
+
+        Any backoff wait in progress is cut short.
+
+        :param timeout: seconds to wait at most (default: the
+            ``flush_timeout`` setting)
+        :returns: a :class:`FlushFuture` (or, after :meth:`set_io_loop`, a
+            future of that IOLoop) resolving ``True`` once everything added
+            before the call was delivered or definitively dropped, ``False``
+            if the timeout passed first
+        """
+        if timeout is None:
+            timeout = self._settings.flush_timeout
+        if not self._enabled:
+            return self._future(_resolved(True))
+        return self._future(self._writer.flush(timeout))
+
+    def shutdown(self, timeout: Optional[float] = None) -> Any:
+        """Stop intake, deliver what is pending within a deadline, stop.
+
+        Measurements added afterwards are dropped and counted.  What is not
+        delivered by the deadline is dropped, counted as ``shutdown`` and
+        reported in a warning.  Calling it again returns the same result.
+
+        :param timeout: seconds to keep trying (default: the
+            ``shutdown_timeout`` setting)
+        :returns: a future as :meth:`flush` does, ``True`` when nothing was
+            lost
+        """
+        if self._shutdown_future is not None:
+            return self._future(self._shutdown_future)
+        if timeout is None:
+            timeout = self._settings.shutdown_timeout
+        self._accepting = False
+        result = FlushFuture()
+        self._shutdown_future = result
+        _chain(self._writer.stop(timeout), result)
+        return self._future(result)
+
+    def _future(self, future: concurrent.futures.Future[bool]) -> Any:
+        io_loop = self._io_loop
+        if io_loop is None:
+            if isinstance(future, FlushFuture):
+                return future
+            result = FlushFuture()
+            _chain(future, result)
+            return result
+        loop = getattr(io_loop, 'asyncio_loop', None)
+        if loop is None:  # pragma: no cover - Tornado < 5
+            return future
+        bound: asyncio.Future[bool] = loop.create_future()
+
+        def copy(done: concurrent.futures.Future[bool]) -> None:
+            def resolve() -> None:
+                if not bound.done():
+                    bound.set_result(done.result())
+
+            io_loop.add_callback(resolve)
+
+        future.add_done_callback(copy)
+        return bound
+
+    def stats(self) -> Stats:
+        """Return the counters of this client.
+
+        :returns: a :class:`Stats` snapshot
+        """
+        counters = self._counters
+        dropped = dict(counters.dropped)
+        dropped['overflow'] += self._buffer.overflowed
+        dropped['sampled'] += self._sampled
+        dropped['shutdown'] += self._refused
+        buffered = len(self._buffer) + counters.backlog
+        return Stats(
+            added=(
+                self._buffer.last_sequence + self._sampled + self._refused
+            ),
+            written=counters.written,
+            dropped=dropped,
+            retries=counters.retries,
+            requests=counters.requests,
+            failed_requests=counters.failed_requests,
+            buffered=buffered,
+            in_flight=counters.in_flight,
+            last_error=counters.last_error,
+        )
+
+    def _after_fork(self) -> None:
+        self._setup()
+
+    def _drain_at_exit(self) -> None:
+        if not self._enabled or self._writer.stopped:
+            return
+        if self._shutdown_future is None:
+            self.shutdown()
+        assert self._shutdown_future is not None
+        self._shutdown_future.result()
+
+
+def _resolved(value: bool) -> FlushFuture:
+    future = FlushFuture()
+    future.set_result(value)
+    return future
+
+
+def _chain(
+    source: concurrent.futures.Future[bool],
+    target: concurrent.futures.Future[bool],
+) -> None:
+    def copy(done: concurrent.futures.Future[bool]) -> None:
+        if not target.done():
+            target.set_result(done.result())
+
+    source.add_done_callback(copy)
+
+
+def _after_fork_in_child() -> None:
+    for client in list(_clients):
+        client._after_fork()  # noqa: SLF001
+
+
+def _drain_all() -> None:
+    for client in list(_clients):
+        try:
+            client._drain_at_exit()  # noqa: SLF001
+        except Exception:  # pragma: no cover - never fail the exit
+            LOGGER.exception('Could not deliver measurements at exit')
+
+
+def _register_hooks() -> None:
+    if hasattr(os, 'register_at_fork'):
+        os.register_at_fork(after_in_child=_after_fork_in_child)
+    # threading's exit hooks run when the main thread ends, before other
+    # threads are joined and while new threads can still start (needed to
+    # resolve host names); plain atexit is the fallback.
+    register = getattr(threading, '_register_atexit', None)
+    if register is not None:
+        try:
+            register(_drain_all)
+            return
+        except RuntimeError:  # pragma: no cover - already shutting down
+            pass
+    atexit.register(_drain_all)  # pragma: no cover
+
+
+_register_hooks()
+

@@ -1,0 +1,343 @@
+"""Typed settings, read from arguments and the environment, validated once.
+
+Every option can be given as an argument or through an environment
+variable; the argument wins.  An explicit ``0`` (or ``False``) argument is a
+value, not "unset": only ``None`` means "use the environment, else the
+default".  A malformed value raises :class:`ValueError` naming the argument
+or the variable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import socket
+import urllib.parse
+from collections.abc import Mapping
+from typing import Any, Callable, Optional, TypeVar
+
+from sprockets_influxdb import line_protocol
+
+__all__ = ['ENVIRONMENT_VARIABLES', 'Settings', 'parse_bool']
+
+_T = TypeVar('_T')
+
+_TRUE = frozenset({'true', '1', 'yes', 'on', 't', 'y'})
+_FALSE = frozenset({'false', '0', 'no', 'off', 'f', 'n'})
+
+#: Environment variable for each setting, as documented in the
+#: configuration table.
+ENVIRONMENT_VARIABLES: Mapping[str, str] = {
+    'enabled': 'INFLUXDB_ENABLED',
+    'url': 'INFLUXDB_URL',
+    'username': 'INFLUXDB_USER',
+    'password': 'INFLUXDB_PASSWORD',
+    'submission_interval': 'INFLUXDB_INTERVAL',
+    'max_batch_size': 'INFLUXDB_MAX_BATCH_SIZE',
+    'max_clients': 'INFLUXDB_MAX_CLIENTS',
+    'max_buffer_size': 'INFLUXDB_MAX_BUFFER_SIZE',
+    'trigger_size': 'INFLUXDB_TRIGGER_SIZE',
+    'sample_probability': 'INFLUXDB_SAMPLE_PROBABILITY',
+    'precision': 'INFLUXDB_PRECISION',
+    'request_timeout': 'INFLUXDB_REQUEST_TIMEOUT',
+    'flush_timeout': 'INFLUXDB_FLUSH_TIMEOUT',
+    'shutdown_timeout': 'INFLUXDB_SHUTDOWN_TIMEOUT',
+    'gzip': 'INFLUXDB_GZIP',
+    'max_body_size': 'INFLUXDB_MAX_BODY_SIZE',
+    'retention_policy': 'INFLUXDB_RETENTION_POLICY',
+    'tag_hostname': 'INFLUXDB_TAG_HOSTNAME',
+    'environment': 'ENVIRONMENT',
+}
+
+
+def parse_bool(text: str, name: str) -> bool:
+    """Parse a boolean the way every variable of this library is parsed.
+
+    :param text: ``true``/``false``, ``1``/``0``, ``yes``/``no`` or
+        ``on``/``off``, in any case
+    :param name: what to name in the error message
+    :returns: the boolean
+    :raises ValueError: for anything else
+    """
+    value = text.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(
+        f'{name}={text!r} is not a boolean '
+        '(use true/false, 1/0, yes/no or on/off)'
+    )
+
+
+def _integer(value: object, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, str):
+            try:
+                value = int(value.strip())
+            except ValueError:
+                raise ValueError(
+                    f'{name}={value!r} is not an integer'
+                ) from None
+        elif isinstance(value, float) and value.is_integer():
+            value = int(value)
+        else:
+            raise TypeError(f'{name} must be an integer, not {value!r}')
+    assert isinstance(value, int)
+    if value < minimum:
+        raise ValueError(f'{name} must be at least {minimum}, not {value}')
+    return value
+
+
+def _number(
+    value: object, name: str, minimum: float, maximum: float = math.inf
+) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise TypeError(f'{name} must be a number, not {value!r}')
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f'{name}={value!r} is not a number') from None
+    if not minimum <= number <= maximum or math.isnan(number):
+        bound = '' if maximum == math.inf else f' and at most {maximum}'
+        raise ValueError(
+            f'{name} must be at least {minimum}{bound}, not {value!r}'
+        )
+    return number
+
+
+def _boolean(value: object, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return parse_bool(value, name)
+    raise TypeError(f'{name} must be a bool, not {value!r}')
+
+
+def _text(value: object, name: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f'{name} must be a str, not {value!r}')
+    return value
+
+
+def normalize_url(url: object, name: str = 'url') -> tuple[str, str, str]:
+    """Return the write endpoint for a server URL, and any credentials in it.
+
+    ``http://host:8086``, ``http://host:8086/`` and
+    ``http://host:8086/write`` all give ``http://host:8086/write``; a path
+    prefix (a proxy) is kept and ``/write`` appended.  Credentials written in
+    the URL are taken out of it, so that the URL can be logged.
+
+    :param url: an ``http`` or ``https`` URL
+    :param name: what to name in error messages
+    :returns: ``(write_url, username, password)``, the last two empty when
+        the URL holds none
+    :raises ValueError: for another scheme, a missing host or a query string
+    """
+    text = _text(url, name).strip()
+    parts = urllib.parse.urlsplit(text)
+    if parts.scheme not in ('http', 'https'):
+        raise ValueError(f'{name} {text!r} must start with http:// or https://')
+    if not parts.hostname:
+        raise ValueError(f'{name} {text!r} has no host')
+    if parts.query or parts.fragment:
+        raise ValueError(
+            f'{name} {text!r} must not have a query string or fragment'
+        )
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f'{name} {text!r} has an invalid port') from None
+    host = parts.hostname
+    if ':' in host:
+        host = f'[{host}]'
+    netloc = host if port is None else f'{host}:{port}'
+    path = parts.path.rstrip('/')
+    if not path.endswith('/write'):
+        path = f'{path}/write'
+    username = urllib.parse.unquote(parts.username or '')
+    password = urllib.parse.unquote(parts.password or '')
+    return (
+        urllib.parse.urlunsplit((parts.scheme, netloc, path, '', '')),
+        username,
+        password,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """The complete, validated configuration of a :class:`~.Client`.
+
+    Build one with :meth:`resolve`; the attributes are read only.  The
+    password never appears in the ``repr``.
+    """
+
+    enabled: bool = True
+    url: str = 'http://localhost:8086/write'
+    username: Optional[str] = None
+    password: Optional[str] = dataclasses.field(default=None, repr=False)
+    submission_interval: int = 60000
+    max_batch_size: int = 10000
+    max_clients: int = 10
+    max_buffer_size: int = 25000
+    trigger_size: int = 5000
+    sample_probability: float = 1.0
+    base_tags: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    precision: str = 'ms'
+    request_timeout: float = 10.0
+    flush_timeout: float = 30.0
+    shutdown_timeout: float = 5.0
+    gzip: bool = False
+    max_body_size: int = 25_000_000
+    retention_policy: Optional[str] = None
+    backoff_base: float = 0.5
+    backoff_max: float = 30.0
+
+    @classmethod
+    def resolve(
+        cls,
+        environ: Optional[Mapping[str, str]] = None,
+        **arguments: Any,
+    ) -> Settings:
+        """Combine arguments, the environment and the defaults.
+
+        :param environ: the environment to read (default :data:`os.environ`)
+        :param arguments: settings given explicitly; ``None`` means unset
+        :returns: the validated settings
+        :raises ValueError: naming the argument or variable that is wrong
+        :raises TypeError: for an argument of the wrong type
+        """
+        env = os.environ if environ is None else environ
+        unknown = set(arguments) - {
+            field.name for field in dataclasses.fields(cls)
+        } - {'tag_hostname', 'environment'}
+        if unknown:
+            raise TypeError(f'unknown settings: {", ".join(sorted(unknown))}')
+
+        def pick(
+            name: str, convert: Callable[[object, str], _T], default: _T
+        ) -> _T:
+            value = arguments.get(name)
+            if value is not None:
+                return convert(value, name)
+            variable = ENVIRONMENT_VARIABLES.get(name)
+            if variable is not None:
+                text = env.get(variable)
+                if text is not None and text.strip() != '':
+                    return convert(text, variable)
+            return default
+
+        def integer(minimum: int) -> Callable[[object, str], int]:
+            return lambda value, name: _integer(value, name, minimum)
+
+        def number(
+            minimum: float, maximum: float = math.inf
+        ) -> Callable[[object, str], float]:
+            return lambda value, name: _number(value, name, minimum, maximum)
+
+        url, url_user, url_password = cls._resolve_url(arguments, env)
+        username = pick('username', _text, url_user or None)
+        password = pick('password', _text, url_password or None)
+        precision = pick(
+            'precision',
+            lambda value, name: _precision(value, name),
+            'ms',
+        )
+        retention_policy = pick('retention_policy', _text, None)
+        tag_hostname = pick('tag_hostname', _boolean, True)
+        environment = pick('environment', _text, None)
+        base_tags = _base_tags(
+            arguments.get('base_tags'), tag_hostname, environment
+        )
+        settings = cls(
+            enabled=pick('enabled', _boolean, True),
+            url=url,
+            username=username,
+            password=password,
+            submission_interval=pick('submission_interval', integer(0), 60000),
+            max_batch_size=pick('max_batch_size', integer(1), 10000),
+            max_clients=pick('max_clients', integer(1), 10),
+            max_buffer_size=pick('max_buffer_size', integer(1), 25000),
+            trigger_size=pick('trigger_size', integer(1), 5000),
+            sample_probability=pick('sample_probability', number(0, 1), 1.0),
+            base_tags=base_tags,
+            precision=precision,
+            request_timeout=pick('request_timeout', number(0.001), 10.0),
+            flush_timeout=pick('flush_timeout', number(0), 30.0),
+            shutdown_timeout=pick('shutdown_timeout', number(0), 5.0),
+            gzip=pick('gzip', _boolean, False),
+            max_body_size=pick('max_body_size', integer(1024), 25_000_000),
+            retention_policy=retention_policy,
+            backoff_base=pick('backoff_base', number(0.001), 0.5),
+            backoff_max=pick('backoff_max', number(0.001), 30.0),
+        )
+        return settings
+
+    @staticmethod
+    def _resolve_url(
+        arguments: Mapping[str, Any], env: Mapping[str, str]
+    ) -> tuple[str, str, str]:
+        url = arguments.get('url')
+        if url is not None:
+            return normalize_url(url, 'url')
+        text = env.get('INFLUXDB_URL', '').strip()
+        if text:
+            return normalize_url(text, 'INFLUXDB_URL')
+        scheme = env.get('INFLUXDB_SCHEME', '').strip() or 'http'
+        host = env.get('INFLUXDB_HOST', '').strip() or 'localhost'
+        port = env.get('INFLUXDB_PORT', '').strip() or '8086'
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f'INFLUXDB_PORT={port!r} is not a port number')
+        if ':' in host and not host.startswith('['):
+            host = f'[{host}]'
+        return normalize_url(
+            f'{scheme}://{host}:{port}',
+            'INFLUXDB_SCHEME/INFLUXDB_HOST/INFLUXDB_PORT',
+        )
+
+    def replace(self, **changes: Any) -> Settings:
+        """Return a copy with some settings changed and validated again.
+
+        :param changes: settings to change, by attribute name
+        :returns: the new settings
+        :raises ValueError: when a new value is invalid
+        :raises TypeError: when a new value has the wrong type
+        """
+        current = dataclasses.asdict(self)
+        current.update(changes)
+        current['tag_hostname'] = False
+        return Settings.resolve(environ={}, **current)
+
+
+def _precision(value: object, name: str) -> str:
+    try:
+        return line_protocol.normalize_precision(_text(value, name))
+    except ValueError as error:
+        raise ValueError(f'{name}: {error}') from None
+
+
+def _base_tags(
+    given: object, tag_hostname: bool, environment: Optional[str]
+) -> dict[str, str]:
+    tags: dict[str, str] = {}
+    if tag_hostname:
+        tags['hostname'] = socket.gethostname()
+    if environment:
+        tags['environment'] = environment
+    if given is None:
+        return tags
+    if not isinstance(given, Mapping):
+        raise TypeError(f'base_tags must be a mapping, not {given!r}')
+    for key, value in given.items():
+        if value is None or value == '':
+            tags.pop(key, None)
+            continue
+        text = value if isinstance(value, str) else str(value)
+        try:
+            line_protocol.escape_tag_key(key)
+            line_protocol.escape_tag_value(text)
+        except ValueError as error:
+            raise ValueError(f'base_tags: {error}') from None
+        tags[key] = text
+    return tags

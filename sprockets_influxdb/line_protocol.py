@@ -1,0 +1,341 @@
+"""InfluxDB line protocol: validation, escaping and encoding.
+
+This module is the hot path of the library.  Every name, tag key, tag value
+and field key is validated and escaped once and then remembered in a small
+cache, because real applications repeat the same few hundred strings
+millions of times.
+
+The rules follow what InfluxDB 1.x parses, checked against a real server by
+the property tests:
+
+* measurement names escape comma and space;
+* tag keys, tag values and field keys escape comma, equals sign and space;
+* string field values escape backslash and double quote and may contain
+  newlines;
+* what the protocol cannot represent is refused with :class:`ValueError`:
+  a line feed or carriage return outside a string field value, a backslash
+  at the end of a name, key or tag value, or a backslash right before a
+  character the server would read as an escape (comma, equals sign, space,
+  double quote), text that is not valid Unicode, a measurement name that
+  starts with ``#`` (the server would read a comment) and ``time`` as a tag
+  or field key (the server drops such points).
+"""
+
+from __future__ import annotations
+
+import decimal
+import math
+from collections.abc import Mapping
+from typing import Union
+
+__all__ = [
+    'PRECISIONS',
+    'FieldValue',
+    'encode',
+    'escape_field_key',
+    'escape_measurement',
+    'escape_tag_key',
+    'escape_tag_value',
+    'format_field_value',
+    'format_timestamp',
+    'normalize_precision',
+]
+
+FieldValue = Union[bool, int, float, str]
+"""The Python types a field value can have."""
+
+#: Accepted precision names, mapped to the value sent in the ``precision``
+#: query argument.  ``us`` and ``ns`` are accepted for convenience, but the
+#: server reads ``precision=us`` as nanoseconds, so ``u`` and ``n`` are sent.
+PRECISIONS: Mapping[str, str] = {
+    'n': 'n',
+    'ns': 'n',
+    'u': 'u',
+    'us': 'u',
+    'ms': 'ms',
+    's': 's',
+    'm': 'm',
+    'h': 'h',
+}
+
+_DECIMAL_DIGITS = {'n': 9, 'u': 6, 'ms': 3, 's': 0}
+_DIVISORS = {'m': 60, 'h': 3600}
+
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+
+# Characters a backslash must never stand in front of: the server would read
+# the pair as an escape sequence and change the value.
+_ESCAPABLE = frozenset(',= "')
+
+# Bounded caches of validated, escaped strings.  A cache is simply emptied
+# when it grows past its bound: the common case is a small working set.
+_CACHE_LIMIT = 8192
+_measurement_cache: dict[str, str] = {}
+_tag_key_cache: dict[str, str] = {}
+_tag_value_cache: dict[str, str] = {}
+_field_key_cache: dict[str, str] = {}
+
+
+def _check_text(value: object, what: str) -> str:
+    """Validate a name, key or tag value and return it.
+
+    :raises ValueError: when line protocol cannot carry the value
+    """
+    if not isinstance(value, str):
+        raise ValueError(f'{what} must be a str, not {type(value).__name__}')
+    if not value:
+        raise ValueError(f'{what} must not be empty')
+    if '\n' in value or '\r' in value:
+        raise ValueError(
+            f'{what} {value!r} contains a line break, which line protocol '
+            'cannot carry'
+        )
+    if '\\' in value:
+        if value.endswith('\\'):
+            raise ValueError(
+                f'{what} {value!r} ends with a backslash, which line '
+                'protocol cannot carry'
+            )
+        for index, char in enumerate(value[:-1]):
+            if char == '\\' and value[index + 1] in _ESCAPABLE:
+                raise ValueError(
+                    f'{what} {value!r} has a backslash before '
+                    f'{value[index + 1]!r}, which the server would read '
+                    'as an escape sequence'
+                )
+    if not value.isascii():
+        _check_unicode(value, what)
+    return value
+
+
+def _check_unicode(value: str, what: str) -> None:
+    try:
+        value.encode('utf-8')
+    except UnicodeEncodeError as error:
+        raise ValueError(f'{what} {value!r} is not valid Unicode') from error
+
+
+def _remember(cache: dict[str, str], raw: str, escaped: str) -> str:
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    cache[raw] = escaped
+    return escaped
+
+
+def escape_measurement(name: str) -> str:
+    """Validate and escape a measurement name.
+
+    :param name: the measurement name
+    :returns: the name as it appears in a line
+    :raises ValueError: when the name cannot be represented
+    """
+    escaped = _measurement_cache.get(name)
+    if escaped is not None:
+        return escaped
+    _check_text(name, 'measurement name')
+    if name.startswith('#'):
+        raise ValueError(
+            f'measurement name {name!r} starts with "#", which the server '
+            'reads as a comment'
+        )
+    escaped = name
+    if ',' in escaped or ' ' in escaped:
+        escaped = escaped.replace(',', '\\,').replace(' ', '\\ ')
+    return _remember(_measurement_cache, name, escaped)
+
+
+def _escape_key_or_tag(value: str) -> str:
+    if ',' in value or '=' in value or ' ' in value:
+        return (
+            value.replace(',', '\\,').replace('=', '\\=').replace(' ', '\\ ')
+        )
+    return value
+
+
+def escape_tag_key(key: str) -> str:
+    """Validate and escape a tag key.
+
+    :param key: the tag key
+    :returns: the key as it appears in a line
+    :raises ValueError: when the key cannot be represented
+    """
+    escaped = _tag_key_cache.get(key)
+    if escaped is not None:
+        return escaped
+    _check_text(key, 'tag key')
+    if key == 'time':
+        raise ValueError('tag key "time" is refused by InfluxDB')
+    return _remember(_tag_key_cache, key, _escape_key_or_tag(key))
+
+
+def escape_tag_value(value: str) -> str:
+    """Validate and escape a (non-empty) tag value.
+
+    :param value: the tag value, already converted to :class:`str`
+    :returns: the value as it appears in a line
+    :raises ValueError: when the value cannot be represented
+    """
+    escaped = _tag_value_cache.get(value)
+    if escaped is not None:
+        return escaped
+    _check_text(value, 'tag value')
+    return _remember(_tag_value_cache, value, _escape_key_or_tag(value))
+
+
+def escape_field_key(key: str) -> str:
+    """Validate and escape a field key.
+
+    :param key: the field key
+    :returns: the key as it appears in a line
+    :raises ValueError: when the key cannot be represented
+    """
+    escaped = _field_key_cache.get(key)
+    if escaped is not None:
+        return escaped
+    _check_text(key, 'field key')
+    if key == 'time':
+        raise ValueError('field key "time" is refused by InfluxDB')
+    return _remember(_field_key_cache, key, _escape_key_or_tag(key))
+
+
+def format_field_value(key: str, value: object) -> str:
+    """Validate a field value and return its line protocol form.
+
+    :param key: the field key, used in error messages
+    :param value: a :class:`bool`, :class:`int`, :class:`float` or
+        :class:`str`
+    :returns: ``true``/``false``, ``<n>i``, the shortest round-trip float or
+        a quoted string
+    :raises ValueError: for any other type, an integer outside the int64
+        range, NaN, an infinity, or text that is not valid Unicode
+    """
+    kind = type(value)
+    if kind is float:
+        if not math.isfinite(value):  # type: ignore[arg-type]
+            raise ValueError(
+                f'field {key!r} is {value!r}, which InfluxDB cannot store'
+            )
+        return repr(value)
+    if kind is int:
+        if not _INT64_MIN <= value <= _INT64_MAX:  # type: ignore[operator]
+            raise ValueError(
+                f'field {key!r} is {value!r}, outside the 64-bit '
+                'integer range'
+            )
+        return f'{value}i'
+    if kind is str:
+        text: str = value  # type: ignore[assignment]
+        if not text.isascii():
+            _check_unicode(text, f'field {key!r} value')
+        if '\\' in text or '"' in text:
+            text = text.replace('\\', '\\\\').replace('"', '\\"')
+        return f'"{text}"'
+    if kind is bool:
+        return 'true' if value else 'false'
+    # Subclasses (IntEnum, numpy.float64, str enums) are written as their
+    # base type; bool is tested first because it is a subclass of int.
+    if isinstance(value, bool):
+        return 'true' if value else 'false'
+    if isinstance(value, int):
+        return format_field_value(key, int(value))
+    if isinstance(value, float):
+        return format_field_value(key, float(value))
+    if isinstance(value, str):
+        return format_field_value(key, str(value))
+    raise ValueError(
+        f'field {key!r} must be a bool, int, float or str, '
+        f'not {type(value).__name__}'
+    )
+
+
+def normalize_precision(precision: str) -> str:
+    """Return the precision value to send for a user-facing name.
+
+    :param precision: one of ``n``/``ns``, ``u``/``us``, ``ms``, ``s``,
+        ``m``, ``h``
+    :returns: the value for the ``precision`` query argument
+    :raises ValueError: for an unknown precision
+    """
+    try:
+        return PRECISIONS[precision]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f'precision {precision!r} is not one of '
+            f'{", ".join(sorted(PRECISIONS))}'
+        ) from None
+
+
+def format_timestamp(timestamp: float, precision: str = 'ms') -> str:
+    """Return an epoch timestamp in seconds as an integer at a precision.
+
+    The value is truncated, not rounded, and the decimal digits the user
+    wrote (the shortest representation of the float) are used, so that
+    ``1700000000.123`` gives ``1700000000123`` milliseconds rather than the
+    ``...122`` a binary multiplication would give.
+
+    :param timestamp: seconds since the epoch
+    :param precision: a value returned by :func:`normalize_precision`
+    :returns: the integer timestamp as text
+    """
+    digits = _DECIMAL_DIGITS.get(precision)
+    if digits is None:
+        return str(int(timestamp / _DIVISORS[precision]))
+    text = repr(timestamp)
+    if 'e' in text or 'n' in text:
+        exact = decimal.Decimal(text).scaleb(digits)
+        return str(int(exact.to_integral_value(decimal.ROUND_DOWN)))
+    whole, _, fraction = text.partition('.')
+    if digits == 0:
+        number = whole
+    else:
+        number = whole + (fraction + '000000000')[:digits]
+    return str(int(number))
+
+
+def encode(
+    name: str,
+    tags: Mapping[str, str],
+    fields: Mapping[str, object],
+    timestamp: float,
+    precision: str = 'ms',
+) -> str:
+    """Encode one point as a line (without the trailing newline).
+
+    Tags are written sorted by key; tags with an empty value (or ``None``)
+    are left out.
+
+    :param name: the measurement name
+    :param tags: tag keys and values
+    :param fields: at least one field
+    :param timestamp: seconds since the epoch
+    :param precision: a value returned by :func:`normalize_precision`
+    :returns: the line
+    :raises ValueError: when something cannot be represented, naming it
+    """
+    if not fields:
+        raise ValueError(f'measurement {name!r} has no fields')
+    parts = [
+        _measurement_cache.get(name) or escape_measurement(name),
+    ]
+    if tags:
+        for key in sorted(tags):
+            value = tags[key]
+            if value is None or value == '':
+                continue
+            if type(value) is not str:
+                value = str(value)
+            parts.append(
+                f',{_tag_key_cache.get(key) or escape_tag_key(key)}='
+                f'{_tag_value_cache.get(value) or escape_tag_value(value)}'
+            )
+    separator = ' '
+    for key, field in fields.items():
+        parts.append(separator)
+        parts.append(_field_key_cache.get(key) or escape_field_key(key))
+        parts.append('=')
+        parts.append(format_field_value(key, field))
+        separator = ','
+    parts.append(' ')
+    parts.append(format_timestamp(timestamp, precision))
+    return ''.join(parts)

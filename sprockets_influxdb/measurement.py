@@ -1,0 +1,227 @@
+"""The :class:`Measurement`: one point, validated as it is built."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import math
+import time
+from collections.abc import Iterator, Mapping
+from typing import Optional, Union
+
+from sprockets_influxdb import line_protocol
+from sprockets_influxdb.line_protocol import FieldValue
+
+__all__ = ['Measurement']
+
+# The base tags every new Measurement starts with: those of the default
+# client, set when it is configured (``install()`` or first use).
+_default_tags: Optional[dict[str, str]] = None
+
+
+def set_default_tags(tags: Optional[Mapping[str, str]]) -> None:
+    """Set the tags new measurements start with (``None``: read them lazily).
+
+    :param tags: the default client's base tags
+    """
+    global _default_tags  # noqa: PLW0603
+    _default_tags = None if tags is None else dict(tags)
+
+
+def _initial_tags() -> dict[str, str]:
+    if _default_tags is None:
+        from sprockets_influxdb.config import Settings
+
+        set_default_tags(Settings.resolve().base_tags)
+    assert _default_tags is not None
+    return dict(_default_tags)
+
+
+class Measurement:
+    """One point that will become a row in an InfluxDB database.
+
+    Build it, then hand it to :func:`sprockets_influxdb.add_measurement`
+    (or :meth:`Client.add_measurement <sprockets_influxdb.Client.add_measurement>`):
+
+    .. code-block:: python
+
+        import sprockets_influxdb as influxdb
+
+        measurement = influxdb.Measurement('example', 'measurement-name')
+        measurement.set_tag('foo', 'bar')
+        measurement.set_field('baz', 1.05)
+        influxdb.add_measurement(measurement)
+
+    Every setter validates its input and raises :class:`ValueError` for
+    what line protocol cannot carry, so that a bad value is reported where
+    it enters rather than when the batch is written.
+
+    :param database: the database the point is written to
+    :param name: the measurement name
+    :raises ValueError: for an empty database or an invalid name
+
+    .. attribute:: database
+       :type: str
+
+       The database the point is written to.
+
+    .. attribute:: name
+       :type: str
+
+       The measurement name.
+
+    .. attribute:: tags
+       :type: dict[str, str]
+
+       Tag keys and values; starts as a copy of the installed base tags.
+
+    .. attribute:: fields
+       :type: dict[str, bool | int | float | str]
+
+       Field keys and values.
+
+    .. attribute:: timestamp
+       :type: float
+
+       Seconds since the epoch, set to the current time at construction.
+    """
+
+    def __init__(self, database: str, name: str) -> None:
+        if not isinstance(database, str) or not database:
+            raise ValueError(
+                f'database must be a non-empty str, not {database!r}'
+            )
+        line_protocol.escape_measurement(name)
+        self.database = database
+        self.name = name
+        self.tags: dict[str, str] = (
+            dict(_default_tags) if _default_tags is not None
+            else _initial_tags()
+        )
+        self.fields: dict[str, FieldValue] = {}
+        self.timestamp: float = time.time()
+
+    def __repr__(self) -> str:
+        return (
+            f'<Measurement {self.database!r} {self.name!r} '
+            f'tags={self.tags!r} fields={self.fields!r} '
+            f'timestamp={self.timestamp!r}>'
+        )
+
+    @contextlib.contextmanager
+    def duration(self, name: str) -> Iterator[None]:
+        """Time a block of code into a field, in seconds.
+
+        The monotonic clock is used, and the field is set even when the block
+        raises.
+
+        .. code-block:: python
+
+            with measurement.duration('query_time'):
+                run_query()
+
+        :param name: the field to set
+        :raises ValueError: for an invalid field key (before the block runs)
+        """
+        line_protocol.escape_field_key(name)
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            self.fields[name] = time.monotonic() - start
+
+    def marshall(self, precision: str = 'ms') -> str:
+        """Return the point as one line of line protocol.
+
+        :param precision: the timestamp precision (``ms`` by default, as the
+            library writes them)
+        :returns: the line, without a trailing newline
+        :raises ValueError: when the measurement has no fields, or holds a
+            value that was put into :attr:`tags` or :attr:`fields` directly
+            and cannot be represented
+        """
+        return line_protocol.encode(
+            self.name,
+            self.tags,
+            self.fields,
+            self.timestamp,
+            line_protocol.normalize_precision(precision),
+        )
+
+    def set_field(self, name: str, value: FieldValue) -> None:
+        """Set a field.
+
+        ``bool`` is written as ``true``/``false``, ``int`` as an integer
+        (64-bit range), ``float`` exactly, ``str`` as a string (even when it
+        is made of digits).
+
+        :param name: the field key
+        :param value: the value
+        :raises ValueError: for an invalid key, another type, NaN, an
+            infinity or an integer out of range
+        """
+        line_protocol.format_field_value(name, value)
+        line_protocol.escape_field_key(name)
+        self.fields[name] = value
+
+    def set_tag(self, name: str, value: object) -> None:
+        """Set a tag, replacing any previous value.
+
+        The value is converted with :func:`str`.  An empty value or ``None``
+        removes the tag (InfluxDB refuses empty tag values).
+
+        :param name: the tag key
+        :param value: the value
+        :raises ValueError: when the key or value cannot be represented
+        """
+        if value is None:
+            self.tags.pop(name, None)
+            return
+        text = value if type(value) is str else str(value)
+        line_protocol.escape_tag_key(name)
+        if not text:
+            self.tags.pop(name, None)
+            return
+        line_protocol.escape_tag_value(text)
+        self.tags[name] = text
+
+    def set_tags(self, tags: Mapping[str, object]) -> None:
+        """Set several tags, as :meth:`set_tag` does for each.
+
+        All of them are validated before any is set.
+
+        :param tags: tag keys and values
+        :raises ValueError: when a key or value cannot be represented
+        """
+        checked: list[tuple[str, Optional[str]]] = []
+        for name, value in tags.items():
+            line_protocol.escape_tag_key(name)
+            text = None if value is None else str(value)
+            if text:
+                line_protocol.escape_tag_value(text)
+            checked.append((name, text or None))
+        for name, text in checked:
+            if text is None:
+                self.tags.pop(name, None)
+            else:
+                self.tags[name] = text
+
+    def set_timestamp(self, value: Union[float, datetime.datetime]) -> None:
+        """Set the time of the point.
+
+        :param value: seconds since the epoch, or a :class:`datetime.datetime`
+            (a naive one is local time, as :meth:`datetime.datetime.timestamp`
+            reads it)
+        :raises ValueError: for NaN, an infinity or another type
+        """
+        if isinstance(value, datetime.datetime):
+            self.timestamp = value.timestamp()
+            return
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(
+                'timestamp must be a float (seconds since the epoch) or a '
+                f'datetime, not {type(value).__name__}'
+            )
+        if not math.isfinite(value):
+            raise ValueError(f'timestamp {value!r} is not finite')
+        self.timestamp = float(value)

@@ -1,0 +1,790 @@
+"""Background delivery: batching, HTTP, retries, in one thread of its own.
+
+The :class:`Writer` owns one daemon thread running an anyio event loop (the
+asyncio backend) with an :class:`httpx.AsyncClient`.  It is started lazily
+by the first measurement, so importing the library or configuring it never
+starts a thread, and the application's own event loop (Tornado, asyncio,
+trio) or the lack of one (WSGI, plain threads) makes no difference to it.
+
+Responses are handled as follows:
+
+* 2xx: delivered.
+* 400 (InfluxDB stores the good lines of a "partial write"): the batch is
+  halved and each half sent again, recursively and within a request budget,
+  so that only lines rejected on their own are dropped, each logged with the
+  server's message.  Resending good lines is harmless: a point with the same
+  measurement, tags and time is the same point.
+* 413: halved and sent again; a single line the server still refuses is
+  dropped and logged.
+* 429, 5xx, timeouts and connection errors, and 401, 403, 404 (credentials
+  or a database that do not exist yet): the lines go back to the head of
+  their queue and are tried again after an exponential backoff with full
+  jitter, at least as long as any ``Retry-After``; intake continues.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import email.utils
+import gzip
+import heapq
+import itertools
+import logging
+import math
+import os
+import random
+import re
+import threading
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Optional, Union
+
+import anyio
+import anyio.abc
+import httpx
+
+from sprockets_influxdb import line_protocol
+from sprockets_influxdb._version import __version__
+
+if TYPE_CHECKING:
+    from sprockets_influxdb.buffer import Buffer, Entry
+    from sprockets_influxdb.config import Settings
+
+__all__ = ['USER_AGENT', 'Counters', 'Writer']
+
+LOGGER = logging.getLogger('sprockets_influxdb')
+
+#: The ``User-Agent`` header of every request.
+USER_AGENT = f'sprockets-influxdb/v{__version__}'
+
+_DROPPED_RE = re.compile(r'dropped=(\d+)')
+_MAX_RETRY_AFTER = 3600.0
+_LOG_INTERVAL = 5.0
+
+Line = tuple[int, bytes]
+"""An encoded line: ``(sequence, utf-8 line without newline)``."""
+
+
+class Counters:
+    """The mutable counters behind :func:`~sprockets_influxdb.stats`."""
+
+    def __init__(self) -> None:
+        self.written = 0
+        self.dropped: dict[str, int] = {
+            'overflow': 0,
+            'rejected': 0,
+            'shutdown': 0,
+            'sampled': 0,
+            'invalid': 0,
+        }
+        self.retries = 0
+        self.requests = 0
+        self.failed_requests = 0
+        self.last_error: Optional[str] = None
+        self.in_flight = 0
+        self.backlog = 0
+
+
+class _Target:
+    """Everything the writer keeps for one database."""
+
+    __slots__ = (
+        'attempts',
+        'backlog',
+        'database',
+        'log_after',
+        'retry_at',
+    )
+
+    def __init__(self, database: str) -> None:
+        self.database = database
+        self.backlog: deque[Line] = deque()
+        self.retry_at = 0.0
+        self.attempts = 0
+        self.log_after = 0.0
+
+
+class _Retry(Exception):
+    """A request must be retried later; the lines are kept."""
+
+    def __init__(
+        self, message: str, retry_after: float = 0.0, error: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.error = error
+
+
+class _Delivery:
+    """The state of one batch being delivered, possibly split."""
+
+    __slots__ = ('budget', 'done')
+
+    def __init__(self, size: int) -> None:
+        # Each halving costs two requests; this allows isolating a handful of
+        # bad lines in any batch without ever sending one request per line.
+        self.budget = 8 * max(1, math.ceil(math.log2(size + 1)))
+        self.done: set[int] = set()
+
+
+class _Waiter:
+    """A flush or shutdown waiting for a sequence number to be resolved."""
+
+    __slots__ = ('deadline', 'future', 'sequence')
+
+    def __init__(
+        self,
+        sequence: int,
+        deadline: float,
+        future: concurrent.futures.Future[bool],
+    ) -> None:
+        self.sequence = sequence
+        self.deadline = deadline
+        self.future = future
+
+
+class Writer:
+    """Delivers what a :class:`~sprockets_influxdb.buffer.Buffer` holds.
+
+    :param buffer: the intake buffer to take measurements from
+    :param counters: where to count what happens
+    :param settings: the initial settings (see :meth:`configure`)
+    :param base_tags: tags added to every measurement that lacks them
+    """
+
+    def __init__(
+        self,
+        buffer: Buffer,
+        counters: Counters,
+        settings: Settings,
+        base_tags: bool = True,
+    ) -> None:
+        self._buffer = buffer
+        self._counters = counters
+        self._settings = settings
+        self._merge_base_tags = base_tags
+        self._lock = threading.Lock()
+        self._thread: Optional[threading.Thread] = None
+        self._pid = os.getpid()
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._event: Optional[anyio.Event] = None
+        self._targets: dict[str, _Target] = {}
+        self._in_flight: dict[int, int] = {}
+        self._batch_ids = itertools.count()
+        self._waiters: list[_Waiter] = []
+        self._force = False
+        self._stopping: Optional[_Waiter] = None
+        self._stopped = threading.Event()
+        self._body_limit = settings.max_body_size
+        self._http: Optional[httpx.AsyncClient] = None
+        self._http_settings: Optional[Settings] = None
+        self._retired: list[httpx.AsyncClient] = []
+        self._slots: Optional[anyio.CapacityLimiter] = None
+
+    # Called from any thread -------------------------------------------------
+
+    def configure(self, settings: Settings) -> None:
+        """Use new settings from the next request on.
+
+        :param settings: the new settings
+        """
+        self._settings = settings
+        self._body_limit = settings.max_body_size
+        self.wake()
+
+    def wake(self) -> None:
+        """Make the writer look at the buffer now, starting it if needed."""
+        loop = self._loop
+        if loop is None or self._thread is None or self._pid != os.getpid():
+            self._start()
+            return
+        try:
+            loop.call_soon_threadsafe(self._on_wake)
+        except RuntimeError:
+            # The loop is closed: the writer has stopped for good.
+            pass
+
+    def flush(
+        self, timeout: float, force: bool = True
+    ) -> concurrent.futures.Future[bool]:
+        """Resolve when everything accepted so far is delivered or dropped.
+
+        :param timeout: seconds before the future resolves ``False``
+        :param force: cut any backoff wait short
+        :returns: a future resolving ``True`` on full delivery
+        """
+        future: concurrent.futures.Future[bool] = concurrent.futures.Future()
+        sequence = self._buffer.last_sequence
+        waiter = _Waiter(sequence, time.monotonic() + timeout, future)
+        with self._lock:
+            idle = self._thread is None or self._pid != os.getpid()
+            if self._stopped.is_set() or (
+                idle and not len(self._buffer) and not self._counters.backlog
+            ):
+                future.set_result(True)
+                return future
+            self._waiters.append(waiter)
+            if force:
+                self._force = True
+        self.wake()
+        return future
+
+    def stop(self, timeout: float) -> concurrent.futures.Future[bool]:
+        """Deliver what can be delivered within *timeout*, then stop.
+
+        What is still pending at the deadline is dropped, counted as
+        ``shutdown`` and reported in a warning.
+
+        :param timeout: seconds to keep trying
+        :returns: a future resolving ``True`` when nothing was lost
+        """
+        future: concurrent.futures.Future[bool] = concurrent.futures.Future()
+        with self._lock:
+            if self._stopping is not None:
+                return self._stopping.future
+            self._stopping = _Waiter(
+                self._buffer.last_sequence,
+                time.monotonic() + timeout,
+                future,
+            )
+            self._force = True
+            started = self._thread is not None and self._pid == os.getpid()
+        if not started:
+            if len(self._buffer) or self._counters.backlog:
+                self.wake()
+            else:
+                self._stopped.set()
+                future.set_result(True)
+                return future
+        self.wake()
+        return future
+
+    def reset_after_fork(self) -> None:
+        """Forget the parent's thread and state in a forked child."""
+        self._lock = threading.Lock()
+        self._thread = None
+        self._pid = os.getpid()
+        self._loop = None
+        self._event = None
+        self._targets = {}
+        self._in_flight = {}
+        self._waiters = []
+        self._force = False
+        self._stopping = None
+        self._stopped = threading.Event()
+        self._http = None
+        self._http_settings = None
+        self._retired = []
+        self._slots = None
+
+    @property
+    def stopped(self) -> bool:
+        """Whether the writer has stopped for good."""
+        return self._stopped.is_set()
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._pid != os.getpid():
+                return
+            if self._thread is not None or self._stopped.is_set():
+                return
+            self._thread = threading.Thread(
+                target=self._run,
+                name='sprockets-influxdb-writer',
+                daemon=True,
+            )
+            self._thread.start()
+
+    # The writer thread ------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            anyio.run(self._main, backend='asyncio')
+        except BaseException:  # pragma: no cover - a bug, made visible
+            LOGGER.exception('The InfluxDB writer stopped unexpectedly')
+        finally:
+            self._loop = None
+            self._finish_stop()
+
+    def _on_wake(self) -> None:
+        if self._event is not None:
+            self._event.set()
+
+    async def _main(self) -> None:
+        self._event = anyio.Event()
+        self._loop = asyncio.get_running_loop()
+        self._slots = anyio.CapacityLimiter(self._settings.max_clients)
+        try:
+            async with anyio.create_task_group() as tasks:
+                await self._serve(tasks)
+                tasks.cancel_scope.cancel()
+        finally:
+            for client in [*self._retired, self._http]:
+                if client is not None:
+                    await client.aclose()
+            self._http = None
+            self._retired = []
+
+    async def _serve(self, tasks: anyio.abc.TaskGroup) -> None:
+        while True:
+            now = time.monotonic()
+            settings = self._settings
+            stopping = self._stopping
+            with self._lock:
+                force = self._force
+                self._force = False
+            if (
+                force
+                or stopping is not None
+                or self._buffer.due(settings.submission_interval / 1000, now)
+            ):
+                self._take_buffer(settings)
+            self._dispatch(tasks, settings, now, force)
+            self._resolve_waiters(now)
+            if stopping is not None:
+                if self._outstanding() is None:
+                    return
+                if now >= stopping.deadline:
+                    return
+            deadline = self._next_deadline(settings, now)
+            assert self._event is not None
+            with anyio.move_on_after(max(deadline - now, 0)):
+                await self._event.wait()
+            self._event = anyio.Event()
+
+    def _next_deadline(self, settings: Settings, now: float) -> float:
+        deadlines = [now + 3600.0]
+        since = self._buffer.since
+        if since is not None:
+            deadlines.append(since + settings.submission_interval / 1000)
+        slots = self._slots
+        free = slots is not None and slots.available_tokens > 0
+        for target in self._targets.values():
+            if target.backlog and free:
+                deadlines.append(target.retry_at)
+        deadlines.extend(waiter.deadline for waiter in self._waiters)
+        if self._stopping is not None:
+            deadlines.append(self._stopping.deadline)
+        return min(deadlines)
+
+    def _take_buffer(self, settings: Settings) -> None:
+        entries = self._buffer.take()
+        if not entries:
+            return
+        precision = settings.precision
+        base_tags = settings.base_tags if self._merge_base_tags else None
+        targets = self._targets
+        counters = self._counters
+        added = 0
+        for entry in entries:
+            sequence, database, name, tags, fields, timestamp = entry
+            if base_tags:
+                tags = {**base_tags, **tags}
+            try:
+                line = line_protocol.encode(
+                    name, tags, fields, timestamp, precision
+                ).encode('utf-8')
+            except (ValueError, TypeError, UnicodeEncodeError) as error:
+                counters.dropped['invalid'] += 1
+                LOGGER.error(
+                    'Dropping a measurement %r for database %r that cannot '
+                    'be written: %s',
+                    name,
+                    database,
+                    error,
+                )
+                continue
+            target = targets.get(database)
+            if target is None:
+                target = targets[database] = _Target(database)
+            target.backlog.append((sequence, line))
+            added += 1
+        counters.backlog += added
+        self._trim(settings.max_buffer_size)
+
+    def _trim(self, limit: int) -> None:
+        """Drop the oldest encoded lines beyond *limit*."""
+        counters = self._counters
+        excess = counters.backlog - limit
+        if excess <= 0:
+            return
+        for _ in range(excess):
+            oldest: Optional[_Target] = None
+            for target in self._targets.values():
+                if target.backlog and (
+                    oldest is None
+                    or target.backlog[0][0] < oldest.backlog[0][0]
+                ):
+                    oldest = target
+            if oldest is None:
+                break
+            oldest.backlog.popleft()
+            counters.backlog -= 1
+            counters.dropped['overflow'] += 1
+        LOGGER.warning(
+            'The buffer is full (%d measurements): dropped the %d oldest',
+            limit,
+            excess,
+        )
+
+    def _dispatch(
+        self,
+        tasks: anyio.abc.TaskGroup,
+        settings: Settings,
+        now: float,
+        force: bool,
+    ) -> None:
+        slots = self._slots
+        assert slots is not None
+        if slots.total_tokens != settings.max_clients:
+            slots.total_tokens = settings.max_clients
+        busy = len(self._in_flight)
+        for target in list(self._targets.values()):
+            if force:
+                target.retry_at = 0.0
+            while (
+                target.backlog
+                and target.retry_at <= now
+                and busy < settings.max_clients
+            ):
+                batch = self._next_batch(target, settings.max_batch_size)
+                batch_id = next(self._batch_ids)
+                self._in_flight[batch_id] = batch[0][0]  # sorted
+                self._counters.in_flight += len(batch)
+                busy += 1
+                tasks.start_soon(self._deliver, target, batch, batch_id)
+
+    def _next_batch(self, target: _Target, max_lines: int) -> list[Line]:
+        backlog = target.backlog
+        limit = self._body_limit
+        batch: list[Line] = []
+        size = 0
+        while backlog and len(batch) < max_lines:
+            length = len(backlog[0][1]) + 1
+            if batch and size + length > limit:
+                break
+            batch.append(backlog.popleft())
+            size += length
+        self._counters.backlog -= len(batch)
+        return batch
+
+    async def _deliver(
+        self, target: _Target, batch: list[Line], batch_id: int
+    ) -> None:
+        delivery = _Delivery(len(batch))
+        try:
+            assert self._slots is not None
+            async with self._slots:
+                await self._send(target, batch, delivery)
+            target.attempts = 0
+        except _Retry as retry:
+            self._requeue(target, batch, delivery)
+            self._back_off(target, retry)
+        except Exception as error:  # a bug: keep the data, make it visible
+            LOGGER.exception('Unexpected error writing to InfluxDB')
+            self._requeue(target, batch, delivery)
+            self._back_off(target, _Retry(repr(error), error=True))
+        except BaseException:
+            # Cancelled at the end of a shutdown: put the lines back so that
+            # they are counted as not delivered.
+            self._requeue(target, batch, delivery)
+            raise
+        finally:
+            del self._in_flight[batch_id]
+            self._counters.in_flight -= len(batch)
+            self._on_wake()
+
+    def _requeue(
+        self, target: _Target, batch: list[Line], delivery: _Delivery
+    ) -> None:
+        """Put the unresolved lines of a batch back at the head, in order."""
+        pending = [line for line in batch if line[0] not in delivery.done]
+        if not pending:
+            return
+        backlog = target.backlog
+        if not backlog or pending[-1][0] < backlog[0][0]:
+            backlog.extendleft(reversed(pending))
+        else:
+            target.backlog = deque(heapq.merge(pending, backlog))
+        self._counters.backlog += len(pending)
+        self._trim(self._settings.max_buffer_size)
+
+    def _back_off(self, target: _Target, retry: _Retry) -> None:
+        """Wait before the next request to this database, and say so."""
+        counters = self._counters
+        counters.retries += 1
+        counters.last_error = str(retry)
+        settings = self._settings
+        target.attempts += 1
+        ceiling = min(
+            settings.backoff_max,
+            settings.backoff_base * 2 ** min(target.attempts, 30),
+        )
+        delay = max(random.uniform(0, ceiling), retry.retry_after)
+        now = time.monotonic()
+        target.retry_at = now + delay
+        if now >= target.log_after:
+            target.log_after = now + max(delay, _LOG_INTERVAL)
+            log = LOGGER.error if retry.error else LOGGER.warning
+            log(
+                'Writing to database %r failed (%s); keeping %d '
+                'measurements and retrying in %.1f s',
+                target.database,
+                retry,
+                len(target.backlog),
+                delay,
+            )
+
+    async def _send(
+        self, target: _Target, batch: list[Line], delivery: _Delivery
+    ) -> None:
+        settings = self._settings
+        body = b'\n'.join(line for _, line in batch)
+        if len(body) > self._body_limit and len(batch) > 1:
+            await self._split(target, batch, delivery)
+            return
+        response = await self._post(settings, target.database, body)
+        status = response.status_code
+        counters = self._counters
+        if 200 <= status < 300:
+            delivery.done.update(sequence for sequence, _ in batch)
+            counters.written += len(batch)
+            return
+        message = _error_message(response)
+        if status == 400:
+            counters.failed_requests += 1
+            counters.last_error = f'400: {message}'
+            if len(batch) == 1:
+                self._reject(target, batch, delivery, message)
+            elif delivery.budget >= 2:
+                await self._split(target, batch, delivery)
+            else:
+                self._reject_unresolved(target, batch, delivery, message)
+            return
+        if status == 413:
+            counters.failed_requests += 1
+            counters.last_error = f'413: {message}'
+            if len(batch) == 1:
+                self._reject(target, batch, delivery, f'too large: {message}')
+                return
+            self._body_limit = max(1024, min(self._body_limit, len(body) // 2))
+            await self._split(target, batch, delivery)
+            return
+        counters.failed_requests += 1
+        retry_after = _retry_after(response.headers.get('retry-after'))
+        raise _Retry(
+            f'HTTP {status}: {message}',
+            retry_after=retry_after,
+            error=status in (401, 403, 404) or 400 <= status < 500,
+        )
+
+    async def _split(
+        self, target: _Target, batch: list[Line], delivery: _Delivery
+    ) -> None:
+        middle = len(batch) // 2
+        for half in (batch[:middle], batch[middle:]):
+            delivery.budget -= 1
+            await self._send(target, half, delivery)
+
+    def _reject(
+        self,
+        target: _Target,
+        batch: list[Line],
+        delivery: _Delivery,
+        message: str,
+    ) -> None:
+        line = batch[0][1].decode('utf-8', 'replace')
+        LOGGER.error(
+            'InfluxDB rejected a line for database %r, dropping it: %s '
+            '(line: %s)',
+            target.database,
+            message,
+            line[:500],
+        )
+        delivery.done.update(sequence for sequence, _ in batch)
+        self._counters.dropped['rejected'] += 1
+
+    def _reject_unresolved(
+        self,
+        target: _Target,
+        batch: list[Line],
+        delivery: _Delivery,
+        message: str,
+    ) -> None:
+        match = _DROPPED_RE.search(message)
+        dropped = int(match.group(1)) if match else 0
+        if not 0 < dropped <= len(batch):
+            dropped = len(batch)
+        LOGGER.error(
+            'InfluxDB rejected %d of %d lines for database %r and the '
+            'request budget to find them is spent; the server stored the '
+            'others: %s',
+            dropped,
+            len(batch),
+            target.database,
+            message,
+        )
+        delivery.done.update(sequence for sequence, _ in batch)
+        self._counters.dropped['rejected'] += dropped
+        self._counters.written += len(batch) - dropped
+
+    async def _post(
+        self, settings: Settings, database: str, body: bytes
+    ) -> httpx.Response:
+        http = self._client(settings)
+        params = {'db': database, 'precision': settings.precision}
+        if settings.retention_policy:
+            params['rp'] = settings.retention_policy
+        headers = {'Content-Type': 'text/plain; charset=utf-8'}
+        if settings.gzip:
+            body = gzip.compress(body, compresslevel=1)
+            headers['Content-Encoding'] = 'gzip'
+        self._counters.requests += 1
+        try:
+            return await http.post(
+                settings.url, params=params, content=body, headers=headers
+            )
+        except httpx.TimeoutException as error:
+            self._counters.failed_requests += 1
+            raise _Retry(
+                f'timed out after {settings.request_timeout} s '
+                f'({type(error).__name__})'
+            ) from None
+        except httpx.HTTPError as error:
+            self._counters.failed_requests += 1
+            raise _Retry(f'{type(error).__name__}: {error}') from None
+
+    def _client(self, settings: Settings) -> httpx.AsyncClient:
+        current = self._http
+        previous = self._http_settings
+        if (
+            current is None
+            or previous is None
+            or (previous.url, previous.username, previous.password)
+            != (settings.url, settings.username, settings.password)
+            or previous.request_timeout != settings.request_timeout
+            or previous.max_clients != settings.max_clients
+        ):
+            if current is not None:
+                # Requests still using the old client finish with it; it is
+                # closed when the writer stops.  Changing servers is rare.
+                self._retired.append(current)
+            auth = None
+            if settings.username is not None or settings.password is not None:
+                auth = httpx.BasicAuth(
+                    settings.username or '', settings.password or ''
+                )
+            current = httpx.AsyncClient(
+                auth=auth,
+                timeout=settings.request_timeout,
+                headers={'User-Agent': USER_AGENT},
+                limits=httpx.Limits(
+                    max_connections=settings.max_clients,
+                    max_keepalive_connections=settings.max_clients,
+                ),
+                trust_env=False,
+            )
+            self._http = current
+            self._http_settings = settings
+        return current
+
+    def _outstanding(self) -> Optional[int]:
+        """The lowest sequence number not yet delivered or dropped."""
+        candidates = [
+            target.backlog[0][0]
+            for target in self._targets.values()
+            if target.backlog
+        ]
+        candidates.extend(self._in_flight.values())
+        oldest = self._buffer.oldest_sequence()
+        if oldest is not None:
+            candidates.append(oldest)
+        return min(candidates) if candidates else None
+
+    def _resolved_through(self, sequence: int) -> bool:
+        outstanding = self._outstanding()
+        return outstanding is None or outstanding > sequence
+
+    def _resolve_waiters(self, now: float) -> None:
+        with self._lock:
+            waiters = self._waiters
+            if not waiters:
+                return
+            outstanding = self._outstanding()
+            keep = []
+            for waiter in waiters:
+                if outstanding is None or outstanding > waiter.sequence:
+                    _set_result(waiter.future, True)
+                elif now >= waiter.deadline:
+                    _set_result(waiter.future, False)
+                else:
+                    keep.append(waiter)
+            self._waiters = keep
+
+    def _finish_stop(self) -> None:
+        """Count and report what is left, resolve every waiter, stop."""
+        counters = self._counters
+        lost = self._buffer.clear() + counters.in_flight
+        for target in self._targets.values():
+            lost += len(target.backlog)
+            target.backlog.clear()
+        counters.backlog = 0
+        counters.in_flight = 0
+        self._in_flight.clear()
+        if lost:
+            counters.dropped['shutdown'] += lost
+            LOGGER.warning(
+                'Stopped with %d measurements not delivered to InfluxDB '
+                '(last error: %s)',
+                lost,
+                counters.last_error,
+            )
+        with self._lock:
+            self._stopped.set()
+            waiters, self._waiters = self._waiters, []
+            stopping = self._stopping
+        for waiter in waiters:
+            _set_result(waiter.future, lost == 0)
+        if stopping is not None:
+            _set_result(stopping.future, lost == 0)
+
+
+def _set_result(future: concurrent.futures.Future[bool], value: bool) -> None:
+    if not future.done():
+        try:
+            future.set_result(value)
+        except concurrent.futures.InvalidStateError:
+            pass
+
+
+def _error_message(response: httpx.Response) -> str:
+    header = response.headers.get('x-influxdb-error')
+    if header:
+        return str(header)
+    try:
+        payload = response.json()
+    except ValueError:
+        text = response.text.strip()
+        return text[:500] or response.reason_phrase
+    if isinstance(payload, dict) and 'error' in payload:
+        return str(payload['error'])
+    return response.text.strip()[:500]
+
+
+def _retry_after(value: Union[str, None]) -> float:
+    """Seconds a ``Retry-After`` header asks for (0 when absent or bad)."""
+    if not value:
+        return 0.0
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return 0.0
+        seconds = when.timestamp() - time.time()
+    if not math.isfinite(seconds):
+        return 0.0
+    return min(max(seconds, 0.0), _MAX_RETRY_AFTER)
