@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from typing import Any, Optional
+from typing import Any
 
 from sprockets_influxdb._version import __version__, version_info
 from sprockets_influxdb.client import Client, FlushFuture, Stats
@@ -70,13 +70,13 @@ class _DefaultClient(Client):
 
 
 _lock = threading.Lock()
-_default: Optional[Client] = None
+_default: Client | None = None
 _installed = False
 
 
 def _client() -> Client:
     """The default client, configured from the environment on first use."""
-    global _default  # noqa: PLW0603
+    global _default
     client = _default
     if client is None:
         with _lock:
@@ -87,23 +87,25 @@ def _client() -> Client:
     return client
 
 
-def install(  # noqa: PLR0913
-    url: Optional[str] = None,
-    auth_username: Optional[str] = None,
-    auth_password: Optional[str] = None,
-    submission_interval: Optional[int] = None,
-    max_batch_size: Optional[int] = None,
-    max_clients: Optional[int] = 10,
-    base_tags: Optional[dict[str, object]] = None,
-    max_buffer_size: Optional[int] = None,
-    trigger_size: Optional[int] = None,
-    sample_probability: Optional[float] = None,
+def install(
+    url: str | None = None,
+    auth_username: str | None = None,
+    auth_password: str | None = None,
+    submission_interval: int | None = None,
+    max_batch_size: int | None = None,
+    max_clients: int | None = 10,
+    base_tags: dict[str, object] | None = None,
+    max_buffer_size: int | None = None,
+    trigger_size: int | None = None,
+    sample_probability: float | None = None,
     *,
     io_loop: Any = None,
     **settings: Any,
 ) -> bool:
-    """Configure the default client.  Optional: without it, the first use
-    configures the client from the environment.
+    """Configure the default client.
+
+    Optional: without it, the first use configures the client from the
+    environment.
 
     Every argument left as ``None`` is read from its environment variable,
     else its default (see :doc:`configuration`); an explicit ``0`` is a
@@ -132,7 +134,7 @@ def install(  # noqa: PLR0913
     :raises ValueError: for an invalid setting, naming it
     :raises TypeError: for an unknown setting or one of the wrong type
     """
-    global _installed  # noqa: PLW0603
+    global _installed
     resolved = Settings.resolve(
         url=url,
         username=auth_username,
@@ -188,7 +190,7 @@ def add_measurement(measurement: Measurement) -> None:
     client.add_measurement(measurement)
 
 
-def flush(timeout: Optional[float] = None) -> Any:
+def flush(timeout: float | None = None) -> Any:
     """Write everything added so far, now, cutting short any backoff wait.
 
     :param timeout: seconds to wait at most (default: the ``flush_timeout``
@@ -201,7 +203,7 @@ def flush(timeout: Optional[float] = None) -> Any:
     return _client().flush(timeout)
 
 
-def shutdown(timeout: Optional[float] = None) -> Any:
+def shutdown(timeout: float | None = None) -> Any:
     """Stop intake, deliver what is pending within a deadline, stop writing.
 
     The data is delivered even if the program stops its event loop right
@@ -222,7 +224,7 @@ def stats() -> Stats:
     return _client().stats()
 
 
-def set_auth_credentials(username: Optional[str], password: Optional[str]) -> None:
+def set_auth_credentials(username: str | None, password: str | None) -> None:
     """Set the credentials used for HTTP basic authentication.
 
     :param username: the user name
@@ -242,8 +244,7 @@ def set_base_url(url: str) -> None:
 
 
 def set_io_loop(io_loop: Any) -> None:
-    """Return futures of this Tornado IOLoop from :func:`flush` and
-    :func:`shutdown`.
+    """Make :func:`flush` and :func:`shutdown` return futures of an IOLoop.
 
     :param io_loop: a :class:`tornado.ioloop.IOLoop`
     :raises TypeError: when it is not an IOLoop
@@ -302,8 +303,10 @@ def set_sample_probability(probability: float) -> None:
 
 
 def set_timeout(milliseconds: int) -> None:
-    """Set the submission interval: how long after the oldest pending
-    measurement was added a batch is written.
+    """Set the submission interval, in milliseconds.
+
+    A batch is written at the latest this long after the oldest pending
+    measurement was added.
 
     :param milliseconds: a delay, at least 0
     :raises ValueError: when negative

@@ -11,7 +11,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Mapping
-from typing import Optional
 
 __all__ = ['Buffer', 'Entry']
 
@@ -40,7 +39,7 @@ class Buffer:
         #: Entries dropped because the buffer was full.
         self.overflowed = 0
         #: Monotonic time the oldest entry was added, or ``None`` when empty.
-        self.since: Optional[float] = None
+        self.since: float | None = None
 
     def __len__(self) -> int:
         return len(self._items)
@@ -99,8 +98,7 @@ class Buffer:
         if since is None:
             return False
         return (
-            len(self._items) >= self._trigger_size
-            or now - since >= interval
+            len(self._items) >= self._trigger_size or now - since >= interval
         )
 
     def take(self) -> deque[Entry]:
@@ -120,7 +118,7 @@ class Buffer:
         """The sequence number of the last entry ever added."""
         return self._sequence
 
-    def oldest_sequence(self) -> Optional[int]:
+    def oldest_sequence(self) -> int | None:
         """The sequence number of the oldest entry held, if any."""
         try:
             return self._items[0][0]

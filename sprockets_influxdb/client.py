@@ -13,7 +13,7 @@ import threading
 import time
 import weakref
 from collections.abc import Generator, Mapping
-from typing import Any, Optional
+from typing import Any
 
 from sprockets_influxdb.buffer import Buffer
 from sprockets_influxdb.config import Settings
@@ -70,7 +70,7 @@ class Stats:
     #: Measurements in requests under way.
     in_flight: int
     #: The last error met, or ``None``.
-    last_error: Optional[str]
+    last_error: str | None
 
     @property
     def dropped_total(self) -> int:
@@ -117,16 +117,16 @@ class Client:
 
     def __init__(
         self,
-        url: Optional[str] = None,
-        auth_username: Optional[str] = None,
-        auth_password: Optional[str] = None,
-        submission_interval: Optional[int] = None,
-        max_batch_size: Optional[int] = None,
-        max_clients: Optional[int] = None,
-        base_tags: Optional[Mapping[str, object]] = None,
-        max_buffer_size: Optional[int] = None,
-        trigger_size: Optional[int] = None,
-        sample_probability: Optional[float] = None,
+        url: str | None = None,
+        auth_username: str | None = None,
+        auth_password: str | None = None,
+        submission_interval: int | None = None,
+        max_batch_size: int | None = None,
+        max_clients: int | None = None,
+        base_tags: Mapping[str, object] | None = None,
+        max_buffer_size: int | None = None,
+        trigger_size: int | None = None,
+        sample_probability: float | None = None,
         **settings: Any,
     ) -> None:
         self._settings = Settings.resolve(
@@ -160,7 +160,7 @@ class Client:
         self._overflow_reported = 0
         self._overflow_warned_at = 0.0
         self._refused_warned_at = 0.0
-        self._shutdown_future: Optional[FlushFuture] = None
+        self._shutdown_future: FlushFuture | None = None
 
     def _apply(self, settings: Settings) -> None:
         self._enabled = settings.enabled
@@ -171,8 +171,7 @@ class Client:
 
     @property
     def settings(self) -> Settings:
-        """The current settings (read only; change them with
-        :meth:`configure`)."""
+        """The current settings; change them with :meth:`configure`."""
         return self._settings
 
     def configure(self, **changes: Any) -> None:
@@ -189,8 +188,7 @@ class Client:
         self._writer.configure(settings)
 
     def set_io_loop(self, io_loop: Any) -> None:
-        """Return futures of this Tornado IOLoop from :meth:`flush` and
-        :meth:`shutdown`.
+        """Make :meth:`flush` and :meth:`shutdown` return IOLoop futures.
 
         :param io_loop: a :class:`tornado.ioloop.IOLoop`, or ``None`` for
             plain :class:`FlushFuture` objects
@@ -199,7 +197,9 @@ class Client:
         if io_loop is not None and not callable(
             getattr(io_loop, 'add_callback', None)
         ):
-            raise TypeError(f'io_loop must be a Tornado IOLoop, not {io_loop!r}')
+            raise TypeError(
+                f'io_loop must be a Tornado IOLoop, not {io_loop!r}'
+            )
         self._io_loop = io_loop
 
     def add_measurement(self, measurement: Measurement) -> None:
@@ -264,7 +264,7 @@ class Client:
             )
             self._overflow_reported = total
 
-    def flush(self, timeout: Optional[float] = None) -> Any:
+    def flush(self, timeout: float | None = None) -> Any:
         """Write everything added so far, now.
 
         Any backoff wait in progress is cut short.
@@ -282,7 +282,7 @@ class Client:
             return self._future(_resolved(True))
         return self._future(self._writer.flush(timeout))
 
-    def shutdown(self, timeout: Optional[float] = None) -> Any:
+    def shutdown(self, timeout: float | None = None) -> Any:
         """Stop intake, deliver what is pending within a deadline, stop.
 
         Measurements added afterwards are dropped and counted.  What is not
@@ -339,9 +339,7 @@ class Client:
         dropped['shutdown'] += self._refused
         buffered = len(self._buffer) + counters.backlog
         return Stats(
-            added=(
-                self._buffer.last_sequence + self._sampled + self._refused
-            ),
+            added=(self._buffer.last_sequence + self._sampled + self._refused),
             written=counters.written,
             dropped=dropped,
             retries=counters.retries,
@@ -383,13 +381,13 @@ def _chain(
 
 def _after_fork_in_child() -> None:
     for client in list(_clients):
-        client._after_fork()  # noqa: SLF001
+        client._after_fork()
 
 
 def _drain_all() -> None:
     for client in list(_clients):
         try:
-            client._drain_at_exit()  # noqa: SLF001
+            client._drain_at_exit()
         except Exception:  # pragma: no cover - never fail the exit
             LOGGER.exception('Could not deliver measurements at exit')
 
@@ -411,4 +409,3 @@ def _register_hooks() -> None:
 
 
 _register_hooks()
-

@@ -15,7 +15,7 @@ import os
 import socket
 import urllib.parse
 from collections.abc import Mapping
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Callable, TypeVar
 
 from sprockets_influxdb import line_protocol
 
@@ -138,7 +138,9 @@ def normalize_url(url: object, name: str = 'url') -> tuple[str, str, str]:
     text = _text(url, name).strip()
     parts = urllib.parse.urlsplit(text)
     if parts.scheme not in ('http', 'https'):
-        raise ValueError(f'{name} {text!r} must start with http:// or https://')
+        raise ValueError(
+            f'{name} {text!r} must start with http:// or https://'
+        )
     if not parts.hostname:
         raise ValueError(f'{name} {text!r} has no host')
     if parts.query or parts.fragment:
@@ -175,8 +177,8 @@ class Settings:
 
     enabled: bool = True
     url: str = 'http://localhost:8086/write'
-    username: Optional[str] = None
-    password: Optional[str] = dataclasses.field(default=None, repr=False)
+    username: str | None = None
+    password: str | None = dataclasses.field(default=None, repr=False)
     submission_interval: int = 60000
     max_batch_size: int = 10000
     max_clients: int = 10
@@ -190,14 +192,14 @@ class Settings:
     shutdown_timeout: float = 5.0
     gzip: bool = False
     max_body_size: int = 25_000_000
-    retention_policy: Optional[str] = None
+    retention_policy: str | None = None
     backoff_base: float = 0.5
     backoff_max: float = 30.0
 
     @classmethod
     def resolve(
         cls,
-        environ: Optional[Mapping[str, str]] = None,
+        environ: Mapping[str, str] | None = None,
         **arguments: Any,
     ) -> Settings:
         """Combine arguments, the environment and the defaults.
@@ -209,9 +211,11 @@ class Settings:
         :raises TypeError: for an argument of the wrong type
         """
         env = os.environ if environ is None else environ
-        unknown = set(arguments) - {
-            field.name for field in dataclasses.fields(cls)
-        } - {'tag_hostname', 'environment'}
+        unknown = (
+            set(arguments)
+            - {field.name for field in dataclasses.fields(cls)}
+            - {'tag_hostname', 'environment'}
+        )
         if unknown:
             raise TypeError(f'unknown settings: {", ".join(sorted(unknown))}')
 
@@ -318,7 +322,7 @@ def _precision(value: object, name: str) -> str:
 
 
 def _base_tags(
-    given: object, tag_hostname: bool, environment: Optional[str]
+    given: object, tag_hostname: bool, environment: str | None
 ) -> dict[str, str]:
     tags: dict[str, str] = {}
     if tag_hostname:

@@ -220,8 +220,7 @@ def format_field_value(key: str, value: object) -> str:
     if kind is int:
         if not _INT64_MIN <= value <= _INT64_MAX:  # type: ignore[operator]
             raise ValueError(
-                f'field {key!r} is {value!r}, outside the 64-bit '
-                'integer range'
+                f'field {key!r} is {value!r}, outside the 64-bit integer range'
             )
         return f'{value}i'
     if kind is str:

@@ -7,7 +7,6 @@ import datetime
 import math
 import time
 from collections.abc import Iterator, Mapping
-from typing import Optional, Union
 
 from sprockets_influxdb import line_protocol
 from sprockets_influxdb.line_protocol import FieldValue
@@ -16,15 +15,15 @@ __all__ = ['Measurement']
 
 # The base tags every new Measurement starts with: those of the default
 # client, set when it is configured (``install()`` or first use).
-_default_tags: Optional[dict[str, str]] = None
+_default_tags: dict[str, str] | None = None
 
 
-def set_default_tags(tags: Optional[Mapping[str, str]]) -> None:
+def set_default_tags(tags: Mapping[str, str] | None) -> None:
     """Set the tags new measurements start with (``None``: read them lazily).
 
     :param tags: the default client's base tags
     """
-    global _default_tags  # noqa: PLW0603
+    global _default_tags
     _default_tags = None if tags is None else dict(tags)
 
 
@@ -41,7 +40,7 @@ class Measurement:
     """One point that will become a row in an InfluxDB database.
 
     Build it, then hand it to :func:`sprockets_influxdb.add_measurement`
-    (or :meth:`Client.add_measurement <sprockets_influxdb.Client.add_measurement>`):
+    (or :meth:`.Client.add_measurement`):
 
     .. code-block:: python
 
@@ -95,7 +94,8 @@ class Measurement:
         self.database = database
         self.name = name
         self.tags: dict[str, str] = (
-            dict(_default_tags) if _default_tags is not None
+            dict(_default_tags)
+            if _default_tags is not None
             else _initial_tags()
         )
         self.fields: dict[str, FieldValue] = {}
@@ -193,7 +193,7 @@ class Measurement:
         :param tags: tag keys and values
         :raises ValueError: when a key or value cannot be represented
         """
-        checked: list[tuple[str, Optional[str]]] = []
+        checked: list[tuple[str, str | None]] = []
         for name, value in tags.items():
             line_protocol.escape_tag_key(name)
             text = None if value is None else str(value)
@@ -206,7 +206,7 @@ class Measurement:
             else:
                 self.tags[name] = text
 
-    def set_timestamp(self, value: Union[float, datetime.datetime]) -> None:
+    def set_timestamp(self, value: float | datetime.datetime) -> None:
         """Set the time of the point.
 
         :param value: seconds since the epoch, or a :class:`datetime.datetime`

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import email.utils
 import gzip
 import heapq
@@ -38,7 +39,7 @@ import re
 import threading
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Optional, Union
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.abc
@@ -48,7 +49,7 @@ from sprockets_influxdb import line_protocol
 from sprockets_influxdb._version import __version__
 
 if TYPE_CHECKING:
-    from sprockets_influxdb.buffer import Buffer, Entry
+    from sprockets_influxdb.buffer import Buffer
     from sprockets_influxdb.config import Settings
 
 __all__ = ['USER_AGENT', 'Counters', 'Writer']
@@ -81,7 +82,7 @@ class Counters:
         self.retries = 0
         self.requests = 0
         self.failed_requests = 0
-        self.last_error: Optional[str] = None
+        self.last_error: str | None = None
         self.in_flight = 0
         self.backlog = 0
 
@@ -105,7 +106,7 @@ class _Target:
         self.log_after = 0.0
 
 
-class _Retry(Exception):
+class _RetryError(Exception):
     """A request must be retried later; the lines are kept."""
 
     def __init__(
@@ -165,22 +166,22 @@ class Writer:
         self._settings = settings
         self._merge_base_tags = base_tags
         self._lock = threading.Lock()
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
         self._pid = os.getpid()
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._event: Optional[anyio.Event] = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._event: anyio.Event | None = None
         self._targets: dict[str, _Target] = {}
         self._in_flight: dict[int, int] = {}
         self._batch_ids = itertools.count()
         self._waiters: list[_Waiter] = []
         self._force = False
-        self._stopping: Optional[_Waiter] = None
+        self._stopping: _Waiter | None = None
         self._stopped = threading.Event()
         self._body_limit = settings.max_body_size
-        self._http: Optional[httpx.AsyncClient] = None
-        self._http_settings: Optional[Settings] = None
+        self._http: httpx.AsyncClient | None = None
+        self._http_settings: Settings | None = None
         self._retired: list[httpx.AsyncClient] = []
-        self._slots: Optional[anyio.CapacityLimiter] = None
+        self._slots: anyio.CapacityLimiter | None = None
 
     # Called from any thread -------------------------------------------------
 
@@ -199,11 +200,9 @@ class Writer:
         if loop is None or self._thread is None or self._pid != os.getpid():
             self._start()
             return
-        try:
+        # A closed loop raises RuntimeError: the writer has stopped for good.
+        with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(self._on_wake)
-        except RuntimeError:
-            # The loop is closed: the writer has stopped for good.
-            pass
 
     def flush(
         self, timeout: float, force: bool = True
@@ -410,7 +409,7 @@ class Writer:
         if excess <= 0:
             return
         for _ in range(excess):
-            oldest: Optional[_Target] = None
+            oldest: _Target | None = None
             for target in self._targets.values():
                 if target.backlog and (
                     oldest is None
@@ -478,13 +477,13 @@ class Writer:
             async with self._slots:
                 await self._send(target, batch, delivery)
             target.attempts = 0
-        except _Retry as retry:
+        except _RetryError as retry:
             self._requeue(target, batch, delivery)
             self._back_off(target, retry)
         except Exception as error:  # a bug: keep the data, make it visible
             LOGGER.exception('Unexpected error writing to InfluxDB')
             self._requeue(target, batch, delivery)
-            self._back_off(target, _Retry(repr(error), error=True))
+            self._back_off(target, _RetryError(repr(error), error=True))
         except BaseException:
             # Cancelled at the end of a shutdown: put the lines back so that
             # they are counted as not delivered.
@@ -510,7 +509,7 @@ class Writer:
         self._counters.backlog += len(pending)
         self._trim(self._settings.max_buffer_size)
 
-    def _back_off(self, target: _Target, retry: _Retry) -> None:
+    def _back_off(self, target: _Target, retry: _RetryError) -> None:
         """Wait before the next request to this database, and say so."""
         counters = self._counters
         counters.retries += 1
@@ -573,7 +572,7 @@ class Writer:
             return
         counters.failed_requests += 1
         retry_after = _retry_after(response.headers.get('retry-after'))
-        raise _Retry(
+        raise _RetryError(
             f'HTTP {status}: {message}',
             retry_after=retry_after,
             error=status in (401, 403, 404) or 400 <= status < 500,
@@ -647,13 +646,13 @@ class Writer:
             )
         except httpx.TimeoutException as error:
             self._counters.failed_requests += 1
-            raise _Retry(
+            raise _RetryError(
                 f'timed out after {settings.request_timeout} s '
                 f'({type(error).__name__})'
             ) from None
         except httpx.HTTPError as error:
             self._counters.failed_requests += 1
-            raise _Retry(f'{type(error).__name__}: {error}') from None
+            raise _RetryError(f'{type(error).__name__}: {error}') from None
 
     def _client(self, settings: Settings) -> httpx.AsyncClient:
         current = self._http
@@ -689,7 +688,7 @@ class Writer:
             self._http_settings = settings
         return current
 
-    def _outstanding(self) -> Optional[int]:
+    def _outstanding(self) -> int | None:
         """The lowest sequence number not yet delivered or dropped."""
         candidates = [
             target.backlog[0][0]
@@ -752,10 +751,8 @@ class Writer:
 
 def _set_result(future: concurrent.futures.Future[bool], value: bool) -> None:
     if not future.done():
-        try:
+        with contextlib.suppress(concurrent.futures.InvalidStateError):
             future.set_result(value)
-        except concurrent.futures.InvalidStateError:
-            pass
 
 
 def _error_message(response: httpx.Response) -> str:
@@ -772,7 +769,7 @@ def _error_message(response: httpx.Response) -> str:
     return response.text.strip()[:500]
 
 
-def _retry_after(value: Union[str, None]) -> float:
+def _retry_after(value: str | None) -> float:
     """Seconds a ``Retry-After`` header asks for (0 when absent or bad)."""
     if not value:
         return 0.0
