@@ -1,0 +1,920 @@
+"""Throwaway servers for the test suite.
+
+:class:`InfluxServer` runs a real ``influxd`` process in a temporary
+directory; :class:`FaultServer` is a scripted HTTP/1.1 server that can
+stand in front of it, record every request and inject faults.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import enum
+import gzip
+import http.client
+import http.server
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import types
+import typing
+import urllib.parse
+
+import httpx
+
+__all__ = [
+    'FORWARD',
+    'FaultServer',
+    'InfluxQueryError',
+    'InfluxServer',
+    'InfluxServerError',
+    'RecordedRequest',
+    'Response',
+    'free_port',
+    'quote_ident',
+]
+
+LOCALHOST = '127.0.0.1'
+START_TIMEOUT = 15.0
+STOP_TIMEOUT = 10.0
+POLL_INTERVAL = 0.01
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOCALHOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def quote_ident(name: str) -> str:
+    """Quote an InfluxQL identifier (measurement, database, user...)."""
+    escaped = (
+        name.replace('\\', '\\\\').replace('"', '\\"').replace('\n', '\\n')
+    )
+    return f'"{escaped}"'
+
+
+def quote_string(value: str) -> str:
+    """Quote an InfluxQL string literal (e.g. a password)."""
+    escaped = (
+        value.replace('\\', '\\\\').replace("'", "\\'").replace('\n', '\\n')
+    )
+    return f"'{escaped}'"
+
+
+# --------------------------------------------------------------------------
+# InfluxServer
+# --------------------------------------------------------------------------
+
+
+class InfluxServerError(RuntimeError):
+    """The influxd process could not be started or stopped."""
+
+
+class InfluxQueryError(RuntimeError):
+    """An InfluxQL query failed (HTTP error or ``error`` in the result)."""
+
+
+class InfluxServer:
+    """A throwaway ``influxd`` process with its own data directory.
+
+    Nothing is started until :meth:`start` (or ``with``) is called.
+    """
+
+    def __init__(
+        self,
+        *,
+        auth_enabled: bool = False,
+        max_body_size: int | None = None,
+        port: int | None = None,
+        executable: str | None = None,
+    ) -> None:
+        self.auth_enabled = auth_enabled
+        self.max_body_size = max_body_size
+        self.executable = executable or shutil.which('influxd') or 'influxd'
+        self._fixed_port = port is not None
+        self._port = port if port is not None else free_port()
+        self._rpc_port = self._pick_rpc_port()
+        self._dir: str | None = tempfile.mkdtemp(prefix='influxd-')
+        self.config_path = os.path.join(self._dir, 'influxd.conf')
+        self.log_path = os.path.join(self._dir, 'influxd.log')
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log_file: typing.BinaryIO | None = None
+        self._frozen = False
+        self._started_once = False
+        self._auth: tuple[str, str] | None = None
+        self._client = httpx.Client(timeout=10.0)
+        self._write_config()
+
+    # -- properties ---------------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        """The HTTP host (always 127.0.0.1)."""
+        return LOCALHOST
+
+    @property
+    def port(self) -> int:
+        """The HTTP port."""
+        return self._port
+
+    @property
+    def rpc_port(self) -> int:
+        """The RPC (backup/restore) port."""
+        return self._rpc_port
+
+    @property
+    def url(self) -> str:
+        """Base URL of the HTTP API, e.g. ``http://127.0.0.1:8086``."""
+        return f'http://{self.host}:{self.port}'
+
+    @property
+    def directory(self) -> str:
+        """The temporary directory holding config, data and log."""
+        if self._dir is None:
+            raise InfluxServerError('server is closed')
+        return self._dir
+
+    @property
+    def pid(self) -> int | None:
+        """Process id of the running influxd, if any."""
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def running(self) -> bool:
+        """Whether the influxd process is alive."""
+        return self._process is not None and self._process.poll() is None
+
+    @property
+    def frozen(self) -> bool:
+        """Whether the process is stopped with SIGSTOP."""
+        return self._frozen
+
+    @property
+    def credentials(self) -> tuple[str, str] | None:
+        """Admin credentials used by the helpers, if any."""
+        return self._auth
+
+    # -- lifecycle ----------------------------------------------------------
+
+    def _pick_rpc_port(self) -> int:
+        port = free_port()
+        while port == self._port:
+            port = free_port()
+        return port
+
+    def _write_config(self) -> None:
+        directory = self.directory
+        lines = [
+            'reporting-disabled = true',
+            f'bind-address = "{LOCALHOST}:{self._rpc_port}"',
+            '',
+            '[meta]',
+            f'  dir = "{os.path.join(directory, "meta")}"',
+            '  logging-enabled = false',
+            '',
+            '[data]',
+            f'  dir = "{os.path.join(directory, "data")}"',
+            f'  wal-dir = "{os.path.join(directory, "wal")}"',
+            '  query-log-enabled = false',
+            '',
+            '[monitor]',
+            '  store-enabled = false',
+            '',
+            '[subscriber]',
+            '  enabled = false',
+            '',
+            '[retention]',
+            '  enabled = false',
+            '',
+            '[shard-precreation]',
+            '  enabled = false',
+            '',
+            '[continuous_queries]',
+            '  enabled = false',
+            '  log-enabled = false',
+            '',
+            '[http]',
+            '  enabled = true',
+            f'  bind-address = "{LOCALHOST}:{self._port}"',
+            f'  auth-enabled = {"true" if self.auth_enabled else "false"}',
+            '  log-enabled = false',
+            '  pprof-enabled = false',
+        ]
+        if self.max_body_size is not None:
+            lines.append(f'  max-body-size = {int(self.max_body_size)}')
+        lines += [
+            '',
+            '[logging]',
+            '  level = "warn"',
+            '  suppress-logo = true',
+            '',
+        ]
+        with open(self.config_path, 'w', encoding='utf-8') as handle:
+            handle.write('\n'.join(lines))
+
+    def start(self) -> None:
+        """Start influxd and wait until ``/ping`` answers 204."""
+        if self._dir is None:
+            raise InfluxServerError('server is closed')
+        if self.running:
+            return
+        attempts = 1 if self._fixed_port or self._started_once else 3
+        for attempt in range(attempts):
+            try:
+                self._start_once()
+            except InfluxServerError as exc:
+                address_in_use = 'address already in use' in str(exc)
+                if not address_in_use or attempt == attempts - 1:
+                    raise
+                # Lost the race for the free ports: pick new ones.
+                self._port = free_port()
+                self._rpc_port = self._pick_rpc_port()
+                self._write_config()
+            else:
+                self._started_once = True
+                return
+
+    def _start_once(self) -> None:
+        self._log_file = open(self.log_path, 'ab')  # noqa: SIM115
+        self._process = subprocess.Popen(
+            [self.executable, 'run', '-config', self.config_path],
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            cwd=self.directory,
+            start_new_session=True,
+        )
+        self._frozen = False
+        deadline = time.monotonic() + START_TIMEOUT
+        with httpx.Client(timeout=1.0) as client:
+            while True:
+                if self._process.poll() is not None:
+                    code = self._process.returncode
+                    self._reap()
+                    raise InfluxServerError(
+                        f'influxd exited with status {code} during start'
+                        f'\n{self.log_tail()}'
+                    )
+                try:
+                    response = client.get(f'{self.url}/ping')
+                except httpx.TransportError:
+                    pass
+                else:
+                    if response.status_code == 204:
+                        return
+                if time.monotonic() > deadline:
+                    self._kill()
+                    raise InfluxServerError(
+                        f'influxd did not answer /ping on {self.url} within '
+                        f'{START_TIMEOUT}s\n{self.log_tail()}'
+                    )
+                time.sleep(POLL_INTERVAL)
+
+    def stop(self) -> None:
+        """Stop influxd with SIGTERM (SIGKILL after 10 s); keep the data."""
+        if self._process is None:
+            return
+        if self._frozen:
+            self.thaw()
+        if self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._reap()
+
+    def restart(self) -> None:
+        """Stop and start again on the same ports and data directory."""
+        self.stop()
+        self.start()
+
+    def freeze(self) -> None:
+        """Suspend the process (SIGSTOP): connections hang."""
+        if not self.running:
+            raise InfluxServerError('influxd is not running')
+        assert self._process is not None
+        self._process.send_signal(signal.SIGSTOP)
+        self._frozen = True
+
+    def thaw(self) -> None:
+        """Resume a frozen process (SIGCONT)."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.send_signal(signal.SIGCONT)
+        self._frozen = False
+
+    def close(self) -> None:
+        """Stop the process and remove the temporary directory."""
+        try:
+            self.stop()
+        finally:
+            self._client.close()
+            if self._dir is not None:
+                shutil.rmtree(self._dir, ignore_errors=True)
+                self._dir = None
+
+    def _kill(self) -> None:
+        if self._process is not None:
+            if self._process.poll() is None:
+                self._process.kill()
+            self._process.wait()
+        self._reap()
+
+    def _reap(self) -> None:
+        if self._process is not None:
+            self._process.wait()
+            self._process = None
+        self._frozen = False
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+    def log_tail(self, lines: int = 30) -> str:
+        """Return the last ``lines`` lines of the influxd log."""
+        try:
+            with open(self.log_path, 'rb') as handle:
+                data = handle.read()
+        except OSError:
+            return '<no log>'
+        tail = data.decode('utf-8', 'replace').splitlines()[-lines:]
+        return '\n'.join(tail)
+
+    def __enter__(self) -> InfluxServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: types.TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = 'running' if self.running else 'stopped'
+        return f'<InfluxServer {self.url} {state}>'
+
+    # -- helpers ------------------------------------------------------------
+
+    def create_admin(self, username: str, password: str) -> None:
+        """Create an admin user; later helper calls authenticate as it."""
+        self.query(
+            f'CREATE USER {quote_ident(username)} WITH PASSWORD '
+            f'{quote_string(password)} WITH ALL PRIVILEGES'
+        )
+        self._auth = (username, password)
+
+    def query(
+        self,
+        q: str,
+        db: str | None = None,
+        epoch: str | None = 'ms',
+        *,
+        method: str | None = None,
+    ) -> dict[str, typing.Any]:
+        """Run an InfluxQL query and return the decoded JSON.
+
+        SELECT and SHOW are sent with GET, anything else with POST unless
+        ``method`` is given. Raises :class:`InfluxQueryError` on an HTTP
+        error or when any statement result carries an ``error``.
+        """
+        if method is None:
+            verb = q.lstrip().split(None, 1)[0].upper() if q.strip() else ''
+            method = 'GET' if verb in ('SELECT', 'SHOW') else 'POST'
+        params = {'q': q}
+        if db is not None:
+            params['db'] = db
+        if epoch is not None:
+            params['epoch'] = epoch
+        response = self._client.request(
+            method,
+            f'{self.url}/query',
+            params=params,
+            auth=self._auth,
+        )
+        try:
+            payload: dict[str, typing.Any] = response.json()
+        except ValueError:
+            payload = {}
+        if response.status_code >= 300:
+            raise InfluxQueryError(
+                f'{q!r} failed with HTTP {response.status_code}: '
+                f'{payload.get("error") or response.text}'
+            )
+        if 'error' in payload:
+            raise InfluxQueryError(f'{q!r} failed: {payload["error"]}')
+        for result in payload.get('results', []):
+            if 'error' in result:
+                raise InfluxQueryError(f'{q!r} failed: {result["error"]}')
+        return payload
+
+    def write(
+        self,
+        db: str,
+        data: str | bytes | typing.Iterable[str],
+        precision: str = 'ms',
+    ) -> None:
+        """Write line protocol directly (bypassing the library)."""
+        if isinstance(data, str):
+            body = data.encode()
+        elif isinstance(data, bytes):
+            body = data
+        else:
+            body = '\n'.join(data).encode()
+        response = self._client.post(
+            f'{self.url}/write',
+            params={'db': db, 'precision': precision},
+            content=body,
+            auth=self._auth,
+        )
+        if response.status_code != 204:
+            raise InfluxQueryError(
+                f'write failed with HTTP {response.status_code}: '
+                f'{response.text}'
+            )
+
+    def create_database(self, name: str) -> None:
+        """Create a database (no-op if it exists)."""
+        self.query(f'CREATE DATABASE {quote_ident(name)}')
+
+    def drop_database(self, name: str) -> None:
+        """Drop a database (no-op if it does not exist)."""
+        self.query(f'DROP DATABASE {quote_ident(name)}')
+
+    def databases(self) -> list[str]:
+        """Names of all databases."""
+        return [row['name'] for row in self._show('SHOW DATABASES')]
+
+    def rows(self, db: str, measurement: str) -> list[dict[str, object]]:
+        """Every point of ``measurement`` as ``{column: value}`` dicts.
+
+        Columns are ``time`` (epoch milliseconds), tags and fields.
+        """
+        return self._show(f'SELECT * FROM {quote_ident(measurement)}', db)
+
+    def count(self, db: str, measurement: str) -> int:
+        """Number of points stored in ``measurement``."""
+        return len(self.rows(db, measurement))
+
+    def field_types(self, db: str, measurement: str) -> dict[str, str]:
+        """Map field name to ``float``/``integer``/``string``/``boolean``."""
+        rows = self._show(
+            f'SHOW FIELD KEYS FROM {quote_ident(measurement)}', db
+        )
+        return {str(r['fieldKey']): str(r['fieldType']) for r in rows}
+
+    def tag_keys(self, db: str, measurement: str) -> set[str]:
+        """Tag keys of ``measurement``."""
+        rows = self._show(f'SHOW TAG KEYS FROM {quote_ident(measurement)}', db)
+        return {str(r['tagKey']) for r in rows}
+
+    def measurements(self, db: str) -> list[str]:
+        """Names of the measurements in ``db``."""
+        return [str(r['name']) for r in self._show('SHOW MEASUREMENTS', db)]
+
+    def _show(self, q: str, db: str | None = None) -> list[dict[str, object]]:
+        """Run a read query and flatten all series into row dicts."""
+        payload = self.query(q, db)
+        rows: list[dict[str, object]] = []
+        for result in payload.get('results', []):
+            for series in result.get('series', []):
+                columns = series.get('columns', [])
+                for values in series.get('values', []):
+                    rows.append(dict(zip(columns, values)))
+        return rows
+
+
+# --------------------------------------------------------------------------
+# FaultServer
+# --------------------------------------------------------------------------
+
+
+class _Forward(enum.Enum):
+    FORWARD = 'FORWARD'
+
+    def __repr__(self) -> str:
+        return 'FORWARD'
+
+
+FORWARD = _Forward.FORWARD
+"""Action sentinel: proxy the request to the upstream server."""
+
+
+@dataclasses.dataclass
+class Response:
+    """A scripted response; ``delay`` seconds are slept before answering."""
+
+    status: int
+    body: bytes | str = b''
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)
+    delay: float = 0.0
+
+    @classmethod
+    def from_json(
+        cls,
+        status: int,
+        payload: object,
+        headers: dict[str, str] | None = None,
+        delay: float = 0.0,
+    ) -> Response:
+        """Build a response with a JSON body."""
+        return cls(status, json.dumps(payload), dict(headers or {}), delay)
+
+    @classmethod
+    def error(cls, status: int, message: str, delay: float = 0.0) -> Response:
+        """Build an InfluxDB-style error response."""
+        return cls(
+            status,
+            json.dumps({'error': message}),
+            {'X-Influxdb-Error': message},
+            delay,
+        )
+
+
+Action = typing.Union[Response, _Forward]
+Rule = typing.Callable[['RecordedRequest'], typing.Optional[Action]]
+
+
+@dataclasses.dataclass
+class RecordedRequest:
+    """One request received by a :class:`FaultServer`."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: bytes
+    arrived: float
+    target: str = ''
+    status: int | None = None
+    forwarded: bool = False
+
+    @property
+    def text(self) -> str:
+        """Body decoded as UTF-8, gunzipped if Content-Encoding is gzip."""
+        body = self.body
+        if self.headers.get('content-encoding', '').lower() == 'gzip':
+            body = gzip.decompress(body)
+        return body.decode('utf-8')
+
+    @property
+    def lines(self) -> list[str]:
+        """Non-empty lines of :attr:`text`."""
+        return [line for line in self.text.split('\n') if line]
+
+
+_RELAYED_HEADERS = (
+    'Content-Type',
+    'X-Influxdb-Error',
+    'X-Influxdb-Version',
+    'Retry-After',
+    'Request-Id',
+    'WWW-Authenticate',
+)
+_FORWARDED_HEADERS = ('Content-Type', 'Content-Encoding', 'Authorization')
+
+
+class _HTTPServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    owner: FaultServer
+
+    def __init__(self, owner: FaultServer) -> None:
+        self.owner = owner
+        self.lock = threading.Lock()
+        self.connections: dict[threading.Thread, socket.socket] = {}
+        self.upstream_sockets: set[socket.socket] = set()
+        super().__init__((LOCALHOST, 0), _Handler)
+
+    def process_request(
+        self, request: typing.Any, client_address: typing.Any
+    ) -> None:
+        thread = threading.Thread(
+            target=self.process_request_thread,
+            args=(request, client_address),
+            name=f'FaultServer-{self.server_address[1]}-conn',
+            daemon=True,
+        )
+        with self.lock:
+            self.connections[thread] = request
+        thread.start()
+
+    def process_request_thread(
+        self, request: typing.Any, client_address: typing.Any
+    ) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self.lock:
+                self.connections.pop(threading.current_thread(), None)
+
+    def handle_error(
+        self, request: typing.Any, client_address: typing.Any
+    ) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, OSError):
+            return  # client went away, or we are shutting down
+        self.owner.errors.append(traceback.format_exc())
+        super().handle_error(request, client_address)
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = 'HTTP/1.1'
+    server: _HTTPServer
+
+    def log_message(self, format: str, *args: typing.Any) -> None:
+        """Keep the test output quiet."""
+
+    def _read_body(self) -> bytes:
+        if 'chunked' in self.headers.get('Transfer-Encoding', '').lower():
+            chunks = []
+            while True:
+                size_line = self.rfile.readline()
+                size = int(size_line.split(b';', 1)[0].strip() or b'0', 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b'\r\n', b'\n', b''):
+                        pass
+                    break
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            return b''.join(chunks)
+        length = int(self.headers.get('Content-Length') or 0)
+        return self.rfile.read(length) if length else b''
+
+    def _handle(self) -> None:
+        arrived = time.monotonic()
+        body = self._read_body()
+        split = urllib.parse.urlsplit(self.path)
+        record = RecordedRequest(
+            method=self.command,
+            path=split.path,
+            query=dict(urllib.parse.parse_qsl(split.query, True)),
+            headers={k.lower(): v for k, v in self.headers.items()},
+            body=body,
+            arrived=arrived,
+            target=self.path,
+        )
+        owner = self.server.owner
+        owner._record(record)
+        response = owner._respond(record)
+        if response.delay > 0 and owner._closing.wait(response.delay):
+            self.close_connection = True
+            return
+        self._send(record, response)
+
+    def _send(self, record: RecordedRequest, response: Response) -> None:
+        body = response.body
+        if isinstance(body, str):
+            body = body.encode('utf-8')
+        status = response.status
+        no_body = status in (204, 304) or 100 <= status < 200
+        if no_body:
+            body = b''
+        headers = {k.lower(): (k, v) for k, v in response.headers.items()}
+        if body and 'content-type' not in headers:
+            if body.lstrip()[:1] in (b'{', b'['):
+                headers['content-type'] = ('Content-Type', 'application/json')
+            else:
+                headers['content-type'] = ('Content-Type', 'text/plain')
+        headers.pop('content-length', None)
+        headers.pop('transfer-encoding', None)
+        if headers.get('connection', ('', ''))[1].lower() == 'close':
+            self.close_connection = True
+        self.send_response(status)
+        for name, value in headers.values():
+            self.send_header(name, value)
+        if not no_body:
+            self.send_header('Content-Length', str(len(body)))
+        self.end_headers()
+        if body and self.command != 'HEAD':
+            self.wfile.write(body)
+        self.wfile.flush()
+        record.status = status
+
+    do_GET = do_POST = do_PUT = _handle  # noqa: N815
+    do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _handle  # noqa: N815
+
+
+class FaultServer:
+    """Scripted HTTP/1.1 server that records requests and injects faults.
+
+    For each request the action is taken from, in order: the scripted
+    queue (:meth:`script`), the rule (:meth:`set_rule`) if it returns
+    something, then the default: :data:`FORWARD` to ``upstream`` if one
+    is set, else ``204 No Content``.
+    """
+
+    def __init__(
+        self,
+        upstream: str | None = None,
+        *,
+        forward_timeout: float = 30.0,
+    ) -> None:
+        self.upstream = upstream.rstrip('/') if upstream else None
+        self.forward_timeout = forward_timeout
+        self.errors: list[str] = []
+        self._lock = threading.Lock()
+        self._requests: list[RecordedRequest] = []
+        self._queue: collections.deque[Action] = collections.deque()
+        self._rule: Rule | None = None
+        self._closing = threading.Event()
+        self._server: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- properties ---------------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        """Always 127.0.0.1."""
+        return LOCALHOST
+
+    @property
+    def port(self) -> int:
+        """The listening port (after :meth:`start`)."""
+        if self._server is None:
+            raise RuntimeError('FaultServer is not started')
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:40123``."""
+        return f'http://{self.host}:{self.port}'
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """A copy of the recorded requests, oldest first."""
+        with self._lock:
+            return list(self._requests)
+
+    @property
+    def pending(self) -> int:
+        """Number of scripted actions not consumed yet."""
+        with self._lock:
+            return len(self._queue)
+
+    # -- scripting ----------------------------------------------------------
+
+    def script(self, *responses: Action) -> None:
+        """Queue actions consumed one per request, in order."""
+        with self._lock:
+            self._queue.extend(responses)
+
+    def set_rule(self, rule: Rule | None) -> None:
+        """Set (or clear) the rule consulted once the queue is empty."""
+        with self._lock:
+            self._rule = rule
+
+    def clear(self) -> None:
+        """Forget recorded requests and scripted actions."""
+        with self._lock:
+            self._requests.clear()
+            self._queue.clear()
+
+    def wait_for_requests(
+        self, count: int, timeout: float = 5.0
+    ) -> list[RecordedRequest]:
+        """Wait until ``count`` requests have been answered; return them."""
+        deadline = time.monotonic() + timeout
+        while True:
+            requests = self.requests
+            done = [r for r in requests if r.status is not None]
+            if len(done) >= count:
+                return requests
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f'{len(done)} of {count} requests after {timeout}s'
+                )
+            time.sleep(POLL_INTERVAL)
+
+    # -- lifecycle ----------------------------------------------------------
+
+    def start(self) -> FaultServer:
+        """Start serving in a background thread."""
+        if self._server is not None:
+            return self
+        self._closing.clear()
+        self._server = _HTTPServer(self)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={'poll_interval': 0.05},
+            name=f'FaultServer-{self.port}',
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        """Stop serving, drop open connections and join all threads."""
+        server, thread = self._server, self._thread
+        if server is None:
+            return
+        self._closing.set()
+        server.shutdown()
+        if thread is not None:
+            thread.join()
+        with server.lock:
+            threads = dict(server.connections)
+            sockets = [*threads.values(), *server.upstream_sockets]
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        for conn_thread in threads:
+            conn_thread.join(5.0)
+        server.server_close()
+        self._server = None
+        self._thread = None
+
+    def __enter__(self) -> FaultServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: types.TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        where = self.url if self._server is not None else 'stopped'
+        return f'<FaultServer {where} upstream={self.upstream}>'
+
+    # -- request handling (called from handler threads) ---------------------
+
+    def _record(self, record: RecordedRequest) -> None:
+        with self._lock:
+            self._requests.append(record)
+
+    def _respond(self, record: RecordedRequest) -> Response:
+        with self._lock:
+            action: Action | None = (
+                self._queue.popleft() if self._queue else None
+            )
+            rule = self._rule
+        if action is None and rule is not None:
+            action = rule(record)
+        if action is None:
+            action = FORWARD if self.upstream else Response(204)
+        if action is FORWARD:
+            record.forwarded = True
+            return self._forward(record)
+        assert isinstance(action, Response)
+        return action
+
+    def _forward(self, record: RecordedRequest) -> Response:
+        if not self.upstream:
+            return Response.error(502, 'FaultServer has no upstream')
+        assert self._server is not None
+        parts = urllib.parse.urlsplit(self.upstream)
+        conn = http.client.HTTPConnection(
+            parts.hostname or LOCALHOST,
+            parts.port or 80,
+            timeout=self.forward_timeout,
+        )
+        headers = {
+            name: record.headers[name.lower()]
+            for name in _FORWARDED_HEADERS
+            if name.lower() in record.headers
+        }
+        server = self._server
+        try:
+            conn.connect()
+            sock = conn.sock
+            assert sock is not None
+            with server.lock:
+                server.upstream_sockets.add(sock)
+            try:
+                conn.request(
+                    record.method,
+                    record.target,
+                    body=record.body,
+                    headers=headers,
+                )
+                upstream = conn.getresponse()
+                body = upstream.read()
+            finally:
+                with server.lock:
+                    server.upstream_sockets.discard(sock)
+        except (OSError, http.client.HTTPException) as exc:
+            return Response.error(502, f'upstream failed: {exc!r}')
+        finally:
+            conn.close()
+        relayed = {
+            name: value
+            for name in _RELAYED_HEADERS
+            if (value := upstream.getheader(name)) is not None
+        }
+        return Response(upstream.status, body, relayed)

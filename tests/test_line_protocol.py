@@ -1,0 +1,251 @@
+"""The encoder: exact lines for known inputs, ValueError for the rest.
+
+The property tests in test_roundtrip.py check the same encoder against a
+real server; these pin the exact text.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+
+import pytest
+
+from sprockets_influxdb import Measurement, line_protocol
+
+
+def make(name: str = 'm', **fields: object) -> Measurement:
+    measurement = Measurement('db', name)
+    measurement.tags.clear()
+    measurement.set_timestamp(1700000000.123)
+    for key, value in (fields or {'f': 1}).items():
+        measurement.set_field(key, value)  # type: ignore[arg-type]
+    return measurement
+
+
+def test_field_types_are_written_as_influxdb_types() -> None:
+    measurement = make(b=True, n=False, i=42, f=1.5, s='text', d='123')
+    assert measurement.marshall() == (
+        'm b=true,n=false,i=42i,f=1.5,s="text",d="123" 1700000000123'
+    )
+
+
+def test_floats_keep_full_precision() -> None:
+    measurement = make(x=0.1 + 0.2, big=1e300, tiny=5e-324, whole=3.0)
+    line = measurement.marshall()
+    assert 'x=0.30000000000000004' in line
+    assert 'big=1e+300' in line
+    assert 'tiny=5e-324' in line
+    assert 'whole=3.0' in line
+
+
+def test_integer_limits() -> None:
+    line = make(lo=-(2**63), hi=2**63 - 1).marshall()
+    assert f'lo={-(2**63)}i,hi={2**63 - 1}i' in line
+    with pytest.raises(ValueError, match="field 'big'.*64-bit"):
+        make().set_field('big', 2**63)
+    with pytest.raises(ValueError, match="field 'small'.*64-bit"):
+        make().set_field('small', -(2**63) - 1)
+
+
+@pytest.mark.parametrize('value', [float('nan'), float('inf'), -float('inf')])
+def test_non_finite_floats_are_refused_at_set_field(value: float) -> None:
+    measurement = make()
+    with pytest.raises(ValueError, match="field 'x'"):
+        measurement.set_field('x', value)
+    assert 'x' not in measurement.fields
+
+
+@pytest.mark.parametrize('value', [None, b'bytes', [1], {'a': 1}, 1j])
+def test_other_types_are_refused(value: object) -> None:
+    with pytest.raises(ValueError, match="field 'x' must be a bool"):
+        make().set_field('x', value)  # type: ignore[arg-type]
+
+
+def test_subclasses_are_written_as_their_base_type() -> None:
+    class Colour(enum.IntEnum):
+        RED = 1
+
+    class Name(str):
+        pass
+
+    line = make(c=Colour.RED, n=Name('x')).marshall()
+    assert 'c=1i,n="x"' in line
+
+
+def test_string_fields_escape_backslash_and_quote_and_keep_newlines() -> None:
+    line = make(s='a "b" \\ c\nd').marshall()
+    assert line == 'm s="a \\"b\\" \\\\ c\nd" 1700000000123'
+
+
+def test_names_keys_and_tag_values_are_escaped() -> None:
+    measurement = Measurement('db', 'my measurement,x=1')
+    measurement.tags.clear()
+    measurement.set_timestamp(1)
+    measurement.set_tag('tag key,=', 'tag value,=x')
+    measurement.set_field('field key,= ', 'v')
+    assert measurement.marshall() == (
+        'my\\ measurement\\,x=1,tag\\ key\\,\\==tag\\ value\\,\\=x '
+        'field\\ key\\,\\=\\ ="v" 1000'
+    )
+
+
+def test_tags_are_sorted_and_empty_ones_left_out() -> None:
+    measurement = make()
+    measurement.set_tags({'zeta': 'z', 'alpha': 'a', 'mid': 3, 'none': ''})
+    assert (
+        measurement.marshall() == 'm,alpha=a,mid=3,zeta=z f=1i 1700000000123'
+    )
+    assert 'none' not in measurement.tags
+
+
+def test_no_tags_means_no_trailing_comma() -> None:
+    assert make().marshall() == 'm f=1i 1700000000123'
+
+
+def test_tag_values_are_converted_with_str_and_none_removes() -> None:
+    measurement = make()
+    measurement.set_tag('status', 200)
+    assert measurement.tags['status'] == '200'
+    measurement.set_tag('status', None)
+    assert 'status' not in measurement.tags
+
+
+@pytest.mark.parametrize(
+    ('setter', 'match'),
+    [
+        (lambda m: m.set_tag('k', 'a\nb'), "tag value 'a\\\\nb'.*line break"),
+        (lambda m: m.set_tag('k', 'a\rb'), 'line break'),
+        (lambda m: m.set_tag('k\n', 'v'), 'tag key.*line break'),
+        (lambda m: m.set_tag('k', 'a\\'), 'ends with a backslash'),
+        (lambda m: m.set_tag('k', 'a\\ b'), 'backslash before'),
+        (lambda m: m.set_tag('k', 'a\\,b'), 'backslash before'),
+        (lambda m: m.set_tag('k', 'a\\=b'), 'backslash before'),
+        (lambda m: m.set_tag('k', 'a\\"b'), 'backslash before'),
+        (lambda m: m.set_tag('', 'v'), 'tag key must not be empty'),
+        (lambda m: m.set_tag('time', 'v'), 'tag key "time"'),
+        (lambda m: m.set_tag('k', '\ud800'), 'not valid Unicode'),
+        (lambda m: m.set_field('time', 1), 'field key "time"'),
+        (lambda m: m.set_field('f\n', 1), 'field key.*line break'),
+        (lambda m: m.set_field('f\\', 1), 'field key.*backslash'),
+        (lambda m: m.set_field('', 1), 'field key must not be empty'),
+        (lambda m: m.set_field('s', 'x\udcff'), 'not valid Unicode'),
+    ],
+)
+def test_what_line_protocol_cannot_carry_is_refused_when_set(
+    setter, match: str
+) -> None:
+    measurement = make()
+    before = (dict(measurement.tags), dict(measurement.fields))
+    with pytest.raises(ValueError, match=match):
+        setter(measurement)
+    assert (measurement.tags, measurement.fields) == before
+
+
+@pytest.mark.parametrize(
+    ('name', 'match'),
+    [
+        ('a\nb', 'measurement name.*line break'),
+        ('ab\\', 'ends with a backslash'),
+        ('#comment', 'starts with "#"'),
+        ('', 'must not be empty'),
+    ],
+)
+def test_bad_measurement_names_are_refused(name: str, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        Measurement('db', name)
+
+
+def test_database_must_be_a_non_empty_string() -> None:
+    with pytest.raises(ValueError, match='database'):
+        Measurement('', 'm')
+
+
+def test_set_tags_validates_everything_before_setting_anything() -> None:
+    measurement = make()
+    with pytest.raises(ValueError, match='line break'):
+        measurement.set_tags({'good': 'yes', 'bad': 'x\ny'})
+    assert 'good' not in measurement.tags
+
+
+def test_values_set_directly_are_still_checked_when_encoding() -> None:
+    measurement = make()
+    measurement.tags['bad'] = 'x\ny'
+    with pytest.raises(ValueError, match='line break'):
+        measurement.marshall()
+    measurement = make()
+    measurement.fields['nan'] = float('nan')
+    with pytest.raises(ValueError, match="field 'nan'"):
+        measurement.marshall()
+
+
+def test_marshall_without_fields_is_an_error() -> None:
+    measurement = Measurement('db', 'm')
+    with pytest.raises(ValueError, match='no fields'):
+        measurement.marshall()
+
+
+@pytest.mark.parametrize(
+    ('precision', 'expected'),
+    [
+        ('s', '1700000000'),
+        ('ms', '1700000000123'),
+        ('u', '1700000000123456'),
+        ('us', '1700000000123456'),
+        ('ns', '1700000000123456000'),
+        ('m', '28333333'),
+        ('h', '472222'),
+    ],
+)
+def test_timestamps_are_truncated_at_the_precision(
+    precision: str, expected: str
+) -> None:
+    measurement = make()
+    measurement.set_timestamp(1700000000.123456)
+    assert measurement.marshall(precision).endswith(f' {expected}')
+
+
+def test_timestamp_truncation_uses_the_decimal_digits() -> None:
+    # 1700000000.123 * 1000 is 1700000000122.9998 in binary arithmetic.
+    assert line_protocol.format_timestamp(1700000000.123, 'ms') == (
+        '1700000000123'
+    )
+    assert line_protocol.format_timestamp(0.999, 's') == '0'
+    assert line_protocol.format_timestamp(1e-05, 'u') == '10'
+    assert line_protocol.format_timestamp(-1.5, 'ms') == '-1500'
+
+
+def test_timestamps_accept_datetimes() -> None:
+    measurement = make()
+    moment = datetime.datetime(
+        2024, 1, 2, 3, 4, 5, 678901, tzinfo=datetime.timezone.utc
+    )
+    measurement.set_timestamp(moment)
+    assert measurement.marshall('u').endswith(' 1704164645678901')
+
+
+@pytest.mark.parametrize('value', [float('nan'), 'now', True, None])
+def test_bad_timestamps_are_refused(value: object) -> None:
+    with pytest.raises(ValueError, match='timestamp'):
+        make().set_timestamp(value)  # type: ignore[arg-type]
+
+
+def test_unknown_precision_is_refused() -> None:
+    with pytest.raises(ValueError, match="precision 'q'"):
+        make().marshall('q')
+
+
+def test_duration_records_even_when_the_block_raises() -> None:
+    measurement = make()
+    with pytest.raises(RuntimeError), measurement.duration('elapsed'):
+        raise RuntimeError('boom')
+    elapsed = measurement.fields['elapsed']
+    assert isinstance(elapsed, float)
+    assert elapsed >= 0
+
+
+def test_new_measurements_start_with_a_copy_of_the_base_tags() -> None:
+    first = Measurement('db', 'm')
+    first.tags['mine'] = 'x'
+    second = Measurement('db', 'm')
+    assert 'mine' not in second.tags
