@@ -26,7 +26,8 @@ from typing import Any
 from sprockets_influxdb._version import __version__, version_info
 from sprockets_influxdb.client import Client, FlushFuture, Stats
 from sprockets_influxdb.config import Settings
-from sprockets_influxdb.measurement import Measurement, set_default_tags
+from sprockets_influxdb.measurement import Measurement
+from sprockets_influxdb.measurement import set_default_tags as _set_default_tags
 from sprockets_influxdb.writer import USER_AGENT
 
 __all__ = [
@@ -82,7 +83,7 @@ def _client() -> Client:
         with _lock:
             if _default is None:
                 _default = _DefaultClient()
-                set_default_tags(_default.settings.base_tags)
+                _set_default_tags(_default.settings.base_tags)
             client = _default
     return client
 
@@ -155,7 +156,7 @@ def install(
         _installed = True
     client = _client()
     client.configure(**dataclasses.asdict(resolved))
-    set_default_tags(resolved.base_tags)
+    _set_default_tags(resolved.base_tags)
     if io_loop is not None:
         client.set_io_loop(io_loop)
     if not resolved.enabled:

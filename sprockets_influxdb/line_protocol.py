@@ -13,7 +13,8 @@ the property tests:
 * string field values escape backslash and double quote and may contain
   newlines;
 * what the protocol cannot represent is refused with :class:`ValueError`:
-  a line feed or carriage return outside a string field value, a backslash
+  a line feed, carriage return or other control character outside a
+  string field value, a backslash
   at the end of a name, key or tag value, or a backslash right before a
   character the server would read as an escape (comma, equals sign, space,
   double quote), text that is not valid Unicode, a measurement name that
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import decimal
 import math
+import re
 from collections.abc import Mapping
 from typing import Union
 
@@ -68,6 +70,8 @@ _INT64_MAX = 2**63 - 1
 # the pair as an escape sequence and change the value.
 _ESCAPABLE = frozenset(',= "')
 
+_CONTROL = re.compile('[\x00-\x1f\x7f]')
+
 # Bounded caches of validated, escaped strings.  A cache is simply emptied
 # when it grows past its bound: the common case is a small working set.
 _CACHE_LIMIT = 8192
@@ -90,6 +94,11 @@ def _check_text(value: object, what: str) -> str:
         raise ValueError(
             f'{what} {value!r} contains a line break, which line protocol '
             'cannot carry'
+        )
+    if _CONTROL.search(value):
+        raise ValueError(
+            f'{what} {value!r} contains a control character, which the '
+            'server reads as white space or cannot query'
         )
     if '\\' in value:
         if value.endswith('\\'):
