@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from typing import Any
+from typing import Any, TypeVar
 
 from sprockets_influxdb._version import __version__, version_info
 from sprockets_influxdb.client import Client, FlushFuture, Stats
@@ -59,6 +59,8 @@ __all__ = [
 
 LOGGER = logging.getLogger('sprockets_influxdb')
 
+_T = TypeVar('_T')
+
 #: The Tornado application setting that names the database request
 #: measurements are written to.
 REQUEST_DATABASE = 'sprockets_influxdb.database'
@@ -86,6 +88,12 @@ def _client() -> Client:
                 _set_default_tags(_default.settings.base_tags)
             client = _default
     return client
+
+
+def _given(value: _T, name: str) -> _T:
+    if value is None:
+        raise TypeError(f'{name} must not be None')
+    return value
 
 
 def install(
@@ -241,7 +249,7 @@ def set_base_url(url: str) -> None:
     :param url: the server (``http://host:8086``) or its write endpoint
     :raises ValueError: when it is not an http or https URL
     """
-    _client().configure(url=url)
+    _client().configure(url=_given(url, 'url'))
 
 
 def set_io_loop(io_loop: Any) -> None:
@@ -260,7 +268,7 @@ def set_max_batch_size(limit: int) -> None:
     :raises ValueError: when out of range
     :raises TypeError: when not an integer
     """
-    _client().configure(max_batch_size=limit)
+    _client().configure(max_batch_size=_given(limit, 'max_batch_size'))
 
 
 def set_max_buffer_size(limit: int) -> None:
@@ -270,7 +278,7 @@ def set_max_buffer_size(limit: int) -> None:
     :raises ValueError: when out of range
     :raises TypeError: when not an integer
     """
-    _client().configure(max_buffer_size=limit)
+    _client().configure(max_buffer_size=_given(limit, 'max_buffer_size'))
 
 
 def set_clients(limit: int) -> None:
@@ -280,7 +288,7 @@ def set_clients(limit: int) -> None:
     :raises ValueError: when out of range
     :raises TypeError: when not an integer
     """
-    _client().configure(max_clients=limit)
+    _client().configure(max_clients=_given(limit, 'max_clients'))
 
 
 def set_max_clients(limit: int) -> None:
@@ -300,7 +308,7 @@ def set_sample_probability(probability: float) -> None:
     :raises ValueError: when out of range
     :raises TypeError: when not a number
     """
-    _client().configure(sample_probability=probability)
+    _client().configure(sample_probability=_given(probability, 'sample_probability'))
 
 
 def set_timeout(milliseconds: int) -> None:
@@ -313,7 +321,7 @@ def set_timeout(milliseconds: int) -> None:
     :raises ValueError: when negative
     :raises TypeError: when not an integer
     """
-    _client().configure(submission_interval=milliseconds)
+    _client().configure(submission_interval=_given(milliseconds, 'submission_interval'))
 
 
 def set_trigger_size(limit: int) -> None:
@@ -323,4 +331,4 @@ def set_trigger_size(limit: int) -> None:
     :raises ValueError: when out of range
     :raises TypeError: when not an integer
     """
-    _client().configure(trigger_size=limit)
+    _client().configure(trigger_size=_given(limit, 'trigger_size'))
