@@ -27,7 +27,9 @@ from sprockets_influxdb._version import __version__, version_info
 from sprockets_influxdb.client import Client, FlushFuture, Stats
 from sprockets_influxdb.config import Settings
 from sprockets_influxdb.measurement import Measurement
-from sprockets_influxdb.measurement import set_default_tags as _set_default_tags
+from sprockets_influxdb.measurement import (
+    set_default_tags as _set_default_tags,
+)
 from sprockets_influxdb.writer import USER_AGENT
 
 __all__ = [
@@ -308,7 +310,9 @@ def set_sample_probability(probability: float) -> None:
     :raises ValueError: when out of range
     :raises TypeError: when not a number
     """
-    _client().configure(sample_probability=_given(probability, 'sample_probability'))
+    _client().configure(
+        sample_probability=_given(probability, 'sample_probability')
+    )
 
 
 def set_timeout(milliseconds: int) -> None:
@@ -321,7 +325,9 @@ def set_timeout(milliseconds: int) -> None:
     :raises ValueError: when negative
     :raises TypeError: when not an integer
     """
-    _client().configure(submission_interval=_given(milliseconds, 'submission_interval'))
+    _client().configure(
+        submission_interval=_given(milliseconds, 'submission_interval')
+    )
 
 
 def set_trigger_size(limit: int) -> None:

@@ -110,7 +110,9 @@ def test_later_changes_to_a_measurement_are_not_sent(
     assert indexes(influxdb) == [1]
 
 
-def test_a_measurement_without_fields_is_refused(client_factory: Factory) -> None:
+def test_a_measurement_without_fields_is_refused(
+    client_factory: Factory,
+) -> None:
     client = client_factory('http://127.0.0.1:9')
     with pytest.raises(ValueError, match='no fields'):
         client.add_measurement(Measurement('db', 'm'))
@@ -163,15 +165,20 @@ def test_max_clients_bounds_requests_in_flight(
     bare_fault_server: FaultServer, client_factory: Factory
 ) -> None:
     bare_fault_server.set_rule(lambda request: Response(204, delay=0.2))
-    client = client_factory(bare_fault_server.url, max_batch_size=1, max_clients=2)
+    client = client_factory(
+        bare_fault_server.url, max_batch_size=1, max_clients=2
+    )
     for index in range(6):
         client.add_measurement(point(index))
     assert client.flush().result(timeout=10)
-    arrivals = sorted(request.arrived for request in bare_fault_server.requests)
+    arrivals = sorted(
+        request.arrived for request in bare_fault_server.requests
+    )
     assert len(arrivals) == 6
     # Never three requests within one server delay of each other.
     assert all(
-        later - earlier >= 0.15 for earlier, later in zip(arrivals, arrivals[2:])
+        later - earlier >= 0.15
+        for earlier, later in zip(arrivals, arrivals[2:])
     )
 
 
@@ -296,8 +303,10 @@ def test_overflow_keeps_the_newest_and_reports_the_drops(
         for index in range(300):
             client.add_measurement(point(index))
         wait_for(
-            lambda: client.stats().buffered == 100
-            and client.stats().in_flight == 0,
+            lambda: (
+                client.stats().buffered == 100
+                and client.stats().in_flight == 0
+            ),
             message='the buffer to settle',
         )
     assert client.stats().dropped['overflow'] == 200
@@ -399,9 +408,11 @@ def test_413_from_a_scripted_server_splits_the_batch(
 ) -> None:
     influxdb.create_database('db')
     fault_server.set_rule(
-        lambda request: Response.error(413, 'too large')
-        if len(request.lines) > 10
-        else None
+        lambda request: (
+            Response.error(413, 'too large')
+            if len(request.lines) > 10
+            else None
+        )
     )
     client = client_factory(fault_server.url)
     for index in range(50):
@@ -479,7 +490,10 @@ def test_bad_credentials_are_retried_until_fixed(
     server.create_admin('admin', 'right')
     server.create_database('db')
     client = client_factory(
-        server.url, auth_username='admin', auth_password='wrong', trigger_size=1
+        server.url,
+        auth_username='admin',
+        auth_password='wrong',
+        trigger_size=1,
     )
     with caplog.at_level(logging.ERROR, logger='sprockets_influxdb'):
         client.add_measurement(point(0))

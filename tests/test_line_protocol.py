@@ -42,9 +42,9 @@ def test_floats_keep_full_precision() -> None:
 def test_integer_limits() -> None:
     line = make(lo=-(2**63), hi=2**63 - 1).marshall()
     assert f'lo={-(2**63)}i,hi={2**63 - 1}i' in line
-    with pytest.raises(ValueError, match="field 'big'.*64-bit"):
+    with pytest.raises(ValueError, match=r"field 'big'.*64-bit"):
         make().set_field('big', 2**63)
-    with pytest.raises(ValueError, match="field 'small'.*64-bit"):
+    with pytest.raises(ValueError, match=r"field 'small'.*64-bit"):
         make().set_field('small', -(2**63) - 1)
 
 

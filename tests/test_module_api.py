@@ -174,7 +174,9 @@ def test_disabled_by_the_environment(influxdb: InfluxServer) -> None:
     assert influxdb.count('db', 'm') == 0
 
 
-def test_a_malformed_variable_is_one_clear_error(influxdb: InfluxServer) -> None:
+def test_a_malformed_variable_is_one_clear_error(
+    influxdb: InfluxServer,
+) -> None:
     result = run_script(
         """
         import sprockets_influxdb as influxdb

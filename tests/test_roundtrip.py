@@ -53,9 +53,7 @@ def cannot_be_carried(value: str, kind: str) -> bool:
         return True
     if any(ord(char) < 0x20 or char == '\x7f' for char in value):
         return True
-    if any(
-        a == '\\' and b in ',= "' for a, b in itertools.pairwise(value)
-    ):
+    if any(a == '\\' and b in ',= "' for a, b in itertools.pairwise(value)):
         return True
     if kind == 'name' and value.startswith('#'):
         return True
@@ -161,9 +159,9 @@ def test_what_is_accepted_reads_back_identically(
     rows = server.rows(database, name)
     assert len(rows) == 1, (measurement.marshall(), rows)
     row = rows[0]
-    assert row.pop('time') == int(
-        measurement.marshall().rsplit(' ', 1)[1]
-    ), measurement.marshall()
+    assert row.pop('time') == int(measurement.marshall().rsplit(' ', 1)[1]), (
+        measurement.marshall()
+    )
     expected: dict[str, object] = dict(fields)
     expected.update(tags)
     assert set(row) == set(expected), measurement.marshall()
