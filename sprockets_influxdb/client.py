@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import contextlib
 import dataclasses
 import logging
 import os
@@ -294,15 +295,18 @@ class Client:
         :returns: a future as :meth:`flush` does, ``True`` when nothing was
             lost
         """
+        return self._future(self._stop(timeout))
+
+    def _stop(self, timeout: float | None = None) -> FlushFuture:
         if self._shutdown_future is not None:
-            return self._future(self._shutdown_future)
+            return self._shutdown_future
         if timeout is None:
             timeout = self._settings.shutdown_timeout
         self._accepting = False
         result = FlushFuture()
         self._shutdown_future = result
         _chain(self._writer.stop(timeout), result)
-        return self._future(result)
+        return result
 
     def _future(self, future: concurrent.futures.Future[bool]) -> Any:
         io_loop = self._io_loop
@@ -322,7 +326,9 @@ class Client:
                 if not bound.done():
                     bound.set_result(done.result())
 
-            io_loop.add_callback(resolve)
+            # A loop closed by then has nobody waiting on the future.
+            with contextlib.suppress(RuntimeError):
+                io_loop.add_callback(resolve)
 
         future.add_done_callback(copy)
         return bound
@@ -356,10 +362,7 @@ class Client:
     def _drain_at_exit(self) -> None:
         if not self._enabled or self._writer.stopped:
             return
-        if self._shutdown_future is None:
-            self.shutdown()
-        assert self._shutdown_future is not None
-        self._shutdown_future.result()
+        self._stop().result()
 
 
 def _resolved(value: bool) -> FlushFuture:

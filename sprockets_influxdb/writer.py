@@ -182,6 +182,8 @@ class Writer:
         self._http_settings: Settings | None = None
         self._retired: list[httpx.AsyncClient] = []
         self._slots: anyio.CapacityLimiter | None = None
+        self._overflow_unreported = 0
+        self._overflow_reported_at = -_LOG_INTERVAL
 
     # Called from any thread -------------------------------------------------
 
@@ -258,24 +260,6 @@ class Writer:
                 return future
         self.wake()
         return future
-
-    def reset_after_fork(self) -> None:
-        """Forget the parent's thread and state in a forked child."""
-        self._lock = threading.Lock()
-        self._thread = None
-        self._pid = os.getpid()
-        self._loop = None
-        self._event = None
-        self._targets = {}
-        self._in_flight = {}
-        self._waiters = []
-        self._force = False
-        self._stopping = None
-        self._stopped = threading.Event()
-        self._http = None
-        self._http_settings = None
-        self._retired = []
-        self._slots = None
 
     @property
     def stopped(self) -> bool:
@@ -357,8 +341,7 @@ class Writer:
         since = self._buffer.since
         if since is not None:
             deadlines.append(since + settings.submission_interval / 1000)
-        slots = self._slots
-        free = slots is not None and slots.available_tokens > 0
+        free = len(self._in_flight) < settings.max_clients
         for target in self._targets.values():
             if target.backlog and free:
                 deadlines.append(target.retry_at)
@@ -408,6 +391,7 @@ class Writer:
         excess = counters.backlog - limit
         if excess <= 0:
             return
+        dropped = 0
         for _ in range(excess):
             oldest: _Target | None = None
             for target in self._targets.values():
@@ -419,13 +403,20 @@ class Writer:
             if oldest is None:
                 break
             oldest.backlog.popleft()
-            counters.backlog -= 1
-            counters.dropped['overflow'] += 1
-        LOGGER.warning(
-            'The buffer is full (%d measurements): dropped the %d oldest',
-            limit,
-            excess,
-        )
+            dropped += 1
+        counters.backlog -= dropped
+        counters.dropped['overflow'] += dropped
+        self._overflow_unreported += dropped
+        now = time.monotonic()
+        if now - self._overflow_reported_at >= _LOG_INTERVAL:
+            LOGGER.warning(
+                'The buffer is full (%d measurements): dropped the %d '
+                'oldest since the last warning',
+                limit,
+                self._overflow_unreported,
+            )
+            self._overflow_reported_at = now
+            self._overflow_unreported = 0
 
     def _dispatch(
         self,
