@@ -16,6 +16,9 @@ import weakref
 from collections.abc import Generator, Mapping
 from typing import Any
 
+import anyio.to_thread
+import sniffio
+
 from sprockets_influxdb.buffer import Buffer
 from sprockets_influxdb.config import Settings
 from sprockets_influxdb.measurement import Measurement
@@ -34,13 +37,20 @@ class FlushFuture(concurrent.futures.Future[bool]):
     A :class:`concurrent.futures.Future` that resolves ``True`` when
     everything it waits for was delivered (or definitively dropped) and
     ``False`` when its timeout passed first.  From a thread, call
-    ``.result(timeout)``; from an asyncio or Tornado coroutine, ``await`` it
-    (or ``yield`` it in a ``tornado.gen`` coroutine).
+    ``.result(timeout)``; from an asyncio, Tornado or trio coroutine,
+    ``await`` it (or ``yield`` it in a ``tornado.gen`` coroutine).
     """
 
     def __await__(self) -> Generator[Any, None, bool]:
-        """Wait for the result in the running asyncio event loop."""
-        return asyncio.wrap_future(self).__await__()
+        """Wait for the result without blocking the running event loop."""
+        if sniffio.current_async_library() == 'asyncio':
+            return asyncio.wrap_future(self).__await__()
+        return self._wait_in_thread().__await__()
+
+    async def _wait_in_thread(self) -> bool:
+        return await anyio.to_thread.run_sync(
+            self.result, abandon_on_cancel=True
+        )
 
 
 @dataclasses.dataclass(frozen=True)
