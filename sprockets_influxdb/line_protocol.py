@@ -27,6 +27,7 @@ from __future__ import annotations
 import decimal
 import math
 import re
+import sys
 from collections.abc import Mapping
 from typing import Union
 
@@ -38,9 +39,11 @@ __all__ = [
     'escape_measurement',
     'escape_tag_key',
     'escape_tag_value',
+    'exact_timestamp',
     'format_field_value',
     'format_timestamp',
     'normalize_precision',
+    'tag_fragment',
 ]
 
 FieldValue = Union[bool, int, float, str]
@@ -61,6 +64,13 @@ PRECISIONS: Mapping[str, str] = {
 }
 
 _DECIMAL_DIGITS = {'n': 9, 'u': 6, 'ms': 3, 's': 0}
+# Precisions whose scaled timestamps stay exact in a float, up to a limit
+# (microseconds until 2106, milliseconds and seconds until 2255):
+# multiplying is then safe.
+_FAST_SCALES = {'u': 1_000_000, 'ms': 1000, 's': 1}
+_FAST_LIMITS = {'u': 4_294_967_296.0, 'ms': 9_000_000_000.0, 's': 9e9}
+_FINITE_MAX = sys.float_info.max
+_FINITE_MIN = -_FINITE_MAX
 _DIVISORS = {'m': 60, 'h': 3600}
 
 _INT64_MIN = -(2**63)
@@ -79,6 +89,8 @@ _measurement_cache: dict[str, str] = {}
 _tag_key_cache: dict[str, str] = {}
 _tag_value_cache: dict[str, str] = {}
 _field_key_cache: dict[str, str] = {}
+_tag_pair_cache: dict[tuple[str, object], str] = {}
+_prefix_cache: dict[tuple[object, ...], str] = {}
 
 
 def _check_text(value: object, what: str) -> str:
@@ -286,6 +298,29 @@ def format_timestamp(timestamp: float, precision: str = 'ms') -> str:
     :param precision: a value returned by :func:`normalize_precision`
     :returns: the integer timestamp as text
     """
+    scale = _FAST_SCALES.get(precision)
+    if scale is not None and 0 <= timestamp < _FAST_LIMITS[precision]:
+        # Multiply, then correct the last unit where binary arithmetic
+        # landed on the wrong side of the decimal value.
+        number = int(timestamp * scale)
+        if (number + 1) / scale <= timestamp:
+            number += 1
+        elif number / scale > timestamp:
+            number -= 1
+        return str(number)
+    return exact_timestamp(timestamp, precision)
+
+
+def exact_timestamp(timestamp: float, precision: str = 'ms') -> str:
+    """Do what :func:`format_timestamp` does, with decimal text only.
+
+    Slower; used for the cases the fast path does not cover (nanoseconds,
+    negative and huge timestamps) and to check the fast path in the tests.
+
+    :param timestamp: seconds since the epoch
+    :param precision: a value returned by :func:`normalize_precision`
+    :returns: the integer timestamp as text
+    """
     digits = _DECIMAL_DIGITS.get(precision)
     if digits is None:
         return str(int(timestamp / _DIVISORS[precision]))
@@ -301,9 +336,31 @@ def format_timestamp(timestamp: float, precision: str = 'ms') -> str:
     return str(int(number))
 
 
+def tag_fragment(key: str, value: object) -> str:
+    """Validate one tag and return it as ``,key=value`` (``''`` if empty).
+
+    :param key: the tag key
+    :param value: the value, converted with :class:`str`
+    :returns: the text that follows the measurement name in a line
+    :raises ValueError: when the key or value cannot be represented
+    """
+    if value is None or value == '':
+        return ''
+    text = value if type(value) is str else str(value)
+    fragment = (
+        f',{_tag_key_cache.get(key) or escape_tag_key(key)}='
+        f'{_tag_value_cache.get(text) or escape_tag_value(text)}'
+    )
+    if type(value) is str:
+        if len(_tag_pair_cache) >= _CACHE_LIMIT:
+            _tag_pair_cache.clear()
+        _tag_pair_cache[key, value] = fragment
+    return fragment
+
+
 def encode(
     name: str,
-    tags: Mapping[str, str],
+    tags: Mapping[str, object],
     fields: Mapping[str, object],
     timestamp: float,
     precision: str = 'ms',
@@ -323,27 +380,59 @@ def encode(
     """
     if not fields:
         raise ValueError(f'measurement {name!r} has no fields')
-    parts = [
-        _measurement_cache.get(name) or escape_measurement(name),
-    ]
     if tags:
-        for key in sorted(tags):
-            value = tags[key]
-            if value is None or value == '':
-                continue
-            if type(value) is not str:
-                value = str(value)
-            parts.append(
-                f',{_tag_key_cache.get(key) or escape_tag_key(key)}='
-                f'{_tag_value_cache.get(value) or escape_tag_value(value)}'
+        # The same few tag sets come back all the time: remember the start
+        # of the line for each, keyed by the tags in insertion order.
+        try:
+            prefix_key: tuple[object, ...] | None = (name, *tags.items())
+            head = _prefix_cache.get(prefix_key)  # type: ignore[arg-type]
+        except TypeError:  # an unhashable value put in ``tags`` directly
+            prefix_key = head = None
+        if head is None:
+            pairs = _tag_pair_cache
+            head = (
+                _measurement_cache.get(name) or escape_measurement(name)
+            ) + ''.join(
+                [
+                    pairs.get((key, tags[key])) or tag_fragment(key, tags[key])
+                    for key in sorted(tags)
+                ]
             )
-    separator = ' '
-    for key, field in fields.items():
-        parts.append(separator)
-        parts.append(_field_key_cache.get(key) or escape_field_key(key))
-        parts.append('=')
-        parts.append(format_field_value(key, field))
-        separator = ','
-    parts.append(' ')
-    parts.append(format_timestamp(timestamp, precision))
-    return ''.join(parts)
+            # Only all-text tag sets are kept: 1, 1.0 and True are equal
+            # keys but different tag values.
+            if prefix_key is not None and all(
+                type(value) is str for value in tags.values()
+            ):
+                if len(_prefix_cache) >= _CACHE_LIMIT:
+                    _prefix_cache.clear()
+                _prefix_cache[prefix_key] = head
+    else:
+        head = _measurement_cache.get(name) or escape_measurement(name)
+    keys = _field_key_cache
+    texts = []
+    for key, value in fields.items():
+        kind = type(value)
+        if kind is float and _FINITE_MIN <= value <= _FINITE_MAX:  # type: ignore[operator]
+            text = repr(value)
+        elif kind is int and _INT64_MIN <= value <= _INT64_MAX:  # type: ignore[operator]
+            text = f'{value}i'
+        elif (
+            kind is str
+            and value.isascii()  # type: ignore[attr-defined]
+            and '"' not in value  # type: ignore[operator]
+            and '\\' not in value  # type: ignore[operator]
+        ):
+            text = f'"{value}"'
+        else:
+            text = format_field_value(key, value)
+        texts.append(f'{keys.get(key) or escape_field_key(key)}={text}')
+    values = ','.join(texts)
+    scale = _FAST_SCALES.get(precision)
+    if scale is not None and 0 <= timestamp < _FAST_LIMITS[precision]:
+        number = int(timestamp * scale)
+        if (number + 1) / scale <= timestamp:
+            number += 1
+        elif number / scale > timestamp:
+            number -= 1
+        return f'{head} {values} {number}'
+    return f'{head} {values} {exact_timestamp(timestamp, precision)}'

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import math
+import sys
 import time
 from collections.abc import Iterator, Mapping
 
@@ -12,6 +13,16 @@ from sprockets_influxdb import line_protocol
 from sprockets_influxdb.line_protocol import FieldValue
 
 __all__ = ['Measurement']
+
+# The encoder's caches of validated strings: a hit means "already checked".
+_measurement_names = line_protocol._measurement_cache
+_field_keys = line_protocol._field_key_cache
+_tag_pairs = line_protocol._tag_pair_cache
+_FLOAT_MAX = sys.float_info.max
+_FLOAT_MIN = -_FLOAT_MAX
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+_PRECISIONS = line_protocol.PRECISIONS
 
 # The base tags every new Measurement starts with: those of the default
 # client, set when it is configured (``install()`` or first use).
@@ -86,17 +97,19 @@ class Measurement:
     """
 
     def __init__(self, database: str, name: str) -> None:
-        if not isinstance(database, str) or not database:
+        if not (type(database) is str or isinstance(database, str)) or (
+            not database
+        ):
             raise ValueError(
                 f'database must be a non-empty str, not {database!r}'
             )
-        line_protocol.escape_measurement(name)
+        if name not in _measurement_names:
+            line_protocol.escape_measurement(name)
         self.database = database
         self.name = name
+        tags = _default_tags
         self.tags: dict[str, str] = (
-            dict(_default_tags)
-            if _default_tags is not None
-            else _initial_tags()
+            tags.copy() if tags is not None else _initial_tags()
         )
         self.fields: dict[str, FieldValue] = {}
         self.timestamp: float = time.time()
@@ -145,7 +158,8 @@ class Measurement:
             self.tags,
             self.fields,
             self.timestamp,
-            line_protocol.normalize_precision(precision),
+            _PRECISIONS.get(precision)
+            or line_protocol.normalize_precision(precision),
         )
 
     def set_field(self, name: str, value: FieldValue) -> None:
@@ -160,8 +174,16 @@ class Measurement:
         :raises ValueError: for an invalid key, another type, NaN, an
             infinity or an integer out of range
         """
-        line_protocol.format_field_value(name, value)
-        line_protocol.escape_field_key(name)
+        kind = type(value)
+        if not (
+            (kind is float and _FLOAT_MIN <= value <= _FLOAT_MAX)  # type: ignore[operator]
+            or (kind is int and _INT64_MIN <= value <= _INT64_MAX)  # type: ignore[operator]
+            or (kind is str and value.isascii())  # type: ignore[union-attr]
+            or kind is bool
+        ):
+            line_protocol.format_field_value(name, value)
+        if name not in _field_keys:
+            line_protocol.escape_field_key(name)
         self.fields[name] = value
 
     def set_tag(self, name: str, value: object) -> None:
@@ -178,11 +200,14 @@ class Measurement:
             self.tags.pop(name, None)
             return
         text = value if type(value) is str else str(value)
+        if (name, text) in _tag_pairs:
+            self.tags[name] = text
+            return
         line_protocol.escape_tag_key(name)
         if not text:
             self.tags.pop(name, None)
             return
-        line_protocol.escape_tag_value(text)
+        line_protocol.tag_fragment(name, text)
         self.tags[name] = text
 
     def set_tags(self, tags: Mapping[str, object]) -> None:

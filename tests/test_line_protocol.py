@@ -10,6 +10,8 @@ import datetime
 import enum
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sprockets_influxdb import Measurement, line_protocol
 
@@ -249,3 +251,21 @@ def test_new_measurements_start_with_a_copy_of_the_base_tags() -> None:
     first.tags['mine'] = 'x'
     second = Measurement('db', 'm')
     assert 'mine' not in second.tags
+
+
+@given(
+    timestamp=st.one_of(
+        st.floats(min_value=0, max_value=10_000_000_000),
+        st.floats(min_value=1_600_000_000, max_value=1_900_000_000),
+        st.integers(min_value=0, max_value=9_000_000_000).map(
+            lambda ms: ms / 1000
+        ),
+    ),
+    precision=st.sampled_from(['s', 'ms', 'u']),
+)
+def test_fast_timestamps_match_the_decimal_truncation(
+    timestamp: float, precision: str
+) -> None:
+    assert line_protocol.format_timestamp(timestamp, precision) == (
+        line_protocol.exact_timestamp(timestamp, precision)
+    )
