@@ -1,0 +1,227 @@
+"""Delivery benchmark: measurements per second into a real InfluxDB.
+
+The script starts its own throwaway ``influxd`` (1.6.7; the ``InfluxServer``
+of ``tests/servers.py``: a temporary directory, free loopback ports,
+reporting, the monitor store and HTTP logging disabled) and stops it at the
+end.  The workload is N measurements of HTTP request metrics (3 tags from
+small sets, 3 varying fields, as in ``encode.py``) with distinct millisecond
+timestamps, so that the server stores every one of them.
+
+* ours: the measurements are built beforehand; what is timed runs from the
+  first ``add_measurement`` to the end of ``client.flush(timeout=120)``, on
+  a ``sprockets_influxdb.Client`` with ``trigger_size=5000`` and
+  ``max_batch_size=5000`` (other settings at their defaults, except a
+  buffer big enough for N so that nothing is dropped).  The library encodes
+  the lines in its writer thread, batches them and posts them while the
+  application thread is still adding.
+* bare loop: the same lines, encoded and joined into batches of 5000 before
+  timing, posted one batch after the other on one ``http.client``
+  connection (``POST /write?db=...&precision=ms``, each response read before
+  the next request): the fastest a client can possibly go without
+  encoding anything.
+
+Each round, each contender writes to a fresh database, the number of points
+stored is checked with a ``COUNT`` query, and the database is dropped.  The
+contenders alternate round by round (the order rotates) and the median
+throughput of each is compared.  Target (SPEC section 9): ours at least 80%
+of the bare loop's measurements per second.
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import time
+import urllib.parse
+from collections.abc import Callable, Sequence
+
+from _common import (
+    MEASUREMENT,
+    ROOT,
+    Request,
+    alternate,
+    describe_machine,
+    duration,
+    make_requests,
+    median,
+    parse_args,
+    spread,
+    verdict,
+)
+
+import sprockets_influxdb
+
+try:
+    from tests.servers import InfluxServer
+except ImportError as error:  # pragma: no cover - a broken checkout
+    raise SystemExit(
+        f'delivery: cannot import InfluxServer from {ROOT}/tests/servers.py '
+        f'({error})'
+    ) from None
+
+TARGET = 0.8
+BATCH = 5000
+
+
+def build(
+    requests: Sequence[Request], start_ms: int
+) -> list[sprockets_influxdb.Measurement]:
+    """One measurement per request, one millisecond apart."""
+    measurements = []
+    for index, request in enumerate(requests):
+        measurement = sprockets_influxdb.Measurement('unset', MEASUREMENT)
+        measurement.set_tag('method', request.method)
+        measurement.set_tag('endpoint', request.endpoint)
+        measurement.set_tag('status_code', request.status_code)
+        measurement.set_field('duration', request.duration)
+        measurement.set_field('content_length', request.content_length)
+        measurement.set_field('request_id', request.request_id)
+        # An exact decimal number of milliseconds: no two points share one.
+        measurement.set_timestamp((start_ms + index) / 1000)
+        measurements.append(measurement)
+    return measurements
+
+
+def batches(
+    measurements: Sequence[sprockets_influxdb.Measurement],
+) -> list[bytes]:
+    """The lines of *measurements*, joined into request bodies of BATCH."""
+    lines = [measurement.marshall() for measurement in measurements]
+    return [
+        '\n'.join(lines[start : start + BATCH]).encode('utf-8')
+        for start in range(0, len(lines), BATCH)
+    ]
+
+
+def count(server: InfluxServer, database: str) -> int:
+    """The number of points stored in *database*."""
+    payload = server.query(
+        f'SELECT COUNT("duration") FROM "{MEASUREMENT}"', db=database
+    )
+    series = payload['results'][0].get('series')
+    return int(series[0]['values'][0][1]) if series else 0
+
+
+class Contest:
+    """Both contenders, writing to one server, a fresh database a round."""
+
+    def __init__(
+        self,
+        server: InfluxServer,
+        measurements: Sequence[sprockets_influxdb.Measurement],
+    ) -> None:
+        self.server = server
+        self.measurements = measurements
+        self.bodies = batches(measurements)
+        self.rounds = 0
+        self.counts: dict[str, list[int]] = {'ours': [], 'bare loop': []}
+
+    def _database(self, contender: str) -> str:
+        self.rounds += 1
+        name = f'bench_{contender.replace(" ", "_")}_{self.rounds}'
+        self.server.create_database(name)
+        return name
+
+    def _check(self, contender: str, database: str) -> None:
+        stored = count(self.server, database)
+        self.counts[contender].append(stored)
+        self.server.drop_database(database)
+        if stored != len(self.measurements):
+            print(
+                f'  WARNING: {contender} stored {stored} of '
+                f'{len(self.measurements)} points'
+            )
+
+    def ours(self) -> float:
+        """One round of ours; returns measurements per second."""
+        database = self._database('ours')
+        for measurement in self.measurements:
+            measurement.database = database
+        client = sprockets_influxdb.Client(
+            url=self.server.url,
+            trigger_size=BATCH,
+            max_batch_size=BATCH,
+            max_buffer_size=len(self.measurements),
+            tag_hostname=False,
+        )
+        add = client.add_measurement
+        start = time.perf_counter()
+        for measurement in self.measurements:
+            add(measurement)
+        delivered = client.flush(timeout=120).result()
+        elapsed = time.perf_counter() - start
+        client.shutdown().result()
+        stats = client.stats()
+        if not delivered or stats.dropped_total:
+            print(f'  WARNING: flush returned {delivered}, {stats}')
+        self._check('ours', database)
+        return len(self.measurements) / elapsed
+
+    def bare(self) -> float:
+        """One round of the bare loop; returns measurements per second."""
+        database = self._database('bare loop')
+        url = urllib.parse.urlsplit(self.server.url)
+        path = f'/write?db={database}&precision=ms'
+        headers = {'Content-Type': 'text/plain; charset=utf-8'}
+        connection = http.client.HTTPConnection(
+            url.hostname or '127.0.0.1', url.port, timeout=120
+        )
+        start = time.perf_counter()
+        for body in self.bodies:
+            connection.request('POST', path, body=body, headers=headers)
+            response = connection.getresponse()
+            response.read()
+            if response.status != 204:
+                raise RuntimeError(f'bare loop: HTTP {response.status}')
+        elapsed = time.perf_counter() - start
+        connection.close()
+        self._check('bare loop', database)
+        return len(self.measurements) / elapsed
+
+
+def main() -> None:
+    args = parse_args(__doc__.splitlines()[0], rounds=5, number=200_000)
+    logging.basicConfig(level=logging.ERROR)
+    print(f'delivery: {describe_machine()}')
+    print(
+        f'  {args.rounds} rounds of {args.number} measurements per '
+        f'contender, batches of {BATCH}'
+    )
+    requests = make_requests(args.number)
+    start_ms = int(time.time() * 1000) - args.number - 60_000
+    measurements = build(requests, start_ms)
+    with InfluxServer() as server:
+        contest = Contest(server, measurements)
+        contenders: dict[str, Callable[[], float]] = {
+            'ours': contest.ours,
+            'bare loop': contest.bare,
+        }
+        warm_up = Contest(server, measurements[: BATCH * 4])
+        warm_up.ours()
+        warm_up.bare()
+        results = alternate(contenders, args.rounds)
+    for name, values in results.items():
+        print(
+            f'  {name:16} median {median(values):,.0f} measurements/s '
+            f'= {duration(args.number / median(values))} for '
+            f'{args.number} (min/max {spread(values)}); stored '
+            f'{sorted(set(contest.counts[name]))}'
+        )
+    ours = median(results['ours'])
+    bare = median(results['bare loop'])
+    ratio = ours / bare
+    complete = all(
+        stored == args.number
+        for counts in contest.counts.values()
+        for stored in counts
+    )
+    print(
+        f'delivery: ours {ours:,.0f}/s, bare loop {bare:,.0f}/s -> '
+        f'{ratio:.0%} of the bare loop (target >= {TARGET:.0%}'
+        f'{"" if complete else ", and every point stored"}): '
+        f'{verdict(ratio >= TARGET and complete)}'
+    )
+
+
+if __name__ == '__main__':
+    main()
