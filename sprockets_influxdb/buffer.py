@@ -101,13 +101,19 @@ class Buffer:
             len(self._items) >= self._trigger_size or now - since >= interval
         )
 
-    def take(self) -> deque[Entry]:
-        """Remove and return every entry, oldest first."""
+    def take(self, limit: int | None = None) -> deque[Entry]:
+        """Remove and return the oldest entries, oldest first.
+
+        :param limit: the most entries to take (default: all)
+        """
         with self._lock:
             items = self._items
-            self._items = deque()
-            self.since = None
-            return items
+            if limit is None or len(items) <= limit:
+                self._items = deque()
+                self.since = None
+                return items
+            popleft = items.popleft
+            return deque([popleft() for _ in range(limit)])
 
     def clear(self) -> int:
         """Drop everything; return how many entries were dropped."""

@@ -63,8 +63,8 @@ _DROPPED_RE = re.compile(r'dropped=(\d+)')
 _MAX_RETRY_AFTER = 3600.0
 _LOG_INTERVAL = 5.0
 
-Line = tuple[int, bytes]
-"""An encoded line: ``(sequence, utf-8 line without newline)``."""
+Line = tuple[int, str]
+"""An encoded line: ``(sequence, line without newline)``."""
 
 
 class Counters:
@@ -310,6 +310,7 @@ class Writer:
             self._retired = []
 
     async def _serve(self, tasks: anyio.abc.TaskGroup) -> None:
+        draining = False
         while True:
             now = time.monotonic()
             settings = self._settings
@@ -322,7 +323,12 @@ class Writer:
                 or stopping is not None
                 or self._buffer.due(settings.submission_interval / 1000, now)
             ):
-                self._take_buffer(settings)
+                draining = True
+            if draining:
+                # Encode a batch at a time, so that requests go out while
+                # the rest is encoded.
+                self._take_buffer(settings, settings.max_batch_size)
+                draining = len(self._buffer) > 0
             self._dispatch(tasks, settings, now, force)
             self._resolve_waiters(now)
             if stopping is not None:
@@ -330,6 +336,9 @@ class Writer:
                     return
                 if now >= stopping.deadline:
                     return
+            if draining:
+                await anyio.sleep(0)
+                continue
             deadline = self._next_deadline(settings, now)
             assert self._event is not None
             with anyio.move_on_after(max(deadline - now, 0)):
@@ -350,8 +359,8 @@ class Writer:
             deadlines.append(self._stopping.deadline)
         return min(deadlines)
 
-    def _take_buffer(self, settings: Settings) -> None:
-        entries = self._buffer.take()
+    def _take_buffer(self, settings: Settings, limit: int) -> None:
+        entries = self._buffer.take(limit)
         if not entries:
             return
         precision = settings.precision
@@ -366,8 +375,8 @@ class Writer:
             try:
                 line = line_protocol.encode(
                     name, tags, fields, timestamp, precision
-                ).encode('utf-8')
-            except (ValueError, TypeError, UnicodeEncodeError) as error:
+                )
+            except (ValueError, TypeError) as error:
                 counters.dropped['invalid'] += 1
                 LOGGER.error(
                     'Dropping a measurement %r for database %r that cannot '
@@ -447,15 +456,19 @@ class Writer:
 
     def _next_batch(self, target: _Target, max_lines: int) -> list[Line]:
         backlog = target.backlog
+        popleft = backlog.popleft
+        batch = [popleft() for _ in range(min(len(backlog), max_lines))]
         limit = self._body_limit
-        batch: list[Line] = []
-        size = 0
-        while backlog and len(batch) < max_lines:
-            length = len(backlog[0][1]) + 1
-            if batch and size + length > limit:
-                break
-            batch.append(backlog.popleft())
-            size += length
+        # Lines are text: their length is a close estimate of the body
+        # size; _send splits a body that still comes out too large.
+        if sum([len(line) for _, line in batch]) + len(batch) > limit:
+            size = 0
+            for index, (_, line) in enumerate(batch):
+                size += len(line) + 1
+                if size > limit and index > 0:
+                    backlog.extendleft(reversed(batch[index:]))
+                    del batch[index:]
+                    break
         self._counters.backlog -= len(batch)
         return batch
 
@@ -530,7 +543,7 @@ class Writer:
         self, target: _Target, batch: list[Line], delivery: _Delivery
     ) -> None:
         settings = self._settings
-        body = b'\n'.join(line for _, line in batch)
+        body = '\n'.join([line for _, line in batch]).encode('utf-8')
         if len(body) > self._body_limit and len(batch) > 1:
             await self._split(target, batch, delivery)
             return
@@ -584,7 +597,7 @@ class Writer:
         delivery: _Delivery,
         message: str,
     ) -> None:
-        line = batch[0][1].decode('utf-8', 'replace')
+        line = batch[0][1]
         LOGGER.error(
             'InfluxDB rejected a line for database %r, dropping it: %s '
             '(line: %s)',
@@ -667,6 +680,9 @@ class Writer:
                 )
             current = httpx.AsyncClient(
                 auth=auth,
+                # Loading certificates costs tens of milliseconds: only for
+                # https.
+                verify=settings.url.startswith('https:'),
                 timeout=settings.request_timeout,
                 headers={'User-Agent': USER_AGENT},
                 limits=httpx.Limits(
