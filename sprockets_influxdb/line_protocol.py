@@ -291,8 +291,8 @@ def format_timestamp(timestamp: float, precision: str = 'ms') -> str:
 
     The value is truncated, not rounded, and the decimal digits the user
     wrote (the shortest representation of the float) are used, so that
-    ``1700000000.123`` gives ``1700000000123`` milliseconds rather than the
-    ``...122`` a binary multiplication would give.
+    ``1.001`` gives ``1001`` milliseconds rather than the ``1000`` that
+    truncating ``1.001 * 1000`` (``1000.9999999999999``) would give.
 
     :param timestamp: seconds since the epoch
     :param precision: a value returned by :func:`normalize_precision`

@@ -194,7 +194,10 @@ class Writer:
         """
         self._settings = settings
         self._body_limit = settings.max_body_size
-        self.wake()
+        # Configuring never starts the thread (a gunicorn --preload master
+        # must fork without one); a running writer looks again at once.
+        if self._thread is not None and self._pid == os.getpid():
+            self.wake()
 
     def wake(self) -> None:
         """Make the writer look at the buffer now, starting it if needed."""
@@ -579,7 +582,7 @@ class Writer:
         raise _RetryError(
             f'HTTP {status}: {message}',
             retry_after=retry_after,
-            error=status in (401, 403, 404) or 400 <= status < 500,
+            error=400 <= status < 500 and status != 429,
         )
 
     async def _split(

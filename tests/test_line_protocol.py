@@ -213,6 +213,7 @@ def test_timestamp_truncation_uses_the_decimal_digits() -> None:
         '1700000000123'
     )
     assert line_protocol.format_timestamp(0.999, 's') == '0'
+    assert line_protocol.format_timestamp(1.001, 'ms') == '1001'
     assert line_protocol.format_timestamp(1e-05, 'u') == '10'
     assert line_protocol.format_timestamp(-1.5, 'ms') == '-1500'
 

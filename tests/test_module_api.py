@@ -301,3 +301,23 @@ def test_shutdown_then_stopping_the_loop_still_delivers_a_burst(
     )
     assert result.returncode == 0, result.stderr
     assert influxdb.count('db', 'm') == 20000
+
+
+def test_configuring_never_starts_the_writer_thread(
+    influxdb: InfluxServer,
+) -> None:
+    # A gunicorn --preload master installs, configures, then forks: it must
+    # not have a writer thread of its own by then.
+    result = run_script(
+        """
+        import threading
+        import sprockets_influxdb as influxdb
+        influxdb.install(submission_interval=10)
+        influxdb.set_timeout(20)
+        influxdb.set_max_batch_size(100)
+        print(sorted(thread.name for thread in threading.enumerate()))
+        """,
+        env_for(influxdb),
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "['MainThread']"
