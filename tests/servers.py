@@ -693,6 +693,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         headers.pop('transfer-encoding', None)
         if headers.get('connection', ('', ''))[1].lower() == 'close':
             self.close_connection = True
+        # Recorded before the client can see the answer, so that a test
+        # reading ``status`` right after its request returns finds it.
+        record.status = status
         self.send_response(status)
         for name, value in headers.values():
             self.send_header(name, value)
@@ -702,7 +705,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if body and self.command != 'HEAD':
             self.wfile.write(body)
         self.wfile.flush()
-        record.status = status
 
     do_GET = do_POST = do_PUT = _handle  # noqa: N815
     do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _handle  # noqa: N815
