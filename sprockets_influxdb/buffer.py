@@ -44,18 +44,21 @@ class Buffer:
     def __len__(self) -> int:
         return len(self._items)
 
-    def resize(self, max_size: int, trigger_size: int) -> None:
-        """Change the bounds; entries over the new size are dropped.
+    def resize(self, max_size: int, trigger_size: int) -> int:
+        """Change the bounds, dropping the oldest entries over the new size.
 
         :param max_size: the most entries held
         :param trigger_size: the size at which :meth:`put` asks for a write
+        :returns: how many entries were dropped
         """
         with self._lock:
             self._max_size = max_size
             self._trigger_size = min(trigger_size, max_size)
-            while len(self._items) > max_size:
+            dropped = max(len(self._items) - max_size, 0)
+            for _ in range(dropped):
                 self._items.popleft()
-                self.overflowed += 1
+            self.overflowed += dropped
+            return dropped
 
     def put(
         self,

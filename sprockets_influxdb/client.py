@@ -195,7 +195,16 @@ class Client:
         settings = self._settings.replace(**changes)
         self._settings = settings
         self._apply(settings)
-        self._buffer.resize(settings.max_buffer_size, settings.trigger_size)
+        dropped = self._buffer.resize(
+            settings.max_buffer_size, settings.trigger_size
+        )
+        if dropped:
+            LOGGER.warning(
+                'max_buffer_size is now %d: dropped the %d oldest buffered '
+                'measurements',
+                settings.max_buffer_size,
+                dropped,
+            )
         self._writer.configure(settings)
 
     def set_io_loop(self, io_loop: Any) -> None:
@@ -315,8 +324,27 @@ class Client:
         self._accepting = False
         result = FlushFuture()
         self._shutdown_future = result
-        _chain(self._writer.stop(timeout), result)
+        stopped = self._writer.stop(timeout)
+        stopped.add_done_callback(self._report_drops)
+        _chain(stopped, result)
         return result
+
+    def _report_drops(self, _: concurrent.futures.Future[bool]) -> None:
+        """Sum up at shutdown what was dropped, whatever was logged before."""
+        stats = self.stats()
+        lost = {
+            reason: count
+            for reason, count in stats.dropped.items()
+            if count and reason != 'sampled'
+        }
+        if lost:
+            LOGGER.warning(
+                'Shut down having written %d measurements and dropped %s',
+                stats.written,
+                ', '.join(
+                    f'{count} ({reason})' for reason, count in lost.items()
+                ),
+            )
 
     def _future(self, future: concurrent.futures.Future[bool]) -> Any:
         io_loop = self._io_loop

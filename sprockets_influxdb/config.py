@@ -303,11 +303,22 @@ class Settings:
     def replace(self, **changes: Any) -> Settings:
         """Return a copy with some settings changed and validated again.
 
+        ``base_tags`` replaces every base tag, including ``hostname`` and
+        ``environment``, which are only read from the environment when the
+        settings are first resolved.
+
         :param changes: settings to change, by attribute name
         :returns: the new settings
         :raises ValueError: when a new value is invalid
-        :raises TypeError: when a new value has the wrong type
+        :raises TypeError: when a new value has the wrong type, or for
+            ``tag_hostname`` and ``environment``
         """
+        for name in ('tag_hostname', 'environment'):
+            if name in changes:
+                raise TypeError(
+                    f'{name} applies when settings are first resolved; '
+                    'change the tags with base_tags instead'
+                )
         current = dataclasses.asdict(self)
         current.update(changes)
         current['tag_hostname'] = False

@@ -409,10 +409,12 @@ def encode(
     else:
         head = _measurement_cache.get(name) or escape_measurement(name)
     keys = _field_key_cache
-    texts = []
+    texts: list[str] = []
+    append = texts.append
     for key, value in fields.items():
         kind = type(value)
-        if kind is float and _FINITE_MIN <= value <= _FINITE_MAX:  # type: ignore[operator]
+        # ``x - x`` is 0.0 for every finite float, NaN otherwise.
+        if kind is float and value - value == 0.0:  # type: ignore[operator]
             text = repr(value)
         elif kind is int and _INT64_MIN <= value <= _INT64_MAX:  # type: ignore[operator]
             text = f'{value}i'
@@ -425,7 +427,10 @@ def encode(
             text = f'"{value}"'
         else:
             text = format_field_value(key, value)
-        texts.append(f'{keys.get(key) or escape_field_key(key)}={text}')
+        try:
+            append(f'{keys[key]}={text}')
+        except KeyError:
+            append(f'{escape_field_key(key)}={text}')
     values = ','.join(texts)
     scale = _FAST_SCALES.get(precision)
     if scale is not None and 0 <= timestamp < _FAST_LIMITS[precision]:

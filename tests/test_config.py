@@ -210,3 +210,11 @@ def test_the_public_names_are_exactly_all() -> None:
         and getattr(value, '__module__', '').startswith('sprockets_influxdb')
     }
     assert ours - exported == set()
+
+
+def test_configure_refuses_what_applies_only_at_first_resolution() -> None:
+    client = Client(url='http://db:8086')
+    with pytest.raises(TypeError, match='tag_hostname applies when'):
+        client.configure(tag_hostname=False)
+    with pytest.raises(TypeError, match='environment applies when'):
+        client.configure(environment='prod')

@@ -334,6 +334,10 @@ def test_shutdown_with_the_server_down_is_bounded_and_reports_losses(
     assert any(
         '10 measurements not delivered' in r.message for r in caplog.records
     )
+    assert any(
+        'written 0 measurements and dropped 10 (shutdown)' in r.message
+        for r in caplog.records
+    )
     # A second call is harmless and gives the same answer.
     assert client.shutdown().result(timeout=1) is False
 
