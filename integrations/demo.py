@@ -148,9 +148,6 @@ def main() -> int:
             trigger_size=500,
             base_tags={'service': 'demo'},
             backoff_max=1.0,
-            # Two requests with the same tags in the same millisecond would
-            # be one point in InfluxDB: record microseconds.
-            precision='us',
         )
         per_thread = arguments.requests // arguments.threads
         workers = [

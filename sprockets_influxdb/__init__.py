@@ -37,6 +37,7 @@ __all__ = [
     'USER_AGENT',
     'Client',
     'FlushFuture',
+    'InfluxDBMixin',
     'Measurement',
     'Settings',
     'Stats',
@@ -66,6 +67,16 @@ _T = TypeVar('_T')
 #: The Tornado application setting that names the database request
 #: measurements are written to.
 REQUEST_DATABASE = 'sprockets_influxdb.database'
+
+
+def __getattr__(name: str) -> Any:
+    # The Tornado mixin is imported on first use, so that importing this
+    # package never imports Tornado.
+    if name == 'InfluxDBMixin':
+        from sprockets_influxdb.tornado import InfluxDBMixin
+
+        return InfluxDBMixin
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 
 class _DefaultClient(Client):
@@ -159,12 +170,17 @@ def install(
         sample_probability=sample_probability,
         **settings,
     )
+    global _default
     with _lock:
         if _installed:
             LOGGER.warning('sprockets_influxdb is already installed')
             return False
+        if _default is None:
+            # Built from the settings just resolved, so that an argument
+            # wins over a malformed variable it overrides.
+            _default = _DefaultClient._from_settings(resolved)
         _installed = True
-    client = _client()
+    client = _default
     client.configure(**dataclasses.asdict(resolved))
     _set_default_tags(resolved.base_tags)
     if io_loop is not None:

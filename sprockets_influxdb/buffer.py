@@ -11,6 +11,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Mapping
+from typing import Any
 
 __all__ = ['Buffer', 'Entry']
 
@@ -26,11 +27,19 @@ class Buffer:
     Bounded by *max_size*: when full, the oldest entry is dropped and
     counted in :attr:`overflowed`.
 
-    :param max_size: the most entries held
+    :param max_size: the most entries held, here and in *elsewhere*
     :param trigger_size: the size at which :meth:`put` asks for a write
+    :param elsewhere: an object whose ``backlog`` attribute counts the
+        entries the writer took but has not sent yet: :meth:`put` asks for
+        a write as soon as both together exceed *max_size*, so that the
+        writer drops the oldest
     """
 
-    def __init__(self, max_size: int, trigger_size: int) -> None:
+    def __init__(
+        self, max_size: int, trigger_size: int, elsewhere: Any = None
+    ) -> None:
+        self._elsewhere = elsewhere
+        self._over = False
         self._lock = threading.Lock()
         self._items: deque[Entry] = deque()
         self._max_size = max_size
@@ -88,20 +97,35 @@ class Buffer:
             if size == 1:
                 self.since = time.monotonic()
                 return 1
-            return 2 if size == self._trigger_size else 0
+            if size == self._trigger_size:
+                return 2
+            elsewhere = self._elsewhere
+            if (
+                elsewhere is not None
+                and not self._over
+                and size + elsewhere.backlog > self._max_size
+            ):
+                # Over the bound in total: once per take, have the writer
+                # take everything and drop the oldest.
+                self._over = True
+                return 2
+            return 0
 
     def due(self, interval: float, now: float) -> bool:
         """Tell whether the buffer should be written now.
 
         :param interval: the submission interval, in seconds
         :param now: the current monotonic time
-        :returns: whether the trigger size or the interval was reached
+        :returns: whether the trigger size or the interval was reached, or
+            the bound exceeded
         """
         since = self.since
         if since is None:
             return False
         return (
-            len(self._items) >= self._trigger_size or now - since >= interval
+            self._over
+            or len(self._items) >= self._trigger_size
+            or now - since >= interval
         )
 
     def take(self, limit: int | None = None) -> deque[Entry]:
@@ -114,6 +138,7 @@ class Buffer:
             if limit is None or len(items) <= limit:
                 self._items = deque()
                 self.since = None
+                self._over = False
                 return items
             popleft = items.popleft
             return deque([popleft() for _ in range(limit)])

@@ -57,8 +57,10 @@ class FlushFuture(concurrent.futures.Future[bool]):
 class Stats:
     """Counters of a :class:`Client`, as returned by :meth:`Client.stats`.
 
-    ``added`` always equals ``written + sum(dropped.values()) + buffered +
-    in_flight``.
+    ``added`` equals ``written + sum(dropped.values()) + buffered +
+    in_flight`` whenever the writer is idle (for example once
+    :meth:`Client.flush` resolved); while it moves measurements between
+    stages, a snapshot can be off by the batch being moved.
     """
 
     #: Measurements passed to ``add_measurement`` (valid ones).
@@ -153,14 +155,27 @@ class Client:
             sample_probability=sample_probability,
             **settings,
         )
+        self._start()
+
+    @classmethod
+    def _from_settings(cls, settings: Settings) -> Client:
+        """Build a client from settings resolved already."""
+        client = cls.__new__(cls)
+        client._settings = settings
+        client._start()
+        return client
+
+    def _start(self) -> None:
         self._io_loop: Any = None
         self._setup()
         _clients.add(self)
 
     def _setup(self) -> None:
         settings = self._settings
-        self._buffer = Buffer(settings.max_buffer_size, settings.trigger_size)
         self._counters = Counters()
+        self._buffer = Buffer(
+            settings.max_buffer_size, settings.trigger_size, self._counters
+        )
         self._writer = Writer(
             self._buffer, self._counters, settings, self._merge_base_tags
         )
@@ -397,6 +412,11 @@ class Client:
     def _after_fork(self) -> None:
         self._setup()
 
+    def _flush_at_exit(self) -> None:
+        if not self._enabled or self._shutdown_future is not None:
+            return
+        self._writer.flush(self._settings.shutdown_timeout).result()
+
     def _drain_at_exit(self) -> None:
         if not self._enabled or self._writer.stopped:
             return
@@ -425,6 +445,14 @@ def _after_fork_in_child() -> None:
         client._after_fork()
 
 
+def _flush_all() -> None:
+    for client in list(_clients):
+        try:
+            client._flush_at_exit()
+        except Exception:  # pragma: no cover - never fail the exit
+            LOGGER.exception('Could not deliver measurements at exit')
+
+
 def _drain_all() -> None:
     for client in list(_clients):
         try:
@@ -436,17 +464,15 @@ def _drain_all() -> None:
 def _register_hooks() -> None:
     if hasattr(os, 'register_at_fork'):
         os.register_at_fork(after_in_child=_after_fork_in_child)
-    # threading's exit hooks run when the main thread ends, before other
-    # threads are joined and while new threads can still start (needed to
-    # resolve host names); plain atexit is the fallback.
+    # Two exit hooks.  threading's run when the main thread ends, while
+    # thread pools still work (host names are resolved in one): they
+    # deliver what is buffered then.  atexit's run once every other thread
+    # has ended: they deliver what those threads added meanwhile, then stop.
     register = getattr(threading, '_register_atexit', None)
     if register is not None:
-        try:
-            register(_drain_all)
-            return
-        except RuntimeError:  # pragma: no cover - already shutting down
-            pass
-    atexit.register(_drain_all)  # pragma: no cover
+        with contextlib.suppress(RuntimeError):  # already shutting down
+            register(_flush_all)
+    atexit.register(_drain_all)
 
 
 _register_hooks()

@@ -46,6 +46,7 @@ ENVIRONMENT_VARIABLES: Mapping[str, str] = {
     'gzip': 'INFLUXDB_GZIP',
     'max_body_size': 'INFLUXDB_MAX_BODY_SIZE',
     'retention_policy': 'INFLUXDB_RETENTION_POLICY',
+    'unique_timestamps': 'INFLUXDB_UNIQUE_TIMESTAMPS',
     'tag_hostname': 'INFLUXDB_TAG_HOSTNAME',
     'environment': 'ENVIRONMENT',
 }
@@ -193,6 +194,7 @@ class Settings:
     gzip: bool = False
     max_body_size: int = 25_000_000
     retention_policy: str | None = None
+    unique_timestamps: bool = True
     backoff_base: float = 0.5
     backoff_max: float = 30.0
 
@@ -273,6 +275,7 @@ class Settings:
             gzip=pick('gzip', _boolean, False),
             max_body_size=pick('max_body_size', integer(1024), 25_000_000),
             retention_policy=retention_policy,
+            unique_timestamps=pick('unique_timestamps', _boolean, True),
             backoff_base=pick('backoff_base', number(0.001), 0.5),
             backoff_max=pick('backoff_max', number(0.001), 30.0),
         )

@@ -91,6 +91,7 @@ _tag_value_cache: dict[str, str] = {}
 _field_key_cache: dict[str, str] = {}
 _tag_pair_cache: dict[tuple[str, object], str] = {}
 _prefix_cache: dict[tuple[object, ...], str] = {}
+_SERIES_LIMIT = 100_000
 
 
 def _check_text(value: object, what: str) -> str:
@@ -320,7 +321,15 @@ def exact_timestamp(timestamp: float, precision: str = 'ms') -> str:
     :param timestamp: seconds since the epoch
     :param precision: a value returned by :func:`normalize_precision`
     :returns: the integer timestamp as text
+    :raises ValueError: for NaN, an infinity or something else than a
+        number
     """
+    if isinstance(timestamp, bool) or not isinstance(timestamp, (int, float)):
+        raise ValueError(
+            f'timestamp must be a number, not {type(timestamp).__name__}'
+        )
+    if not math.isfinite(timestamp):
+        raise ValueError(f'timestamp {timestamp!r} is not finite')
     digits = _DECIMAL_DIGITS.get(precision)
     if digits is None:
         return str(int(timestamp / _DIVISORS[precision]))
@@ -364,17 +373,24 @@ def encode(
     fields: Mapping[str, object],
     timestamp: float,
     precision: str = 'ms',
+    last: dict[str, int] | None = None,
 ) -> str:
     """Encode one point as a line (without the trailing newline).
 
     Tags are written sorted by key; tags with an empty value (or ``None``)
     are left out.
 
+    With *last*, the time of each series (measurement and tags) is kept
+    there, and a point whose time is not after the last one of its series
+    is moved one unit of the precision after it, so that no point replaces
+    another in InfluxDB.
+
     :param name: the measurement name
     :param tags: tag keys and values
     :param fields: at least one field
     :param timestamp: seconds since the epoch
     :param precision: a value returned by :func:`normalize_precision`
+    :param last: the last time written of each series, updated
     :returns: the line
     :raises ValueError: when something cannot be represented, naming it
     """
@@ -439,5 +455,15 @@ def encode(
             number += 1
         elif number / scale > timestamp:
             number -= 1
-        return f'{head} {values} {number}'
-    return f'{head} {values} {exact_timestamp(timestamp, precision)}'
+    else:
+        number = int(exact_timestamp(timestamp, precision))
+    if last is not None:
+        # InfluxDB keeps one point per series and time: a second point at
+        # the same time would replace the first.
+        previous = last.get(head)
+        if previous is not None and number <= previous:
+            number = previous + 1
+        if len(last) >= _SERIES_LIMIT:
+            last.clear()
+        last[head] = number
+    return f'{head} {values} {number}'

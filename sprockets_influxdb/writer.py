@@ -94,6 +94,7 @@ class _Target:
         'attempts',
         'backlog',
         'database',
+        'last_times',
         'log_after',
         'retry_at',
     )
@@ -104,6 +105,8 @@ class _Target:
         self.retry_at = 0.0
         self.attempts = 0
         self.log_after = 0.0
+        # The last time written of each series, to keep points apart.
+        self.last_times: dict[str, int] = {}
 
 
 class _RetryError(Exception):
@@ -192,6 +195,9 @@ class Writer:
 
         :param settings: the new settings
         """
+        if settings.precision != self._settings.precision:
+            for target in self._targets.values():
+                target.last_times.clear()
         self._settings = settings
         self._body_limit = settings.max_body_size
         # Configuring never starts the thread (a gunicorn --preload master
@@ -223,10 +229,10 @@ class Writer:
         waiter = _Waiter(sequence, time.monotonic() + timeout, future)
         with self._lock:
             idle = self._thread is None or self._pid != os.getpid()
-            if self._stopped.is_set() or (
-                idle and not len(self._buffer) and not self._counters.backlog
-            ):
-                future.set_result(True)
+            empty = not len(self._buffer) and not self._counters.backlog
+            if self._stopped.is_set() or (idle and empty):
+                # Stopped, nothing will be delivered any more.
+                future.set_result(empty)
                 return future
             self._waiters.append(waiter)
             if force:
@@ -367,6 +373,7 @@ class Writer:
         if not entries:
             return
         precision = settings.precision
+        unique = settings.unique_timestamps
         base_tags = settings.base_tags if self._merge_base_tags else None
         targets = self._targets
         counters = self._counters
@@ -375,11 +382,19 @@ class Writer:
             sequence, database, name, tags, fields, timestamp = entry
             if base_tags:
                 tags = {**base_tags, **tags}
+            target = targets.get(database)
+            if target is None:
+                target = targets[database] = _Target(database)
             try:
                 line = line_protocol.encode(
-                    name, tags, fields, timestamp, precision
+                    name,
+                    tags,
+                    fields,
+                    timestamp,
+                    precision,
+                    target.last_times if unique else None,
                 )
-            except (ValueError, TypeError) as error:
+            except Exception as error:
                 counters.dropped['invalid'] += 1
                 LOGGER.error(
                     'Dropping a measurement %r for database %r that cannot '
@@ -389,9 +404,6 @@ class Writer:
                     error,
                 )
                 continue
-            target = targets.get(database)
-            if target is None:
-                target = targets[database] = _Target(database)
             target.backlog.append((sequence, line))
             added += 1
         counters.backlog += added

@@ -595,3 +595,72 @@ def test_fault_server_forwards_by_default(fault_server: FaultServer) -> None:
     # requests reach it, so the fault tests above read real rows.
     fault_server.script(FORWARD)
     assert fault_server.pending == 1
+
+
+def test_the_buffer_bound_is_on_the_total(
+    influxdb: InfluxServer, client_factory: Factory
+) -> None:
+    influxdb.create_database('db')
+    influxdb.stop()
+    client = client_factory(
+        influxdb.url, max_buffer_size=100, trigger_size=100
+    )
+    for index in range(100):
+        client.add_measurement(point(index))
+    # The first 100 were taken by the writer, failed and wait for a retry.
+    wait_for(lambda: client.stats().retries >= 1, message='a failed write')
+    for index in range(100, 250):
+        client.add_measurement(point(index))
+    wait_for(
+        lambda: (
+            client.stats().buffered <= 100 and client.stats().in_flight == 0
+        ),
+        message='the total to come back under the bound',
+    )
+    assert client.stats().buffered == 100
+    influxdb.start()
+    assert client.flush().result(timeout=30)
+    assert indexes(influxdb) == list(range(150, 250))
+
+
+def test_a_timestamp_set_directly_to_infinity_is_dropped_alone(
+    influxdb: InfluxServer,
+    client_factory: Factory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    influxdb.create_database('db')
+    client = client_factory(influxdb.url)
+    bad = point(1)
+    bad.timestamp = float('inf')  # a plain attribute: not checked here
+    with caplog.at_level(logging.ERROR, logger='sprockets_influxdb'):
+        client.add_measurement(point(0))
+        client.add_measurement(bad)
+        client.add_measurement(point(2))
+        assert client.flush().result(timeout=10)
+    assert indexes(influxdb) == [0, 2]
+    assert client.stats().dropped['invalid'] == 1
+    assert any('is not finite' in r.message for r in caplog.records)
+    client.add_measurement(point(3))
+    assert client.flush().result(timeout=10)
+    assert indexes(influxdb) == [0, 2, 3]
+
+
+@pytest.mark.parametrize('unique', [True, False])
+def test_points_of_one_series_at_one_time_are_kept_apart(
+    influxdb: InfluxServer, client_factory: Factory, unique: bool
+) -> None:
+    influxdb.create_database('db')
+    client = client_factory(influxdb.url, unique_timestamps=unique)
+    for index in range(5):
+        measurement = point(index, endpoint='/')
+        measurement.set_timestamp(1_700_000_000.5)  # the same millisecond
+        client.add_measurement(measurement)
+    assert client.flush().result(timeout=10)
+    rows = influxdb.rows('db', 'm')
+    if unique:
+        assert [row['i'] for row in rows] == [0, 1, 2, 3, 4]
+        assert [row['time'] for row in rows] == [
+            1_700_000_000_500 + offset for offset in range(5)
+        ]
+    else:  # InfluxDB keeps the last point of a series at one time
+        assert [row['i'] for row in rows] == [4]

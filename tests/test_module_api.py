@@ -321,3 +321,60 @@ def test_configuring_never_starts_the_writer_thread(
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "['MainThread']"
+
+
+def test_measurements_of_threads_still_running_at_exit_are_delivered(
+    influxdb: InfluxServer,
+) -> None:
+    influxdb.create_database('db')
+    result = run_script(
+        """
+        import threading, time
+        from concurrent.futures import ThreadPoolExecutor
+        import sprockets_influxdb as influxdb
+
+        def record(index):
+            time.sleep(0.01)
+            measurement = influxdb.Measurement('db', 'm')
+            measurement.set_field('i', index)
+            measurement.set_timestamp(1_700_000_000 + index)
+            influxdb.add_measurement(measurement)
+
+        def worker():
+            for index in range(20):
+                record(index)
+
+        influxdb.install(submission_interval=600000)
+        threading.Thread(target=worker).start()
+        pool = ThreadPoolExecutor(2)
+        for index in range(20, 40):
+            pool.submit(record, index)
+        # The main thread ends here, with both still adding.
+        """,
+        env_for(influxdb),
+    )
+    assert result.returncode == 0, result.stderr
+    assert 'after shutdown' not in result.stderr
+    assert sorted(row['i'] for row in influxdb.rows('db', 'm')) == list(  # type: ignore[type-var]
+        range(40)
+    )
+
+
+def test_install_arguments_win_over_malformed_variables(
+    influxdb: InfluxServer,
+) -> None:
+    influxdb.create_database('db')
+    result = run_script(
+        f"""
+        import sprockets_influxdb as influxdb
+        print(influxdb.install({influxdb.url!r}, max_buffer_size=100))
+        measurement = influxdb.Measurement('db', 'm')
+        measurement.set_field('i', 1)
+        influxdb.add_measurement(measurement)
+        print(influxdb.flush().result(10))
+        """,
+        {'INFLUXDB_PORT': 'not-a-port', 'INFLUXDB_MAX_BUFFER_SIZE': 'x'},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ['True', 'True']
+    assert influxdb.count('db', 'm') == 1

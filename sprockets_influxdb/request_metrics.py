@@ -1,0 +1,189 @@
+"""Request metrics: one measurement per HTTP request, for every framework.
+
+The Tornado mixin, the ASGI middleware and the WSGI middleware all describe
+a request to a :class:`RequestRecorder` and let it build the measurement, so
+that one request gives the same line whichever framework served it:
+
+* tags ``method``, ``endpoint`` (the route template, or
+  :data:`UNMATCHED`), ``handler``, ``status_code``, ``status_class`` and,
+  when an exception escaped, ``error``; plus the base tags;
+* fields ``duration`` (seconds, monotonic clock, from the start of the
+  request to the last byte of the response) and ``content_length`` (bytes of
+  body actually sent).
+
+This module imports no web framework.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from collections.abc import Iterable
+from typing import Callable
+
+from sprockets_influxdb.measurement import Measurement
+
+__all__ = ['UNMATCHED', 'RequestRecord', 'RequestRecorder']
+
+LOGGER = logging.getLogger('sprockets_influxdb')
+
+#: The ``endpoint`` of requests that matched no route (404 and 405
+#: included): never the raw path, which would make the tag unbounded.
+UNMATCHED = '<unmatched>'
+
+#: The status recorded for a client that went away before the response was
+#: complete (nginx's convention).
+CLIENT_CLOSED_REQUEST = 499
+
+_STATUS_CLASSES = {code: f'{code // 100}xx' for code in range(100, 600)}
+
+
+def _default_measurement() -> str:
+    return os.environ.get('SERVICE') or 'request'
+
+
+class RequestRecorder:
+    """Turns what a server knows about requests into measurements.
+
+    One recorder is made per application (middleware instance, Tornado
+    application); it holds no per-request state.
+
+    :param database: the database request measurements are written to
+    :param measurement: the measurement name (default: the ``SERVICE``
+        environment variable, else ``request``)
+    :param exclude_paths: regular expressions; a request whose path matches
+        one of them (:func:`re.match`, from the start) is not recorded
+    :param add_measurement: what to hand finished measurements to (default:
+        :func:`sprockets_influxdb.add_measurement`, the default client)
+    :raises ValueError: for an empty database, an invalid measurement name
+        or an invalid regular expression
+    """
+
+    def __init__(
+        self,
+        database: str,
+        measurement: str | None = None,
+        exclude_paths: Iterable[str] = (),
+        add_measurement: Callable[[Measurement], None] | None = None,
+    ) -> None:
+        if not isinstance(database, str) or not database:
+            raise ValueError(
+                f'database must be a non-empty str, not {database!r}'
+            )
+        name = measurement or _default_measurement()
+        Measurement(database, name)  # validates the name
+        patterns = []
+        for pattern in exclude_paths:
+            try:
+                patterns.append(re.compile(pattern))
+            except re.error as error:
+                raise ValueError(
+                    f'exclude_paths: {pattern!r} is not a regular '
+                    f'expression: {error}'
+                ) from None
+        self.database = database
+        self.measurement = name
+        self._excluded = patterns
+        if add_measurement is None:
+            import sprockets_influxdb
+
+            add_measurement = sprockets_influxdb.add_measurement
+        self._add = add_measurement
+
+    def __repr__(self) -> str:
+        return f'<RequestRecorder {self.database!r} {self.measurement!r}>'
+
+    def excluded(self, path: str) -> bool:
+        """Tell whether requests for *path* are left unrecorded.
+
+        :param path: the request path
+        """
+        return any(pattern.match(path) for pattern in self._excluded)
+
+    def start(self, method: str, path: str = '') -> RequestRecord | None:
+        """Begin recording a request, when the server receives it.
+
+        :param method: the HTTP method
+        :param path: the request path, only used for :meth:`excluded`
+        :returns: the record to finish, or ``None`` for an excluded path
+        """
+        if self._excluded and self.excluded(path):
+            return None
+        return RequestRecord(self, method)
+
+
+class RequestRecord:
+    """One request being recorded; see :meth:`RequestRecorder.start`.
+
+    Handlers add their own tags and fields to :attr:`measurement` while the
+    request runs.  :meth:`finish` records it once; later calls do nothing.
+
+    .. attribute:: measurement
+       :type: Measurement
+
+       The measurement this request becomes.
+    """
+
+    __slots__ = ('_recorder', 'finished', 'measurement', 'method', 'started')
+
+    def __init__(self, recorder: RequestRecorder, method: str) -> None:
+        self._recorder = recorder
+        self.method = method
+        self.started = time.monotonic()
+        self.measurement = Measurement(recorder.database, recorder.measurement)
+        #: Whether :meth:`finish` was called.
+        self.finished = False
+
+    def finish(
+        self,
+        status: int,
+        *,
+        endpoint: str | None,
+        handler: str | None,
+        content_length: int,
+        error: BaseException | type[BaseException] | None = None,
+        disconnected: bool = False,
+        ended: float | None = None,
+    ) -> None:
+        """Record the request, once.
+
+        :param status: the status sent (or that would have been sent)
+        :param endpoint: the route template as the framework declares it,
+            or ``None`` when no route matched
+        :param handler: dotted name of the handler class or view function
+        :param content_length: bytes of body actually sent
+        :param error: the exception that escaped the application, if any:
+            the request is recorded as 500 with its class as ``error``
+        :param disconnected: the client went away before the response was
+            complete: recorded as 499
+        :param ended: when the last byte was handed to the server
+            (:func:`time.monotonic`; default: now)
+        """
+        if self.finished:
+            return
+        self.finished = True
+        end = time.monotonic() if ended is None else ended
+        if error is not None:
+            status = 500
+        elif disconnected:
+            status = CLIENT_CLOSED_REQUEST
+        measurement = self.measurement
+        try:
+            set_tag = measurement.set_tag
+            set_tag('method', self.method)
+            set_tag('endpoint', endpoint or UNMATCHED)
+            set_tag('handler', handler)
+            set_tag('status_code', str(status))
+            set_tag('status_class', _STATUS_CLASSES.get(status, 'other'))
+            if error is not None:
+                kind = error if isinstance(error, type) else type(error)
+                set_tag('error', f'{kind.__module__}.{kind.__qualname__}')
+            fields = measurement.fields
+            fields['duration'] = max(end - self.started, 0.0)
+            fields['content_length'] = int(content_length)
+            self._recorder._add(measurement)
+        except Exception:
+            # Recording must never fail a request.
+            LOGGER.exception('Could not record a request measurement')

@@ -1,0 +1,80 @@
+"""Run the example applications of integrations/ as real servers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import typing
+
+import httpx
+
+from tests.helpers import ROOT, wait_for
+from tests.servers import InfluxServer, free_port
+
+
+class AppServer:
+    """An example application served in a child process."""
+
+    def __init__(
+        self,
+        command: list[str],
+        influxdb: InfluxServer,
+        database: str,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.port = free_port()
+        self.url = f'http://127.0.0.1:{self.port}'
+        environ = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(('INFLUXDB_', 'SERVICE', 'ENVIRONMENT'))
+        }
+        environ.update(
+            {
+                'PYTHONPATH': ROOT,
+                'INFLUXDB_HOST': influxdb.host,
+                'INFLUXDB_PORT': str(influxdb.port),
+                'INFLUXDB_INTERVAL': '200',
+                'REQUEST_DATABASE': database,
+                **(env or {}),
+            }
+        )
+        self.process = subprocess.Popen(
+            [
+                arg.replace('{port}', str(self.port)).replace(
+                    '{python}', sys.executable
+                )
+                for arg in command
+            ],
+            env=environ,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.client = httpx.Client(base_url=self.url, timeout=10)
+        wait_for(self._ready, timeout=20, message=f'{command} to listen')
+
+    def _ready(self) -> bool:
+        if self.process.poll() is not None:
+            output = self.process.stdout.read() if self.process.stdout else ''
+            raise RuntimeError(f'the application exited:\n{output}')
+        try:
+            self.client.get('/')
+        except httpx.TransportError:
+            return False
+        return True
+
+    def stop(self) -> str:
+        """Stop it the way a process manager does; return its output."""
+        self.client.close()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            output, _ = self.process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            output, _ = self.process.communicate()
+        return typing.cast(str, output)
