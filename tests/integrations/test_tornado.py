@@ -245,8 +245,8 @@ def test_client_disconnect_is_recorded_as_499(influxdb: InfluxServer) -> None:
 
         async def main():
             influxdb.install(submission_interval=50)
-            web.Application([(r'/slow', Slow)],
-                            **{{influxdb.REQUEST_DATABASE: 'db'}}).listen({port})
+            settings = {{influxdb.REQUEST_DATABASE: 'db'}}
+            web.Application([(r'/slow', Slow)], **settings).listen({port})
             reader, writer = await asyncio.open_connection('127.0.0.1', {port})
             writer.write(b'GET /slow HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n')
             await writer.drain()
