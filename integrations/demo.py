@@ -1,29 +1,37 @@
-"""Demo: record measurements through an outage and show what InfluxDB stored.
+"""Demo: serve the example apps, drive requests, show what InfluxDB stored.
 
 Run it with ``bash .ci/demo`` (which installs what is needed) or, in a
 prepared environment, ``python integrations/demo.py``.  It
 
 1. starts a throwaway InfluxDB server (``influxd``) in a temporary directory;
-2. records a burst of simulated HTTP request measurements through the
-   documented module-level API (``install``, ``Measurement``,
-   ``add_measurement``) from several threads;
-3. stops the server in the middle and starts it again, while the
-   measurements keep coming;
-4. calls ``shutdown()`` and prints, from the server, what was stored per
-   endpoint (requests, status classes, duration percentiles), next to the
-   library's own counters.
+2. records a burst of measurements through the documented module-level API
+   (``install``, ``Measurement``, ``add_measurement``) from several
+   threads, stopping the server in the middle and starting it again while
+   the measurements keep coming;
+3. serves each example application of ``integrations/`` as its own process
+   (as a user runs it), drives a mix of requests through it over HTTP
+   (every route, path parameters, a stream, errors, unrouted paths), and
+   stops it the way a process manager does (SIGTERM);
+4. prints, from the server, what was stored per framework and endpoint:
+   requests, status classes and duration percentiles.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import logging
 import os
 import random
 import shutil
+import signal
+import socket
+import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -39,6 +47,24 @@ ENDPOINTS = {
     '/search': (15, 0.045),
     '/reports/{year}': (5, 0.250),
     '<unmatched>': (10, 0.001),
+}
+
+# The example applications: how to serve them, and the requests to drive
+# through them (path, extra headers, relative frequency).
+APPS = {
+    'tornado': {
+        'command': [sys.executable, 'integrations/tornado_app.py'],
+        'requests': [
+            ('/', {}, 30),
+            ('/items/{n}', {}, 30),
+            ('/api/users/{n}', {}, 15),
+            ('/stream', {}, 3),
+            ('/teapot', {}, 5),
+            ('/error', {}, 3),
+            ('/stats', {'Host': 'admin.local'}, 4),
+            ('/no/such/page/{n}', {}, 10),
+        ],
+    },
 }
 
 
@@ -69,20 +95,20 @@ def record_requests(count: int, worker: int, rng: random.Random) -> None:
         time.sleep(0.0005)
 
 
-def report(server: InfluxServer) -> None:
+def report(server: InfluxServer, database: str, measurement: str) -> None:
     """Print what the server stored, per endpoint."""
     result = server.query(
         'SELECT COUNT("duration") AS requests, '
         'PERCENTILE("duration", 50) AS p50, '
         'PERCENTILE("duration", 95) AS p95, '
         'PERCENTILE("duration", 99) AS p99 '
-        'FROM request GROUP BY endpoint',
-        db=DATABASE,
+        f'FROM "{measurement}" GROUP BY endpoint',  # noqa: S608 - our names
+        db=database,
     )
     classes = server.query(
-        'SELECT COUNT("duration") FROM request '
+        f'SELECT COUNT("duration") FROM "{measurement}" '  # noqa: S608
         'GROUP BY endpoint, status_class',
-        db=DATABASE,
+        db=database,
     )
     by_class: dict[str, dict[str, int]] = {}
     for series in classes['results'][0].get('series', []):
@@ -91,12 +117,10 @@ def report(server: InfluxServer) -> None:
             series['values'][0][1]
         )
     print()
-    print(
-        f'What InfluxDB stored in database {DATABASE!r}, measurement request:'
-    )
+    print(f'What InfluxDB stored in database {database!r}:')
     print()
     header = (
-        f'{"endpoint":<20} {"requests":>8}  {"p50 ms":>7} {"p95 ms":>7} '
+        f'{"endpoint":<26} {"requests":>8}  {"p50 ms":>7} {"p95 ms":>7} '
         f'{"p99 ms":>7}  status classes'
     )
     print(header)
@@ -114,18 +138,151 @@ def report(server: InfluxServer) -> None:
             for name, number in sorted(by_class.get(endpoint, {}).items())
         )
         print(
-            f'{endpoint:<20} {requests:>8}  {p50 * 1000:>7.1f} '
+            f'{endpoint:<26} {requests:>8}  {p50 * 1000:>7.1f} '
             f'{p95 * 1000:>7.1f} {p99 * 1000:>7.1f}  {statuses}'
         )
     print('-' * len(header))
-    print(f'{"total":<20} {total:>8}')
+    print(f'{"total":<26} {total:>8}')
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as probe:
+        probe.bind(('127.0.0.1', 0))
+        return int(probe.getsockname()[1])
+
+
+def get(url: str, headers: dict[str, str]) -> int:
+    """GET *url*; return the status (errors included)."""
+    request = urllib.request.Request(url, headers=headers)  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            response.read()
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        error.read()
+        return int(error.code)
+
+
+def serve_and_drive(
+    name: str, server: InfluxServer, count: int, rng: random.Random
+) -> None:
+    """Serve one example app, drive *count* requests through it, stop it."""
+    app = APPS[name]
+    port = free_port()
+    environ = {
+        **{
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(('INFLUXDB_', 'SERVICE'))
+        },
+        'PYTHONPATH': ROOT,
+        'INFLUXDB_URL': server.url,
+        'INFLUXDB_INTERVAL': '500',
+        'REQUEST_DATABASE': name,
+        'SERVICE': 'request',
+    }
+    server.create_database(name)
+    process = subprocess.Popen(  # noqa: S603
+        [*app['command'], '--port', str(port)],  # type: ignore[list-item]
+        cwd=ROOT,
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f'http://127.0.0.1:{port}'
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            get(f'{base}/', {})
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                output = process.communicate()[0]
+                raise RuntimeError(
+                    f'{name} app did not start:\n{output}'
+                ) from None
+            time.sleep(0.05)
+    routes = app['requests']
+    weights = [weight for _, _, weight in routes]  # type: ignore[misc]
+    plan = [rng.choices(routes, weights)[0] for _ in range(count)]  # type: ignore[arg-type]
+    print(f'Serving the {name} example on {base}: {count} requests...')
+    statuses: dict[int, int] = {}
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = pool.map(
+            lambda route: get(
+                base + route[0].format(n=rng.randint(1, 999)), route[1]
+            ),
+            plan,
+        )
+        for status in results:
+            statuses[status] = statuses.get(status, 0) + 1
+    process.send_signal(signal.SIGTERM)
+    output = process.communicate(timeout=30)[0]
+    if process.returncode:
+        print(output)
+    answered = ', '.join(f'{k}: {v}' for k, v in sorted(statuses.items()))
+    print(f'  the client got: {answered}')
+    report(server, name, 'request')
+
+
+def record_through_an_outage(
+    server: InfluxServer, requests: int, threads: int
+) -> bool:
+    """Part 1: the module-level API, with the server stopped for a while."""
+    influxdb.install(
+        server.url,
+        submission_interval=200,
+        trigger_size=500,
+        base_tags={'service': 'demo'},
+        backoff_max=1.0,
+    )
+    per_thread = requests // threads
+    workers = [
+        threading.Thread(
+            target=record_requests,
+            args=(per_thread, worker, random.Random(worker)),
+        )
+        for worker in range(threads)
+    ]
+    started = time.monotonic()
+    print(
+        f'Recording {per_thread * threads} measurements from {threads} '
+        'threads through the module-level API...'
+    )
+    for worker in workers:
+        worker.start()
+    time.sleep(0.3)
+    print('Stopping InfluxDB for a second while measurements keep coming:')
+    server.stop()
+    time.sleep(1.0)
+    server.start()
+    print('InfluxDB is back.')
+    for worker in workers:
+        worker.join()
+    delivered = bool(influxdb.shutdown().result())
+    elapsed = time.monotonic() - started
+    stats = influxdb.stats()
+    print(
+        f'shutdown() delivered everything: {delivered} '
+        f'({elapsed:.1f} s in all)'
+    )
+    print(
+        f'Library counters: added={stats.added} written={stats.written} '
+        f'dropped={stats.dropped_total} retries={stats.retries} '
+        f'requests={stats.requests} failed requests={stats.failed_requests}'
+    )
+    report(server, DATABASE, 'request')
+    return delivered
 
 
 def main() -> int:
     """Run the demo."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--requests', type=int, default=4000)
+    parser.add_argument('--measurements', type=int, default=4000)
     parser.add_argument('--threads', type=int, default=4)
+    parser.add_argument('--requests', type=int, default=600)
     arguments = parser.parse_args()
 
     if shutil.which('influxd') is None:
@@ -142,50 +299,14 @@ def main() -> int:
     with InfluxServer() as server:
         server.create_database(DATABASE)
         print(f'Started a throwaway InfluxDB at {server.url}')
-        influxdb.install(
-            server.url,
-            submission_interval=200,
-            trigger_size=500,
-            base_tags={'service': 'demo'},
-            backoff_max=1.0,
+        print()
+        delivered = record_through_an_outage(
+            server, arguments.measurements, arguments.threads
         )
-        per_thread = arguments.requests // arguments.threads
-        workers = [
-            threading.Thread(
-                target=record_requests,
-                args=(per_thread, worker, random.Random(worker)),
-            )
-            for worker in range(arguments.threads)
-        ]
-        started = time.monotonic()
-        print(
-            f'Recording {per_thread * arguments.threads} requests from '
-            f'{arguments.threads} threads...'
-        )
-        for worker in workers:
-            worker.start()
-        time.sleep(0.3)
-        print('Stopping InfluxDB for a second while requests keep coming:')
-        server.stop()
-        time.sleep(1.0)
-        server.start()
-        print('InfluxDB is back.')
-        for worker in workers:
-            worker.join()
-        delivered = influxdb.shutdown().result()
-        elapsed = time.monotonic() - started
-        stats = influxdb.stats()
-        print(
-            f'shutdown() delivered everything: {delivered} '
-            f'({elapsed:.1f} s in all)'
-        )
-        print(
-            f'Library counters: added={stats.added} written={stats.written} '
-            f'dropped={stats.dropped_total} retries={stats.retries} '
-            f'requests={stats.requests} failed requests='
-            f'{stats.failed_requests}'
-        )
-        report(server)
+        rng = random.Random(7)
+        for name in APPS:
+            print()
+            serve_and_drive(name, server, arguments.requests, rng)
     return 0 if delivered else 1
 
 
