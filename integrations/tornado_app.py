@@ -136,4 +136,8 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    # Run the handlers from the module, not from __main__, so that the
+    # ``handler`` tags read integrations.tornado_app.IndexHandler.
+    from integrations import tornado_app
+
+    tornado_app.main()

@@ -12,8 +12,6 @@ from tests.helpers import run_script
 from tests.integrations.apps import AppServer
 from tests.servers import InfluxServer, free_port
 
-HANDLERS = 'integrations.tornado_app'
-
 
 @pytest.fixture
 def served(
@@ -32,94 +30,128 @@ def served(
         app.stop()
 
 
+APP = 'integrations.tornado_app'
+CASES = [
+    # name, method, path, headers, endpoint, status, handler, error
+    ('plain', 'GET', '/', {}, '/', 200, f'{APP}.IndexHandler', None),
+    (
+        'path parameter',
+        'GET',
+        '/items/42',
+        {},
+        '/items/(?P<item_id>\\d+)',
+        200,
+        f'{APP}.ItemHandler',
+        None,
+    ),
+    (
+        'nested router',
+        'GET',
+        '/api/users/7',
+        {},
+        '/api/users/(\\d+)',
+        200,
+        f'{APP}.UserHandler',
+        None,
+    ),
+    (
+        'host rule',
+        'GET',
+        '/stats',
+        {'Host': 'admin.local'},
+        '/stats',
+        200,
+        f'{APP}.StatsHandler',
+        None,
+    ),
+    (
+        'teapot',
+        'GET',
+        '/teapot',
+        {},
+        '/teapot',
+        418,
+        f'{APP}.TeapotHandler',
+        None,
+    ),
+    (
+        'uncaught exception',
+        'GET',
+        '/error',
+        {},
+        '/error',
+        500,
+        f'{APP}.ErrorHandler',
+        'builtins.ValueError',
+    ),
+    (
+        'stream',
+        'GET',
+        '/stream',
+        {},
+        '/stream',
+        200,
+        f'{APP}.StreamHandler',
+        None,
+    ),
+    (
+        'unrouted',
+        'GET',
+        '/no/such/page',
+        {},
+        '<unmatched>',
+        404,
+        'sprockets_influxdb.tornado.NotFoundHandler',
+        None,
+    ),
+    (
+        'method not allowed',
+        'DELETE',
+        '/',
+        {},
+        '<unmatched>',
+        405,
+        f'{APP}.IndexHandler',
+        None,
+    ),
+]
+
+
 def test_every_case_of_the_schema(
     served: tuple[AppServer, InfluxServer],
 ) -> None:
     app, influxdb = served
-    responses = {
-        'plain': app.client.get('/'),
-        'path parameter': app.client.get('/items/42'),
-        'nested router': app.client.get('/api/users/7'),
-        'host rule': app.client.get('/stats', headers={'Host': 'admin.local'}),
-        'teapot': app.client.get('/teapot'),
-        'error': app.client.get('/error'),
-        'stream': app.client.get('/stream'),
-        'unrouted': app.client.get('/no/such/page'),
-        'method': app.client.post('/', content=b''),
-    }
+    responses = {}
+    for name, method, path, headers, *_ in CASES:
+        responses[name] = app.client.request(method, path, headers=headers)
     output = app.stop()
-    assert [response.status_code for response in responses.values()] == [
-        200,
-        200,
-        200,
-        200,
-        418,
-        500,
-        200,
-        404,
-        405,
-    ], output
     rows = influxdb.rows('tornado', 'shop')
     # The readiness probe of the fixture was a GET / as well.
-    assert len(rows) == len(responses) + 1, output
-    by_endpoint: dict[tuple[str, str, str], list[dict[str, object]]] = {}
-    for row in rows:
-        key = (
-            str(row['endpoint']),
-            str(row['method']),
-            str(row['status_code']),
-        )
-        by_endpoint.setdefault(key, []).append(row)
-
-    def one(
-        endpoint: str, status: int, method: str = 'GET'
-    ) -> dict[str, object]:
-        found = by_endpoint[endpoint, method, str(status)]
-        return found[-1]
-
+    assert len(rows) == len(CASES) + 1, output
+    rows = rows[1:]
     hostname = socket.gethostname()
-    for row in rows:
-        assert row['hostname'] == hostname
-        assert row['environment'] == 'test'
+    for case, row in zip(CASES, rows):
+        name, method, _, _, endpoint, status, handler, error = case
+        response = responses[name]
+        assert response.status_code == status, name
+        assert {key: row[key] for key in row if key != 'time'} == {
+            'method': method,
+            'endpoint': endpoint,
+            'handler': handler,
+            'status_code': str(status),
+            'status_class': f'{status // 100}xx',
+            'error': error,
+            'hostname': hostname,
+            'environment': 'test',
+            'duration': row['duration'],
+            'content_length': len(response.content),
+            'item_id': 42 if name == 'path parameter' else None,
+        }, name
         assert isinstance(row['duration'], float)
-        assert 'remote_ip' not in row
-        assert row['status_class'] == f'{str(row["status_code"])[0]}xx'
-
-    plain = one('/', 200)
-    assert plain['handler'] == 'integrations.tornado_app.IndexHandler' or (
-        plain['handler'] == '__main__.IndexHandler'
-    )
-    assert plain['content_length'] == len(responses['plain'].content)
-    assert plain.get('error') is None
-
-    item = one('/items/(?P<item_id>\\d+)', 200)
-    assert item['item_id'] == 42
-    assert item['content_length'] == len(responses['path parameter'].content)
-
-    user = one('/api/users/(\\d+)', 200)
-    assert str(user['handler']).endswith('.UserHandler')
-
-    stats = one('/stats', 200)
-    assert str(stats['handler']).endswith('.StatsHandler')
-
-    teapot = one('/teapot', 418)
-    assert teapot['status_class'] == '4xx'
-    assert teapot.get('error') is None
-
-    error = one('/error', 500)
-    assert error['error'] == 'builtins.ValueError'
-    assert error['content_length'] == len(responses['error'].content)
-
-    stream = one('/stream', 200)
-    assert stream['content_length'] == len(responses['stream'].content) == 24
-    assert isinstance(stream['duration'], float)
-    assert stream['duration'] >= 0.2  # three chunks, 0.1 s apart
-
-    unrouted = one('<unmatched>', 404)
-    assert unrouted['handler'] == 'sprockets_influxdb.tornado.NotFoundHandler'
-
-    method = one('<unmatched>', 405, 'POST')
-    assert method['status_class'] == '4xx'
+        assert row['duration'] > 0
+    stream = rows[[case[0] for case in CASES].index('stream')]
+    assert stream['content_length'] == 24
+    assert stream['duration'] >= 0.2  # type: ignore[operator]
 
 
 EXAMPLE_B = """
