@@ -37,7 +37,7 @@ _BUILTINS = (
 _OTHER_PACKAGES = (
     'tornado|httpx|anyio|trio'
     '|asyncio|collections|concurrent|contextlib|dataclasses|datetime|enum'
-    '|logging|multiprocessing|os|socket|sys|threading|typing'
+    '|logging|multiprocessing|os|re|socket|sys|threading|time|typing'
 )
 nitpick_ignore_regex = [
     (r'py:(class|exc|obj|data|func)', rf'({_BUILTINS})'),

@@ -37,7 +37,6 @@ __all__ = [
     'USER_AGENT',
     'Client',
     'FlushFuture',
-    'InfluxDBMixin',
     'Measurement',
     'Settings',
     'Stats',

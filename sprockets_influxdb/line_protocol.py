@@ -373,17 +373,18 @@ def encode(
     fields: Mapping[str, object],
     timestamp: float,
     precision: str = 'ms',
-    last: dict[str, int] | None = None,
+    last: dict[str, tuple[int, int]] | None = None,
 ) -> str:
     """Encode one point as a line (without the trailing newline).
 
     Tags are written sorted by key; tags with an empty value (or ``None``)
     are left out.
 
-    With *last*, the time of each series (measurement and tags) is kept
-    there, and a point whose time is not after the last one of its series
-    is moved one unit of the precision after it, so that no point replaces
-    another in InfluxDB.
+    With *last*, each series (measurement and tags) keeps there its last
+    run of consecutive times written, and a point whose time falls within
+    that run is moved one unit of the precision after its end, so that it
+    does not replace a point already written; a point older than the run
+    (a backfill, a slow request) keeps its time.
 
     :param name: the measurement name
     :param tags: tag keys and values
@@ -459,11 +460,15 @@ def encode(
         number = int(exact_timestamp(timestamp, precision))
     if last is not None:
         # InfluxDB keeps one point per series and time: a second point at
-        # the same time would replace the first.
-        previous = last.get(head)
-        if previous is not None and number <= previous:
-            number = previous + 1
-        if len(last) >= _SERIES_LIMIT:
-            last.clear()
-        last[head] = number
+        # a time already written would replace the first.  Each series
+        # remembers its last run of consecutive times (first, last): a
+        # point within it moves past its end; an older one stays put.
+        run = last.get(head)
+        if run is None or number > run[1]:
+            if len(last) >= _SERIES_LIMIT:
+                last.clear()
+            last[head] = (number, number)
+        elif number >= run[0]:
+            number = run[1] + 1
+            last[head] = (run[0], number)
     return f'{head} {values} {number}'

@@ -119,19 +119,19 @@ class RequestRecord:
 
     Handlers add their own tags and fields to :attr:`measurement` while the
     request runs.  :meth:`finish` records it once; later calls do nothing.
-
-    .. attribute:: measurement
-       :type: Measurement
-
-       The measurement this request becomes.
     """
 
     __slots__ = ('_recorder', 'finished', 'measurement', 'method', 'started')
 
     def __init__(self, recorder: RequestRecorder, method: str) -> None:
         self._recorder = recorder
+        #: The HTTP method, the ``method`` tag.
         self.method = method
+        #: :func:`time.monotonic` at the start of the request; an
+        #: integration that learns of a request late moves it back (and
+        #: the measurement's timestamp with it).
         self.started = time.monotonic()
+        #: The measurement the request becomes.
         self.measurement = Measurement(recorder.database, recorder.measurement)
         #: Whether :meth:`finish` was called.
         self.finished = False

@@ -3,6 +3,7 @@
 .. code-block:: python
 
     import sprockets_influxdb as influxdb
+    from sprockets_influxdb.tornado import NotFoundHandler
     from tornado import web
 
     class RequestHandler(influxdb.InfluxDBMixin, web.RequestHandler):
@@ -12,7 +13,7 @@
 
     app = web.Application(
         [(r'/', RequestHandler)],
-        default_handler_class=influxdb.tornado.NotFoundHandler,
+        default_handler_class=NotFoundHandler,
         **{influxdb.REQUEST_DATABASE: 'example', 'service': 'example'},
     )
 
@@ -186,9 +187,11 @@ class InfluxDBMixin:
                 recorder.measurement if recorder else 'request',
             )
         else:
-            # The handler is made once the request has arrived: date the
-            # start back to its arrival.
-            record.started -= request.request_time()
+            # The handler is made once the request has arrived (and its
+            # body, unless streamed): date the start back to its arrival.
+            elapsed = request.request_time()
+            record.started -= elapsed
+            record.measurement.timestamp -= elapsed
             self.influxdb = record.measurement
             if request.connection is not None:
                 counting = _CountingConnection(request.connection)

@@ -106,7 +106,7 @@ class _Target:
         self.attempts = 0
         self.log_after = 0.0
         # The last time written of each series, to keep points apart.
-        self.last_times: dict[str, int] = {}
+        self.last_times: dict[str, tuple[int, int]] = {}
 
 
 class _RetryError(Exception):

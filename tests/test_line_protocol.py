@@ -270,3 +270,21 @@ def test_fast_timestamps_match_the_decimal_truncation(
     assert line_protocol.format_timestamp(timestamp, precision) == (
         line_protocol.exact_timestamp(timestamp, precision)
     )
+
+
+def test_unique_times_move_collisions_only() -> None:
+    last: dict[str, tuple[int, int]] = {}
+
+    def written(seconds: float, tag: str = 'a') -> int:
+        line = line_protocol.encode(
+            'm', {'t': tag}, {'f': 1}, seconds, 'ms', last
+        )
+        return int(line.rsplit(' ', 1)[1])
+
+    assert written(10.000) == 10_000
+    assert written(10.000) == 10_001  # the same time: moved past the run
+    assert written(10.001) == 10_002  # within the run: moved past it
+    assert written(10.000, 'b') == 10_000  # another series
+    assert written(5.0) == 5_000  # older than the run: a backfill stays
+    assert written(10.010) == 10_010  # after the run: a new run
+    assert written(10.005) == 10_005  # older than the new run: stays
