@@ -122,6 +122,10 @@ class _CountingConnection(httputil.HTTPConnection):
     def __getattr__(self, name: str) -> Any:
         return getattr(self._connection, name)
 
+    def set_close_callback(self, callback: Any) -> None:
+        # Called twice per request: spared the __getattr__ detour.
+        self._connection.set_close_callback(callback)
+
     def write_headers(
         self,
         start_line: Any,
@@ -220,6 +224,15 @@ class InfluxDBMixin:
         record = self._influxdb_record
         if record is None or record.finished:
             return
+        try:
+            self._influxdb_record_request(record, disconnected)
+        except Exception:
+            # Recording must never disturb the application.
+            LOGGER.exception('Could not record a request measurement')
+
+    def _influxdb_record_request(
+        self, record: RequestRecord, disconnected: bool
+    ) -> None:
         connection = self._influxdb_connection
         status = self.get_status()  # type: ignore[attr-defined]
         endpoint = None
