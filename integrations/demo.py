@@ -65,6 +65,34 @@ APPS = {
             ('/no/such/page/{n}', {}, 10),
         ],
     },
+    'starlette': {
+        'command': [sys.executable, 'integrations/starlette_app.py'],
+        'requests': [
+            ('/', {}, 30),
+            ('/items/{n}', {}, 30),
+            ('/api/users/{n}', {}, 10),
+            ('/api/v2/things/{n}', {}, 5),
+            ('/stream', {}, 3),
+            ('/background', {}, 3),
+            ('/teapot', {}, 5),
+            ('/error', {}, 3),
+            ('/no/such/page/{n}', {}, 10),
+        ],
+    },
+    'fastapi': {
+        'command': [sys.executable, 'integrations/fastapi_app.py'],
+        'requests': [
+            ('/', {}, 30),
+            ('/items/{n}', {}, 30),
+            ('/api/users/{n}', {}, 10),
+            ('/sub/things/{n}', {}, 5),
+            ('/stream', {}, 3),
+            ('/background', {}, 3),
+            ('/teapot', {}, 5),
+            ('/error', {}, 3),
+            ('/no/such/page/{n}', {}, 10),
+        ],
+    },
 }
 
 
@@ -220,7 +248,8 @@ def serve_and_drive(
             statuses[status] = statuses.get(status, 0) + 1
     process.send_signal(signal.SIGTERM)
     output = process.communicate(timeout=30)[0]
-    if process.returncode:
+    # uvicorn ends by raising the SIGTERM it handled again.
+    if process.returncode not in (0, -signal.SIGTERM):
         print(output)
     answered = ', '.join(f'{k}: {v}' for k, v in sorted(statuses.items()))
     print(f'  the client got: {answered}')

@@ -42,6 +42,7 @@ __all__ = [
     'Stats',
     '__version__',
     'add_measurement',
+    'default_client',
     'flush',
     'install',
     'set_auth_credentials',
@@ -199,6 +200,17 @@ def install(
         resolved.submission_interval / 1000,
     )
     return True
+
+
+def default_client() -> Client:
+    """Return the client the module-level functions act on.
+
+    It is configured by :func:`install`, or from the environment on first
+    use.
+
+    :returns: the default :class:`Client`
+    """
+    return _default or _client()
 
 
 def add_measurement(measurement: Measurement) -> None:

@@ -672,6 +672,11 @@ class Writer:
         except httpx.HTTPError as error:
             self._counters.failed_requests += 1
             raise _RetryError(f'{type(error).__name__}: {error}') from None
+        except RuntimeError as error:
+            # At interpreter exit, new threads (host name resolution) can
+            # no longer start: a connection failure like any other.
+            self._counters.failed_requests += 1
+            raise _RetryError(f'cannot connect now: {error}') from None
 
     def _client(self, settings: Settings) -> httpx.AsyncClient:
         current = self._http

@@ -54,7 +54,12 @@ class AppServer:
             stderr=subprocess.STDOUT,
             text=True,
         )
-        self.client = httpx.Client(base_url=self.url, timeout=10)
+        # A connection per request: servers close theirs after an error.
+        self.client = httpx.Client(
+            base_url=self.url,
+            timeout=10,
+            limits=httpx.Limits(max_keepalive_connections=0),
+        )
         wait_for(self._ready, timeout=20, message=f'{command} to listen')
 
     def _ready(self) -> bool:

@@ -1,0 +1,311 @@
+"""ASGI integration: :class:`InfluxDBMiddleware` records every request.
+
+A pure ASGI middleware (no per-request state on the instance; ``send`` and
+``receive`` wrapped per request), for Starlette, FastAPI and any ASGI
+application, on asyncio or trio:
+
+.. code-block:: python
+
+    from fastapi import FastAPI
+    from sprockets_influxdb.asgi import InfluxDBMiddleware
+
+    app = FastAPI()
+    app.add_middleware(InfluxDBMiddleware, database='example')
+
+Each HTTP request gives one measurement (see
+:mod:`sprockets_influxdb.request_metrics`).  The ``endpoint`` tag is the
+route template as the application declares it, mount prefixes and included
+routers included (``/api/items/{item_id}``), found in the application's
+routes once it has routed the request; requests no route fully matched
+(404, 405) get :data:`~sprockets_influxdb.request_metrics.UNMATCHED`.
+``duration`` ends when the last body chunk is handed to the server, so a
+streaming response is timed in full and background tasks are not counted.
+Handlers reach the measurement as ``request.state.influxdb``.  Websocket
+scopes pass through untouched; at lifespan shutdown the client is flushed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Iterable, MutableMapping
+from typing import Any, Callable
+
+from starlette.routing import BaseRoute, Host, Match, Mount, compile_path
+
+from sprockets_influxdb.client import Client
+from sprockets_influxdb.request_metrics import (
+    UNMATCHED,
+    RequestRecord,
+    RequestRecorder,
+)
+
+__all__ = ['InfluxDBMiddleware']
+
+LOGGER = logging.getLogger('sprockets_influxdb')
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+# Set in the scope of a request being recorded, so that a second
+# middleware further in (a mounted sub-application's) passes it through.
+_RECORDING = 'sprockets_influxdb.recording'
+
+
+class InfluxDBMiddleware:
+    """Record each HTTP request of an ASGI application.
+
+    :param app: the ASGI application
+    :param database: the database measurements are written to
+    :param measurement: the measurement name (default: the ``SERVICE``
+        environment variable, else ``request``)
+    :param exclude_paths: regular expressions of paths not to record
+    :param client: the :class:`~sprockets_influxdb.Client` to write with
+        (default: the module-level default client)
+    :raises ValueError: for a missing database, an invalid measurement name
+        or an invalid regular expression, when the application starts
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        database: str | None = None,
+        measurement: str | None = None,
+        exclude_paths: Iterable[str] = (),
+        client: Client | None = None,
+    ) -> None:
+        if not database:
+            raise ValueError(
+                'InfluxDBMiddleware needs the database request '
+                'measurements are written to: database=...'
+            )
+        self.app = app
+        self.client = client
+        self.recorder = RequestRecorder(
+            database,
+            measurement,
+            exclude_paths,
+            add_measurement=client.add_measurement if client else None,
+        )
+
+    async def __call__(
+        self, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """Handle one ASGI connection."""
+        kind = scope['type']
+        if kind == 'http' and not scope.get(_RECORDING):
+            record = self.recorder.start(scope['method'], scope['path'])
+            if record is not None:
+                await _Responder(self, scope, record).run(receive, send)
+                return
+        elif kind == 'lifespan':
+            await self.app(scope, receive, self._lifespan_send(send))
+            return
+        await self.app(scope, receive, send)
+
+    def _lifespan_send(self, send: Send) -> Send:
+        async def lifespan_send(message: Message) -> None:
+            if message['type'] in (
+                'lifespan.shutdown.complete',
+                'lifespan.shutdown.failed',
+            ):
+                await self._flush()
+            await send(message)
+
+        return lifespan_send
+
+    async def _flush(self) -> None:
+        client = self.client
+        if client is None:
+            import sprockets_influxdb
+
+            client = sprockets_influxdb.default_client()
+        # Bounded like a shutdown: the server must not wait on InfluxDB.
+        future = client.flush(timeout=client.settings.shutdown_timeout)
+        try:
+            await future
+        except Exception:  # pragma: no cover - never fail the shutdown
+            LOGGER.exception('Could not flush at lifespan shutdown')
+
+    def endpoint(
+        self, root: object, original: Scope, scope: Scope
+    ) -> str | None:
+        """The route template of a routed request, or ``None``.
+
+        :param root: the application whose routes to search
+        :param original: the scope of the request as it was before routing
+        :param scope: the scope after routing
+        """
+        routes = getattr(root, 'routes', None)
+        if not routes:
+            return None
+        route = scope.get('route')
+        if route is None or isinstance(route, (Mount, Host)):
+            # No route recorded by the router (older Starlette), or only a
+            # mount: search the routes as the router does.
+            return _template(routes, dict(original), '')
+        # The router recorded the innermost route: find the mounts it sits
+        # in, then check that it matched in full (not a 405).
+        prefix, level = _mounts(routes, dict(original))
+        match, _ = route.matches(level)
+        path_format = getattr(route, 'path_format', None)
+        if match is not Match.FULL or path_format is None:
+            return None
+        return f'{prefix}{path_format}'
+
+
+def _mounts(
+    routes: Iterable[BaseRoute], scope: dict[str, Any]
+) -> tuple[str, dict[str, Any]]:
+    """Follow the mounts a request goes through: (prefix, inner scope)."""
+    prefix = ''
+    descended = True
+    while descended:
+        descended = False
+        for route in routes:
+            match, child = route.matches(scope)
+            if match is not Match.FULL:
+                continue
+            if isinstance(route, (Mount, Host)):
+                if isinstance(route, Mount):
+                    prefix += compile_path(route.path)[1]
+                scope = {**scope, **child}
+                routes = route.routes
+                descended = True
+            break
+    return prefix, scope
+
+
+def _template(
+    routes: Iterable[BaseRoute], scope: dict[str, Any], prefix: str
+) -> str | None:
+    """Walk the routes as the router does; return the full template."""
+    for route in routes:
+        match, child = route.matches(scope)
+        if match is Match.NONE:
+            continue
+        if isinstance(route, (Mount, Host)):
+            if match is not Match.FULL:
+                continue
+            mount = prefix
+            if isinstance(route, Mount):
+                mount += compile_path(route.path)[1]
+                if not route.routes:  # an application without routes
+                    return f'{mount}/{{path}}'
+            # The router stops at the first full match of a mount: so do
+            # we, even when nothing inside matches.
+            return _template(route.routes, {**scope, **child}, mount)
+        if match is Match.FULL:
+            path_format = getattr(route, 'path_format', None)
+            return None if path_format is None else prefix + path_format
+    return None
+
+
+class _Responder:
+    """The state of one HTTP request going through the middleware."""
+
+    __slots__ = (
+        'body_bytes',
+        'completed',
+        'disconnected',
+        'ended',
+        'middleware',
+        'original',
+        'record',
+        'root',
+        'scope',
+        'status',
+    )
+
+    def __init__(
+        self,
+        middleware: InfluxDBMiddleware,
+        scope: Scope,
+        record: RequestRecord,
+    ) -> None:
+        self.middleware = middleware
+        self.scope = scope
+        self.record = record
+        # Routing changes the scope in place: keep what the routes match.
+        self.original = {
+            key: scope[key]
+            for key in ('type', 'path', 'root_path', 'method', 'headers')
+            if key in scope
+        }
+        self.root = scope.get('app') or middleware.app
+        self.status = 500
+        self.body_bytes = 0
+        self.completed = False
+        self.disconnected = False
+        self.ended: float | None = None
+        scope[_RECORDING] = True
+        state = scope.setdefault('state', {})
+        if isinstance(state, dict):
+            state['influxdb'] = record.measurement
+
+    async def run(self, receive: Receive, send: Send) -> None:
+        async def receive_wrapper() -> Message:
+            message = await receive()
+            if message['type'] == 'http.disconnect' and not self.completed:
+                self.disconnected = True
+            return message
+
+        async def send_wrapper(message: Message) -> None:
+            kind = message['type']
+            if kind == 'http.response.start':
+                self.status = int(message['status'])
+                await send(message)
+            elif kind == 'http.response.body':
+                self.body_bytes += len(message.get('body', b''))
+                if message.get('more_body', False):
+                    await send(message)
+                    return
+                # Complete once handed over: a client that closes while the
+                # server sends this last chunk did get the whole response.
+                self.completed = True
+                await send(message)
+                self.ended = time.monotonic()
+                # Recorded now: background tasks run after this.
+                self.finish(None)
+            else:
+                await send(message)
+
+        try:
+            await self.middleware.app(
+                self.scope, receive_wrapper, send_wrapper
+            )
+        except BaseException as error:
+            self.finish(error if isinstance(error, Exception) else None)
+            raise
+        self.finish(None)
+
+    def finish(self, error: BaseException | None) -> None:
+        record = self.record
+        if record.finished:
+            return
+        try:
+            endpoint = self.middleware.endpoint(
+                self.root, self.original, self.scope
+            )
+        except Exception:
+            LOGGER.exception('Could not find the route of a request')
+            endpoint = None
+        handler = self.scope.get('endpoint')
+        name = None
+        if handler is not None:
+            name = (
+                f'{getattr(handler, "__module__", "")}.'
+                f'{getattr(handler, "__qualname__", type(handler).__name__)}'
+            )
+        record.finish(
+            self.status,
+            endpoint=endpoint or UNMATCHED,
+            handler=name,
+            content_length=self.body_bytes,
+            error=error,
+            disconnected=self.disconnected and not self.completed,
+            ended=self.ended,
+        )

@@ -1,0 +1,414 @@
+"""The ASGI middleware over real HTTP (uvicorn, hypercorn on trio) and in
+process on both anyio backends, read back from a real InfluxDB.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+import typing
+
+import anyio
+import httpx
+import pytest
+
+from sprockets_influxdb import Client
+from sprockets_influxdb.asgi import InfluxDBMiddleware
+from tests.helpers import run_script
+from tests.integrations.apps import AppServer
+from tests.servers import InfluxServer
+
+# name, method, path, endpoint, status, handler, error
+STARLETTE = 'integrations.starlette_app'
+STARLETTE_CASES = [
+    ('plain', 'GET', '/', '/', 200, f'{STARLETTE}.homepage', None),
+    (
+        'path parameter',
+        'GET',
+        '/items/42',
+        '/items/{item_id}',
+        200,
+        f'{STARLETTE}.item',
+        None,
+    ),
+    (
+        'mount',
+        'GET',
+        '/api/users/7',
+        '/api/users/{user_id}',
+        200,
+        f'{STARLETTE}.user',
+        None,
+    ),
+    (
+        'mount in a mount',
+        'GET',
+        '/api/v2/things/x',
+        '/api/v2/things/{name}',
+        200,
+        f'{STARLETTE}.thing',
+        None,
+    ),
+    ('stream', 'GET', '/stream', '/stream', 200, f'{STARLETTE}.stream', None),
+    (
+        'background task',
+        'GET',
+        '/background',
+        '/background',
+        200,
+        f'{STARLETTE}.background',
+        None,
+    ),
+    ('teapot', 'GET', '/teapot', '/teapot', 418, f'{STARLETTE}.teapot', None),
+    (
+        'uncaught exception',
+        'GET',
+        '/error',
+        '/error',
+        500,
+        f'{STARLETTE}.error',
+        'builtins.ValueError',
+    ),
+    ('unrouted', 'GET', '/no/such/page', '<unmatched>', 404, None, None),
+    (
+        'method not allowed',
+        'DELETE',
+        '/',
+        '<unmatched>',
+        405,
+        f'{STARLETTE}.homepage',
+        None,
+    ),
+]
+FASTAPI = 'integrations.fastapi_app'
+FASTAPI_CASES = [
+    (
+        'plain',
+        'GET',
+        '/',
+        '/',
+        200,
+        f'{FASTAPI}.make_app.<locals>.homepage',
+        None,
+    ),
+    (
+        'path parameter',
+        'GET',
+        '/items/42',
+        '/items/{item_id}',
+        200,
+        f'{FASTAPI}.make_app.<locals>.item',
+        None,
+    ),
+    (
+        'included router',
+        'GET',
+        '/api/users/7',
+        '/api/users/{user_id}',
+        200,
+        f'{FASTAPI}.user',
+        None,
+    ),
+    (
+        'mounted application',
+        'GET',
+        '/sub/things/x',
+        '/sub/things/{name}',
+        200,
+        f'{FASTAPI}.thing',
+        None,
+    ),
+    (
+        'stream',
+        'GET',
+        '/stream',
+        '/stream',
+        200,
+        f'{FASTAPI}.make_app.<locals>.stream',
+        None,
+    ),
+    (
+        'background task',
+        'GET',
+        '/background',
+        '/background',
+        200,
+        f'{FASTAPI}.make_app.<locals>.background',
+        None,
+    ),
+    (
+        'teapot',
+        'GET',
+        '/teapot',
+        '/teapot',
+        418,
+        f'{FASTAPI}.make_app.<locals>.teapot',
+        None,
+    ),
+    (
+        'uncaught exception',
+        'GET',
+        '/error',
+        '/error',
+        500,
+        f'{FASTAPI}.make_app.<locals>.error',
+        'builtins.ValueError',
+    ),
+    ('unrouted', 'GET', '/no/such/page', '<unmatched>', 404, None, None),
+    (
+        'method not allowed',
+        'DELETE',
+        '/',
+        '<unmatched>',
+        405,
+        f'{FASTAPI}.make_app.<locals>.homepage',
+        None,
+    ),
+]
+
+Case = tuple[
+    str, str, str, str, int, typing.Optional[str], typing.Optional[str]
+]
+
+
+def check_rows(
+    influxdb: InfluxServer,
+    database: str,
+    cases: list[Case],
+    responses: dict[str, httpx.Response],
+    output: str,
+) -> None:
+    rows = influxdb.rows(database, 'shop')
+    # The readiness probe of the fixture was a GET / as well.
+    assert len(rows) == len(cases) + 1, output
+    by_key = {
+        (row['method'], row['endpoint'], row['status_code']): row
+        for row in rows
+    }
+    hostname = socket.gethostname()
+    for name, method, _, endpoint, status, handler, error in cases:
+        row = by_key[method, endpoint, str(status)]
+        response = responses[name]
+        assert response.status_code == status, name
+        expected = {
+            'method': method,
+            'endpoint': endpoint,
+            'handler': handler,
+            'status_code': str(status),
+            'status_class': f'{status // 100}xx',
+            'error': error,
+            'hostname': hostname,
+            'environment': 'test',
+            'duration': row['duration'],
+            'content_length': len(response.content),
+            'item_id': 42 if name == 'path parameter' else None,
+        }
+        if name == 'uncaught exception':
+            # The 500 page is sent by the server error middleware, outside.
+            expected['content_length'] = 0
+        assert {key: row[key] for key in row if key != 'time'} == expected, (
+            name
+        )
+        assert isinstance(row['duration'], float)
+    stream = by_key['GET', '/stream', '200']
+    assert stream['content_length'] == 24
+    assert stream['duration'] >= 0.2  # type: ignore[operator]
+    background = by_key['GET', '/background', '200']
+    assert background['duration'] < 0.3  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    ('module', 'cases'),
+    [('starlette_app', STARLETTE_CASES), ('fastapi_app', FASTAPI_CASES)],
+)
+def test_every_case_of_the_schema_under_uvicorn(
+    influxdb: InfluxServer, module: str, cases: list[Case]
+) -> None:
+    influxdb.create_database(module)
+    app = AppServer(
+        ['{python}', f'integrations/{module}.py', '--port', '{port}'],
+        influxdb,
+        module,
+        env={'SERVICE': 'shop', 'ENVIRONMENT': 'test'},
+    )
+    try:
+        responses = {
+            name: app.client.request(method, path)
+            for name, method, path, *_ in cases
+        }
+    finally:
+        output = app.stop()
+    check_rows(influxdb, module, cases, responses, output)
+
+
+def test_starlette_under_hypercorn_on_trio(influxdb: InfluxServer) -> None:
+    influxdb.create_database('trio')
+    app = AppServer(
+        [
+            '{python}',
+            '-m',
+            'hypercorn',
+            '--worker-class',
+            'trio',
+            '--bind',
+            '127.0.0.1:{port}',
+            'integrations.starlette_app:app',
+        ],
+        influxdb,
+        'trio',
+        env={'SERVICE': 'shop', 'ENVIRONMENT': 'test'},
+    )
+    try:
+        responses = {
+            name: app.client.request(method, path)
+            for name, method, path, *_ in STARLETTE_CASES
+        }
+    finally:
+        output = app.stop()
+    check_rows(influxdb, 'trio', STARLETTE_CASES, responses, output)
+
+
+@pytest.fixture(params=['asyncio', 'trio'])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.mark.anyio
+async def test_in_process_on_both_backends(
+    influxdb: InfluxServer, anyio_backend: str
+) -> None:
+    from integrations.fastapi_app import make_app
+
+    influxdb.create_database('db')
+    client = Client(influxdb.url, tag_hostname=False)
+    app = InfluxDBMiddleware(
+        make_app('unused'), database='db', measurement='web', client=client
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(
+        transport=transport, base_url='http://test'
+    ) as http:
+        assert (await http.get('/items/5')).json() == {'item_id': 5}
+        assert (await http.get('/sub/things/y')).status_code == 200
+    assert await client.shutdown() is True
+    rows = {row['endpoint']: row for row in influxdb.rows('db', 'web')}
+    # The app's own middleware (database 'unused') saw the request already
+    # recorded by the outer one and let it through: recorded once.
+    assert set(rows) == {'/items/{item_id}', '/sub/things/{name}'}
+    assert rows['/items/{item_id}']['item_id'] == 5
+
+
+@pytest.mark.anyio
+async def test_lifespan_shutdown_flushes_and_websockets_pass(
+    influxdb: InfluxServer, anyio_backend: str
+) -> None:
+    from integrations.starlette_app import make_app
+
+    influxdb.create_database('db')
+    client = Client(influxdb.url, tag_hostname=False)
+    app = InfluxDBMiddleware(make_app('unused'), database='db', client=client)
+    messages: list[dict[str, object]] = [
+        {'type': 'lifespan.startup'},
+        {'type': 'lifespan.shutdown'},
+    ]
+    sent: list[str] = []
+
+    async def receive() -> dict[str, object]:
+        return messages.pop(0)
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(str(message['type']))
+        if message['type'] == 'lifespan.shutdown.complete':
+            # Flushed before the server hears that shutdown is complete.
+            assert influxdb.count('db', 'request') == 1
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(
+        transport=transport, base_url='http://test'
+    ) as http:
+        assert (await http.get('/')).status_code == 200
+    await app({'type': 'lifespan', 'asgi': {'version': '3.0'}}, receive, send)
+    assert sent == ['lifespan.startup.complete', 'lifespan.shutdown.complete']
+    client.shutdown()
+
+
+def test_websockets_pass_through_untouched(influxdb: InfluxServer) -> None:
+    result = run_script(
+        """
+        from starlette.testclient import TestClient
+        import sprockets_influxdb as influxdb
+        from integrations.starlette_app import make_app
+
+        with TestClient(make_app('db')) as client:
+            with client.websocket_connect('/ws') as websocket:
+                websocket.send_text('hello')
+                print(websocket.receive_text())
+        print(influxdb.stats().added)
+        """,
+        {'INFLUXDB_HOST': influxdb.host, 'INFLUXDB_PORT': str(influxdb.port)},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ['hello', '0']
+
+
+def test_client_disconnect_is_recorded_as_499(influxdb: InfluxServer) -> None:
+    influxdb.create_database('db')
+    app = AppServer(
+        ['{python}', 'integrations/starlette_app.py', '--port', '{port}'],
+        influxdb,
+        'db',
+    )
+    try:
+        with socket.create_connection(('127.0.0.1', app.port)) as raw:
+            raw.sendall(b'GET /stream HTTP/1.1\r\nHost: x\r\n\r\n')
+            raw.recv(1024)  # the headers and the first chunk
+        anyio.run(anyio.sleep, 0.5)
+    finally:
+        app.stop()
+    rows = {row['endpoint']: row for row in influxdb.rows('db', 'request')}
+    assert rows['/stream']['status_code'] == '499'
+
+
+def test_excluded_paths_are_not_recorded(influxdb: InfluxServer) -> None:
+    influxdb.create_database('db')
+    result = run_script(
+        f"""
+        import asyncio, httpx
+        from starlette.applications import Starlette
+        from starlette.responses import PlainTextResponse
+        from starlette.routing import Route
+        from sprockets_influxdb import Client
+        from sprockets_influxdb.asgi import InfluxDBMiddleware
+
+        async def ok(request):
+            return PlainTextResponse('ok')
+
+        client = Client({influxdb.url!r})
+        app = InfluxDBMiddleware(
+            Starlette(routes=[Route('/{{path:path}}', ok)]),
+            database='db', exclude_paths=[r'/health'], client=client,
+        )
+
+        async def main():
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport,
+                                         base_url='http://x') as http:
+                for path in ('/health', '/healthz', '/work'):
+                    await http.get(path)
+            await client.shutdown()
+
+        asyncio.run(main())
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    rows = influxdb.rows('db', 'request')
+    assert [row['endpoint'] for row in rows] == ['/{path}']
+
+
+def test_a_missing_database_is_an_error_at_start_up() -> None:
+    with pytest.raises(ValueError, match='database'):
+        InfluxDBMiddleware(lambda *args: None)  # type: ignore[arg-type,return-value]
+
+
+def test_python_is_this_one() -> None:
+    assert sys.executable
