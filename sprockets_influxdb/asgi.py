@@ -53,6 +53,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 # Set in the scope of a request being recorded, so that a second
 # middleware further in (a mounted sub-application's) passes it through.
 _RECORDING = 'sprockets_influxdb.recording'
+_CACHE_LIMIT = 4096
 
 
 class InfluxDBMiddleware:
@@ -84,6 +85,8 @@ class InfluxDBMiddleware:
             )
         self.app = app
         self.client = client
+        self._templates: dict[tuple[int, int, str], tuple[object, str]] = {}
+        self._handlers: dict[int, tuple[object, str]] = {}
         self.recorder = RequestRecorder(
             database,
             measurement,
@@ -147,14 +150,40 @@ class InfluxDBMiddleware:
             # No route recorded by the router (older Starlette), or only a
             # mount: search the routes as the router does.
             return _template(routes, dict(original), '')
-        # The router recorded the innermost route: find the mounts it sits
-        # in, then check that it matched in full (not a 405).
+        # The router recorded the innermost route: the template is the
+        # mounts it sits in and its own, the same for every request that
+        # reaches it through the same mounts.
+        key = (id(root), id(route), scope.get('root_path', ''))
+        cached = self._templates.get(key)
+        if cached is not None and cached[0] is route:
+            return cached[1]
         prefix, level = _mounts(routes, dict(original))
         match, _ = route.matches(level)
         path_format = getattr(route, 'path_format', None)
         if match is not Match.FULL or path_format is None:
             return None
-        return f'{prefix}{path_format}'
+        template = f'{prefix}{path_format}'
+        if len(self._templates) >= _CACHE_LIMIT:
+            self._templates.clear()
+        self._templates[key] = (route, template)
+        return template
+
+    def handler_name(self, handler: object) -> str:
+        """The dotted name of an endpoint function or class.
+
+        :param handler: what the router called
+        """
+        cached = self._handlers.get(id(handler))
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        name = (
+            f'{getattr(handler, "__module__", "")}.'
+            f'{getattr(handler, "__qualname__", type(handler).__name__)}'
+        )
+        if len(self._handlers) >= _CACHE_LIMIT:
+            self._handlers.clear()
+        self._handlers[id(handler)] = (handler, name)
+        return name
 
 
 def _mounts(
@@ -287,8 +316,13 @@ class _Responder:
         if record.finished:
             return
         try:
-            endpoint = self.middleware.endpoint(
-                self.root, self.original, self.scope
+            # 405: the path matched, the method did not: no route served it.
+            endpoint = (
+                None
+                if self.status == 405
+                else self.middleware.endpoint(
+                    self.root, self.original, self.scope
+                )
             )
         except Exception:
             LOGGER.exception('Could not find the route of a request')
@@ -296,10 +330,7 @@ class _Responder:
         handler = self.scope.get('endpoint')
         name = None
         if handler is not None:
-            name = (
-                f'{getattr(handler, "__module__", "")}.'
-                f'{getattr(handler, "__qualname__", type(handler).__name__)}'
-            )
+            name = self.middleware.handler_name(handler)
         record.finish(
             self.status,
             endpoint=endpoint or UNMATCHED,
