@@ -10,7 +10,8 @@ Routes:
 ==================================  =====================================
 ``GET /``                           a plain route
 ``GET /items/{item_id}``            a path parameter (an ``int``)
-``GET /api/users/{user_id}``        a route of an included router
+``GET /api/users/{user_id}``        a route of a router included at /api
+``GET /api/v2/deep/{key}``          a router included in that router
 ``GET /sub/things/{name}``          a route of a mounted FastAPI app
 ``GET /stream``                     three chunks, 0.1 s apart
 ``GET /background``                 a response, then a 0.3 s background task
@@ -38,12 +39,23 @@ if ROOT not in sys.path:
 
 from sprockets_influxdb.asgi import InfluxDBMiddleware  # noqa: E402
 
-router = APIRouter(prefix='/api')
+router = APIRouter()
 
 
 @router.get('/users/{user_id}')
 async def user(user_id: int) -> dict[str, int]:
     return {'user_id': user_id}
+
+
+inner = APIRouter()
+
+
+@inner.get('/deep/{key}')
+async def deep(key: str) -> dict[str, str]:
+    return {'key': key}
+
+
+router.include_router(inner, prefix='/v2')
 
 
 sub = FastAPI()
@@ -96,7 +108,7 @@ def make_app(database: str = 'example') -> FastAPI:
     async def error() -> None:
         raise ValueError('something went wrong')
 
-    app.include_router(router)
+    app.include_router(router, prefix='/api')
     app.mount('/sub', sub)
     app.add_middleware(InfluxDBMiddleware, database=database)
     return app

@@ -66,8 +66,11 @@ class InfluxDBMiddleware:
     :param exclude_paths: regular expressions of paths not to record
     :param client: the :class:`~sprockets_influxdb.Client` to write with
         (default: the module-level default client)
-    :raises ValueError: for a missing database, an invalid measurement name
-        or an invalid regular expression, when the application starts
+    :raises ValueError: for an invalid measurement name or regular
+        expression, when the application starts
+
+    Without a database, an error is logged and requests are served
+    unrecorded: a failed request would be worse than a missing metric.
     """
 
     def __init__(
@@ -78,15 +81,17 @@ class InfluxDBMiddleware:
         exclude_paths: Iterable[str] = (),
         client: Client | None = None,
     ) -> None:
-        if not database:
-            raise ValueError(
-                'InfluxDBMiddleware needs the database request '
-                'measurements are written to: database=...'
-            )
         self.app = app
         self.client = client
         self._templates: dict[tuple[int, int, str], tuple[object, str]] = {}
         self._handlers: dict[int, tuple[object, str]] = {}
+        self.recorder: RequestRecorder | None = None
+        if not database:
+            LOGGER.error(
+                'InfluxDBMiddleware has no database (database=...): '
+                'requests are served but not recorded'
+            )
+            return
         self.recorder = RequestRecorder(
             database,
             measurement,
@@ -99,8 +104,9 @@ class InfluxDBMiddleware:
     ) -> None:
         """Handle one ASGI connection."""
         kind = scope['type']
-        if kind == 'http' and not scope.get(_RECORDING):
-            record = self.recorder.start(scope['method'], scope['path'])
+        recorder = self.recorder
+        if kind == 'http' and recorder and not scope.get(_RECORDING):
+            record = recorder.start(scope['method'], scope['path'])
             if record is not None:
                 await _Responder(self, scope, record).run(receive, send)
                 return
@@ -153,19 +159,25 @@ class InfluxDBMiddleware:
         # The router recorded the innermost route: the template is the
         # mounts it sits in and its own, the same for every request that
         # reaches it through the same mounts.
-        key = (id(root), id(route), scope.get('root_path', ''))
+        # FastAPI's included routers record their routes with the path
+        # relative to the router, and the full one in this context.
+        context = _fastapi_context(scope)
+        owner = route if context is None else context
+        key = (id(root), id(owner), scope.get('root_path', ''))
         cached = self._templates.get(key)
-        if cached is not None and cached[0] is route:
+        if cached is not None and cached[0] is owner:
             return cached[1]
         prefix, level = _mounts(routes, dict(original))
-        match, _ = route.matches(level)
-        path_format = getattr(route, 'path_format', None)
-        if match is not Match.FULL or path_format is None:
-            return None
+        path_format = getattr(context, 'path_format', None)
+        if not isinstance(path_format, str):
+            match, _ = route.matches(level)
+            path_format = getattr(route, 'path_format', None)
+            if match is not Match.FULL or path_format is None:
+                return None
         template = f'{prefix}{path_format}'
         if len(self._templates) >= _CACHE_LIMIT:
             self._templates.clear()
-        self._templates[key] = (route, template)
+        self._templates[key] = (owner, template)
         return template
 
     def handler_name(self, handler: object) -> str:
@@ -184,6 +196,22 @@ class InfluxDBMiddleware:
             self._handlers.clear()
         self._handlers[id(handler)] = (handler, name)
         return name
+
+
+def _fastapi_context(scope: Scope) -> object | None:
+    fastapi = scope.get('fastapi')
+    if isinstance(fastapi, dict):
+        return fastapi.get('effective_route_context')
+    return None
+
+
+def _routes_owner(app: object) -> object:
+    """The first application down a chain of middleware that has routes."""
+    for _ in range(32):
+        if app is None or hasattr(app, 'routes'):
+            break
+        app = getattr(app, 'app', None)
+    return app
 
 
 def _mounts(
@@ -241,6 +269,7 @@ class _Responder:
         'completed',
         'disconnected',
         'ended',
+        'method',
         'middleware',
         'original',
         'record',
@@ -258,13 +287,14 @@ class _Responder:
         self.middleware = middleware
         self.scope = scope
         self.record = record
+        self.method = scope.get('method')
         # Routing changes the scope in place: keep what the routes match.
         self.original = {
             key: scope[key]
             for key in ('type', 'path', 'root_path', 'method', 'headers')
             if key in scope
         }
-        self.root = scope.get('app') or middleware.app
+        self.root = scope.get('app') or _routes_owner(middleware.app)
         self.status = 500
         self.body_bytes = 0
         self.completed = False
@@ -297,8 +327,11 @@ class _Responder:
                 self.completed = True
                 await send(message)
                 self.ended = time.monotonic()
-                # Recorded now: background tasks run after this.
-                self.finish(None)
+                # Recorded now, as background tasks run after this; but an
+                # error page may come from an error middleware further in,
+                # which raises the error right after: wait for it.
+                if self.status < 500:
+                    self.finish(None)
             else:
                 await send(message)
 
@@ -331,12 +364,18 @@ class _Responder:
         name = None
         if handler is not None:
             name = self.middleware.handler_name(handler)
+        # Went away before the response was complete (what was sent after,
+        # an error page say, never reached the client).
+        gone = self.disconnected
         record.finish(
             self.status,
             endpoint=endpoint or UNMATCHED,
             handler=name,
-            content_length=self.body_bytes,
-            error=error,
-            disconnected=self.disconnected and not self.completed,
+            # Servers send no body in answer to HEAD.
+            content_length=0 if self.method == 'HEAD' else self.body_bytes,
+            # An error raised because the client went away (reading the
+            # body, say) is the client's doing: a 499, not a 500.
+            error=None if gone else error,
+            disconnected=gone,
             ended=self.ended,
         )
