@@ -79,6 +79,18 @@ APPS = {
             ('/no/such/page/{n}', {}, 10),
         ],
     },
+    'flask': {
+        'command': [sys.executable, 'integrations/flask_app.py'],
+        'requests': [
+            ('/', {}, 30),
+            ('/items/{n}', {}, 30),
+            ('/api/users/{n}', {}, 15),
+            ('/stream', {}, 3),
+            ('/teapot', {}, 5),
+            ('/error', {}, 3),
+            ('/no/such/page/{n}', {}, 10),
+        ],
+    },
     'fastapi': {
         'command': [sys.executable, 'integrations/fastapi_app.py'],
         'requests': [

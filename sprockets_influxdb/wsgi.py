@@ -1,0 +1,325 @@
+"""WSGI integration: :class:`InfluxDBMiddleware` records every request.
+
+For Flask and any WSGI application, under any WSGI server (threads,
+gunicorn workers, ``--preload`` included):
+
+.. code-block:: python
+
+    from flask import Flask
+    from sprockets_influxdb.wsgi import InfluxDBMiddleware
+
+    app = Flask(__name__)
+    app.wsgi_app = InfluxDBMiddleware(app.wsgi_app, database='example')
+
+Wrapping the Flask application itself works as well.  Each request gives
+one measurement (see :mod:`sprockets_influxdb.request_metrics`).  The
+``endpoint`` tag is the URL rule (``/items/<int:item_id>``): Flask's matched
+rule, or for another application the match of the werkzeug
+:class:`~werkzeug.routing.Map` given as ``url_map``; requests no rule
+matched (404, 405) get :data:`~sprockets_influxdb.request_metrics.UNMATCHED`.
+``duration`` ends when the server has consumed the response and called its
+``close()``, so streamed responses are timed in full; ``content_length``
+counts the bytes the application yielded.  A response built on the
+server's ``wsgi.file_wrapper`` is passed through untouched (so the server
+can send the file its own way): its ``content_length`` is the one its
+headers declare, and its ``duration`` ends when the application returns it.
+Handlers reach the measurement as
+``environ['sprockets_influxdb.measurement']``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from types import TracebackType
+from typing import Any, Callable, Optional
+
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import Map
+
+from sprockets_influxdb.client import Client
+from sprockets_influxdb.request_metrics import (
+    UNMATCHED,
+    RequestRecord,
+    RequestRecorder,
+)
+
+__all__ = ['ENVIRON_KEY', 'InfluxDBMiddleware']
+
+LOGGER = logging.getLogger('sprockets_influxdb')
+
+#: The ``environ`` key of the request's measurement.
+ENVIRON_KEY = 'sprockets_influxdb.measurement'
+
+# Where Flask's matched rule and uncaught exception are kept for the
+# middleware.
+_RULE_KEY = 'sprockets_influxdb.rule'
+_ERROR_KEY = 'sprockets_influxdb.error'
+
+ExcInfo = tuple[type[BaseException], BaseException, Optional[TracebackType]]
+StartResponse = Callable[..., Callable[[bytes], object]]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+class InfluxDBMiddleware:
+    """Record each request of a WSGI application.
+
+    :param app: the WSGI application: a Flask application, its
+        ``wsgi_app``, or any other
+    :param database: the database measurements are written to
+    :param measurement: the measurement name (default: the ``SERVICE``
+        environment variable, else ``request``)
+    :param exclude_paths: regular expressions of paths not to record
+    :param client: the :class:`~sprockets_influxdb.Client` to write with
+        (default: the module-level default client)
+    :param url_map: the werkzeug :class:`~werkzeug.routing.Map` to find the
+        URL rule of a request with, for applications other than Flask
+    :raises ValueError: for an invalid measurement name or regular
+        expression
+
+    Without a database, an error is logged and requests are served
+    unrecorded.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        database: str | None = None,
+        measurement: str | None = None,
+        exclude_paths: Iterable[str] = (),
+        client: Client | None = None,
+        url_map: Map | None = None,
+    ) -> None:
+        self.app = app
+        self.client = client
+        # A Flask application, or the bound wsgi_app method of one.
+        flask_app = getattr(app, '__self__', app)
+        self._flask = (
+            flask_app if hasattr(flask_app, 'view_functions') else None
+        )
+        self.url_map = url_map or getattr(self._flask, 'url_map', None)
+        self._handlers: dict[str, str] = {}
+        self.recorder: RequestRecorder | None = None
+        if not database:
+            LOGGER.error(
+                'InfluxDBMiddleware has no database (database=...): '
+                'requests are served but not recorded'
+            )
+            return
+        self.recorder = RequestRecorder(
+            database,
+            measurement,
+            exclude_paths,
+            add_measurement=client.add_measurement if client else None,
+        )
+        if self._flask is not None:
+            _watch_exceptions(self._flask)
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: StartResponse
+    ) -> Iterable[bytes]:
+        """Handle one request."""
+        recorder = self.recorder
+        if recorder is None or ENVIRON_KEY in environ:
+            return self.app(environ, start_response)
+        record = recorder.start(
+            environ.get('REQUEST_METHOD', 'GET'), environ.get('PATH_INFO', '')
+        )
+        if record is None:
+            return self.app(environ, start_response)
+        environ[ENVIRON_KEY] = record.measurement
+        return _Request(self, environ, record).run(start_response)
+
+    def endpoint(
+        self, environ: dict[str, Any]
+    ) -> tuple[str | None, str | None]:
+        """The URL rule and the handler's name of a served request.
+
+        :param environ: the request's environment, after the application
+            ran
+        :returns: ``(rule, handler)``, ``None`` for what is not known
+        """
+        rule = environ.get(_RULE_KEY)
+        if rule is None and self._flask is None and self.url_map is not None:
+            try:
+                rule, _ = self.url_map.bind_to_environ(environ).match(
+                    return_rule=True
+                )
+            except HTTPException:  # 404, 405, a redirect
+                rule = None
+        if rule is None:
+            return None, None
+        return rule.rule, self._handler_name(rule.endpoint)
+
+    def _handler_name(self, endpoint: Any) -> str | None:
+        if not isinstance(endpoint, str):
+            return _dotted(endpoint) if callable(endpoint) else None
+        name = self._handlers.get(endpoint)
+        if name is None:
+            views = getattr(self._flask, 'view_functions', {})
+            view = views.get(endpoint)
+            name = _dotted(view) if view is not None else endpoint
+            self._handlers[endpoint] = name
+        return name
+
+
+def _dotted(handler: Any) -> str:
+    return (
+        f'{getattr(handler, "__module__", "")}.'
+        f'{getattr(handler, "__qualname__", type(handler).__name__)}'
+    )
+
+
+_watched: set[int] = set()
+
+
+def _watch_exceptions(flask_app: Any) -> None:
+    """Have Flask's signals tell the middleware what it cannot see.
+
+    That is the rule Flask matched, and the exceptions Flask turns into
+    500 responses itself, which never reach the middleware.
+    """
+    if id(flask_app) in _watched:
+        return
+    from flask import got_request_exception, request, request_started
+
+    def rule(sender: Any, **_: Any) -> None:
+        request.environ[_RULE_KEY] = request.url_rule
+
+    def error(sender: Any, exception: BaseException, **_: Any) -> None:
+        request.environ[_ERROR_KEY] = exception
+
+    request_started.connect(rule, flask_app, weak=False)
+    got_request_exception.connect(error, flask_app, weak=False)
+    _watched.add(id(flask_app))
+
+
+class _Request:
+    """One request going through the middleware."""
+
+    __slots__ = (
+        'body_bytes',
+        'declared',
+        'environ',
+        'exhausted',
+        'middleware',
+        'record',
+        'status',
+    )
+
+    def __init__(
+        self,
+        middleware: InfluxDBMiddleware,
+        environ: dict[str, Any],
+        record: RequestRecord,
+    ) -> None:
+        self.middleware = middleware
+        self.environ = environ
+        self.record = record
+        self.status = 500
+        self.body_bytes = 0
+        self.exhausted = False
+        self.declared: list[tuple[str, str]] = []
+
+    def run(self, start_response: StartResponse) -> Iterable[bytes]:
+        def start(
+            status: str,
+            headers: list[tuple[str, str]],
+            exc_info: ExcInfo | None = None,
+        ) -> Callable[[bytes], object]:
+            self.status = int(status.split(' ', 1)[0])
+            write = start_response(status, headers, exc_info)
+
+            def counting_write(data: bytes) -> object:
+                # The legacy write() callable: its bytes count too.
+                self.body_bytes += len(data)
+                return write(data)
+
+            self.declared = headers
+            return counting_write
+
+        try:
+            result = self.middleware.app(self.environ, start)
+        except BaseException as error:
+            self.finish(error if isinstance(error, Exception) else None)
+            raise
+        file_wrapper = self.environ.get('wsgi.file_wrapper')
+        if isinstance(file_wrapper, type) and isinstance(result, file_wrapper):
+            # The server sends such a file its own way (sendfile): leave it.
+            self.body_bytes = _declared_length(self.declared)
+            self.finish(None)
+            return result
+        return _Body(self, result)
+
+    def finish(self, error: BaseException | None, gone: bool = False) -> None:
+        record = self.record
+        if record.finished:
+            return
+        try:
+            endpoint, handler = self.middleware.endpoint(self.environ)
+        except Exception:
+            LOGGER.exception('Could not find the URL rule of a request')
+            endpoint = handler = None
+        if error is None:
+            error = self.environ.get(_ERROR_KEY)
+        method = self.environ.get('REQUEST_METHOD')
+        record.finish(
+            self.status,
+            endpoint=endpoint or UNMATCHED,
+            handler=handler,
+            content_length=0 if method == 'HEAD' else self.body_bytes,
+            error=error,
+            disconnected=gone,
+        )
+
+
+def _declared_length(headers: list[tuple[str, str]]) -> int:
+    for name, value in headers:
+        if name.lower() == 'content-length':
+            try:
+                return int(value)
+            except ValueError:
+                return 0
+    return 0
+
+
+class _Body:
+    """The response iterable, counted, and recorded when closed."""
+
+    def __init__(self, request: _Request, result: Iterable[bytes]) -> None:
+        self._request = request
+        self._result = result
+
+    def __iter__(self) -> Iterator[bytes]:
+        request = self._request
+        try:
+            for chunk in self._result:
+                request.body_bytes += len(chunk)
+                yield chunk
+        except GeneratorExit:
+            raise
+        except Exception as error:
+            request.finish(error)
+            raise
+        request.exhausted = True
+
+    def close(self) -> None:
+        """Close the application's iterable, then record the request."""
+        request = self._request
+        error: BaseException | None = None
+        try:
+            close = getattr(self._result, 'close', None)
+            if close is not None:
+                close()
+        except Exception as caught:
+            error = caught
+            raise
+        finally:
+            # Closed before the end: the server stopped sending, the client
+            # having gone away (a HEAD response may go unread).
+            gone = (
+                error is None
+                and not request.exhausted
+                and request.environ.get('REQUEST_METHOD') != 'HEAD'
+            )
+            request.finish(error, gone=gone)

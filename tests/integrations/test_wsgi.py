@@ -1,0 +1,327 @@
+"""The WSGI middleware: Flask under gunicorn (forked workers), and any
+WSGI application in process, read back from a real InfluxDB.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import typing
+
+import pytest
+from werkzeug.routing import Map, Rule
+from werkzeug.test import EnvironBuilder
+from werkzeug.wrappers import Response
+
+from sprockets_influxdb import Client
+from sprockets_influxdb.wsgi import ENVIRON_KEY, InfluxDBMiddleware
+from tests.helpers import wait_for
+from tests.integrations.apps import AppServer
+from tests.servers import InfluxServer
+
+FLASK = 'integrations.flask_app'
+# name, method, path, endpoint, status, handler, error
+CASES = [
+    ('plain', 'GET', '/', '/', 200, f'{FLASK}.homepage', None),
+    (
+        'path parameter',
+        'GET',
+        '/items/42',
+        '/items/<int:item_id>',
+        200,
+        f'{FLASK}.item',
+        None,
+    ),
+    (
+        'blueprint',
+        'GET',
+        '/api/users/7',
+        '/api/users/<user_id>',
+        200,
+        f'{FLASK}.user',
+        None,
+    ),
+    ('stream', 'GET', '/stream', '/stream', 200, f'{FLASK}.stream', None),
+    ('teapot', 'GET', '/teapot', '/teapot', 418, f'{FLASK}.teapot', None),
+    (
+        'uncaught exception',
+        'GET',
+        '/error',
+        '/error',
+        500,
+        f'{FLASK}.error',
+        'builtins.ValueError',
+    ),
+    ('unrouted', 'GET', '/no/such/page', '<unmatched>', 404, None, None),
+    ('method not allowed', 'DELETE', '/', '<unmatched>', 405, None, None),
+]
+
+
+def gunicorn(
+    influxdb: InfluxServer, database: str, worker_class: str, workers: int = 3
+) -> AppServer:
+    return AppServer(
+        [
+            '{python}',
+            'integrations/flask_app.py',
+            '--port',
+            '{port}',
+            '--workers',
+            str(workers),
+            '--worker-class',
+            worker_class,
+        ],
+        influxdb,
+        database,
+        env={'SERVICE': 'shop', 'ENVIRONMENT': 'test'},
+    )
+
+
+@pytest.mark.parametrize('worker_class', ['sync', 'gthread'])
+def test_every_request_under_gunicorn_with_preload(
+    influxdb: InfluxServer, worker_class: str
+) -> None:
+    influxdb.create_database('flask')
+    app = gunicorn(influxdb, 'flask', worker_class)
+    try:
+        responses = {
+            name: app.client.request(method, path)
+            for name, method, path, *_ in CASES
+        }
+        for index in range(60):
+            app.client.get(f'/items/{1000 + index}')
+    finally:
+        output = app.stop()
+    rows = influxdb.rows('flask', 'shop')
+    # The readiness probe, the cases, the burst: every one, from every
+    # worker, delivered when gunicorn stopped them.
+    assert len(rows) == 1 + len(CASES) + 60, output
+    by_key = {
+        (row['method'], row['endpoint'], row['status_code']): row
+        for row in rows
+        if row.get('item_id') in (None, 42)
+    }
+    hostname = socket.gethostname()
+    for name, method, _, endpoint, status, handler, error in CASES:
+        row = by_key[method, endpoint, str(status)]
+        response = responses[name]
+        assert response.status_code == status, name
+        assert {key: row[key] for key in row if key != 'time'} == {
+            'method': method,
+            'endpoint': endpoint,
+            'handler': handler,
+            'status_code': str(status),
+            'status_class': f'{status // 100}xx',
+            'error': error,
+            'hostname': hostname,
+            'environment': 'test',
+            'duration': row['duration'],
+            'content_length': len(response.content),
+            'item_id': 42 if name == 'path parameter' else None,
+        }, name
+    assert by_key['GET', '/stream', '200']['duration'] >= 0.2  # type: ignore[operator]
+    items = sorted(
+        int(row['item_id'])  # type: ignore[call-overload]
+        for row in rows
+        if row.get('item_id') not in (None, 42)
+    )
+    assert items == list(range(1000, 1060))
+
+
+def test_a_killed_worker_is_replaced_and_the_new_one_records(
+    influxdb: InfluxServer,
+) -> None:
+    influxdb.create_database('flask')
+    app = gunicorn(influxdb, 'flask', 'sync', workers=2)
+    try:
+        master = app.process.pid
+        workers = wait_for(
+            lambda: len(worker_pids(master)) == 2 and worker_pids(master),
+            message='both workers to boot',
+        )
+        os.kill(workers[0], signal.SIGKILL)
+        wait_for(
+            lambda: (
+                len(worker_pids(master)) == 2
+                and workers[0] not in worker_pids(master)
+            ),
+            message='gunicorn to replace the worker',
+        )
+        for index in range(40):
+            assert app.client.get(f'/items/{2000 + index}').status_code == 200
+    finally:
+        output = app.stop()
+    items = sorted(
+        int(row['item_id'])  # type: ignore[call-overload]
+        for row in influxdb.rows('flask', 'shop')
+        if row.get('item_id') is not None
+    )
+    assert items == list(range(2000, 2040)), output
+
+
+def worker_pids(master: int) -> list[int]:
+    result = subprocess.run(
+        ['pgrep', '-P', str(master)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return [int(pid) for pid in result.stdout.split()]
+
+
+def test_client_disconnect_is_recorded_as_499(influxdb: InfluxServer) -> None:
+    influxdb.create_database('flask')
+    app = gunicorn(influxdb, 'flask', 'sync', workers=1)
+    try:
+        with socket.create_connection(('127.0.0.1', app.port)) as raw:
+            raw.sendall(b'GET /stream HTTP/1.1\r\nHost: x\r\n\r\n')
+            raw.recv(64)
+            raw.setsockopt(
+                socket.SOL_SOCKET,
+                socket.SO_LINGER,
+                b'\x01\x00\x00\x00\x00\x00\x00\x00',
+            )
+        time.sleep(0.5)
+    finally:
+        app.stop()
+    rows = {row['endpoint']: row for row in influxdb.rows('flask', 'shop')}
+    assert rows['/stream']['status_code'] == '499'
+
+
+# In process: any WSGI application, and Flask wired both ways.
+
+
+@pytest.fixture
+def client(influxdb: InfluxServer) -> typing.Iterator[Client]:
+    influxdb.create_database('db')
+    client = Client(influxdb.url, tag_hostname=False)
+    yield client
+    client.shutdown().result(timeout=10)
+
+
+def call(app: typing.Any, path: str, method: str = 'GET') -> tuple[str, bytes]:
+    environ = EnvironBuilder(path=path, method=method).get_environ()
+    started: list[str] = []
+
+    def start_response(
+        status: str, headers: list[tuple[str, str]], exc_info: object = None
+    ) -> typing.Callable[[bytes], None]:
+        started.append(status)
+        return lambda data: None
+
+    result = app(environ, start_response)
+    try:
+        body = b''.join(result)
+    finally:
+        close = getattr(result, 'close', None)
+        if close is not None:
+            close()
+    return started[-1], body
+
+
+def rows_by_endpoint(
+    influxdb: InfluxServer, client: Client
+) -> dict[str, dict[str, object]]:
+    assert client.flush().result(timeout=10)
+    return {row['endpoint']: row for row in influxdb.rows('db', 'request')}  # type: ignore[misc]
+
+
+def test_any_wsgi_app_with_a_werkzeug_map(
+    influxdb: InfluxServer, client: Client
+) -> None:
+    url_map = Map([Rule('/books/<int:book>', endpoint='book')])
+
+    def app(
+        environ: dict[str, object], start_response: typing.Any
+    ) -> typing.Any:
+        adapter = url_map.bind_to_environ(environ)
+        try:
+            _, arguments = adapter.match()
+        except Exception as error:
+            return Response('no', status=getattr(error, 'code', 500))(
+                environ, start_response
+            )
+        environ[ENVIRON_KEY].set_tag('shelf', 'top')  # type: ignore[attr-defined]
+        return Response(f'book {arguments["book"]}')(environ, start_response)
+
+    wrapped = InfluxDBMiddleware(
+        app, database='db', client=client, url_map=url_map
+    )
+    assert call(wrapped, '/books/3') == ('200 OK', b'book 3')
+    assert call(wrapped, '/nope')[0].startswith('404')
+    rows = rows_by_endpoint(influxdb, client)
+    assert rows['/books/<int:book>']['shelf'] == 'top'
+    assert rows['/books/<int:book>']['content_length'] == 6
+    assert rows['<unmatched>']['status_code'] == '404'
+
+
+def test_flask_wrapped_whole_finds_the_rule(
+    influxdb: InfluxServer, client: Client
+) -> None:
+    from integrations.flask_app import make_app
+
+    flask_app = make_app('unused')
+    wrapped = InfluxDBMiddleware(flask_app, database='db', client=client)
+    assert call(wrapped, '/items/5')[0] == '200 OK'
+    rows = rows_by_endpoint(influxdb, client)
+    # The app's own middleware let the request through: recorded once.
+    assert list(rows) == ['/items/<int:item_id>']
+    assert rows['/items/<int:item_id>']['item_id'] == 5
+
+
+def test_errors_raised_by_a_plain_app_are_recorded_and_raised(
+    influxdb: InfluxServer, client: Client
+) -> None:
+    def broken(environ: object, start_response: typing.Any) -> typing.Any:
+        raise LookupError('nothing here')
+
+    def broken_later(
+        environ: object, start_response: typing.Any
+    ) -> typing.Any:
+        start_response('200 OK', [('Content-Type', 'text/plain')])
+        yield b'first '
+        raise TimeoutError('stalled')
+
+    with pytest.raises(LookupError):
+        call(InfluxDBMiddleware(broken, database='db', client=client), '/a')
+    with pytest.raises(TimeoutError):
+        call(
+            InfluxDBMiddleware(broken_later, database='db', client=client),
+            '/b',
+        )
+    assert client.flush().result(timeout=10)
+    rows = influxdb.rows('db', 'request')
+    assert sorted((row['status_code'], row['error']) for row in rows) == [
+        ('500', 'builtins.LookupError'),
+        ('500', 'builtins.TimeoutError'),
+    ]
+
+
+def test_start_response_with_exc_info_and_excluded_paths(
+    influxdb: InfluxServer, client: Client
+) -> None:
+    def app(
+        environ: dict[str, object], start_response: typing.Any
+    ) -> typing.Any:
+        try:
+            raise RuntimeError('late')
+        except RuntimeError:
+            import sys
+
+            start_response('503 Service Unavailable', [], sys.exc_info())
+        return [b'down']
+
+    wrapped = InfluxDBMiddleware(
+        app, database='db', client=client, exclude_paths=[r'/health']
+    )
+    assert call(wrapped, '/health') == ('503 Service Unavailable', b'down')
+    assert call(wrapped, '/work') == ('503 Service Unavailable', b'down')
+    rows = influxdb.rows('db', 'request')
+    assert client.flush().result(timeout=10)
+    rows = influxdb.rows('db', 'request')
+    assert [(row['status_code'], row['content_length']) for row in rows] == [
+        ('503', 4)
+    ]
