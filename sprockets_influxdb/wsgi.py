@@ -112,8 +112,9 @@ class InfluxDBMiddleware:
             exclude_paths,
             add_measurement=client.add_measurement if client else None,
         )
-        if self._flask is not None:
-            _watch_exceptions(self._flask)
+        self._signals = self._flask is not None and _watch_exceptions(
+            self._flask
+        )
 
     def __call__(
         self, environ: dict[str, Any], start_response: StartResponse
@@ -140,7 +141,7 @@ class InfluxDBMiddleware:
         :returns: ``(rule, handler)``, ``None`` for what is not known
         """
         rule = environ.get(_RULE_KEY)
-        if rule is None and self._flask is None and self.url_map is not None:
+        if rule is None and not self._signals and self.url_map is not None:
             try:
                 rule, _ = self.url_map.bind_to_environ(environ).match(
                     return_rule=True
@@ -173,14 +174,17 @@ def _dotted(handler: Any) -> str:
 _watched: set[int] = set()
 
 
-def _watch_exceptions(flask_app: Any) -> None:
+def _watch_exceptions(flask_app: Any) -> bool:
     """Have Flask's signals tell the middleware what it cannot see.
 
     That is the rule Flask matched, and the exceptions Flask turns into
     500 responses itself, which never reach the middleware.
+
+    :returns: whether Flask's signals work (before Flask 2.3 they need the
+        ``blinker`` package)
     """
     if id(flask_app) in _watched:
-        return
+        return True
     from flask import got_request_exception, request, request_started
 
     def rule(sender: Any, **_: Any) -> None:
@@ -189,9 +193,18 @@ def _watch_exceptions(flask_app: Any) -> None:
     def error(sender: Any, exception: BaseException, **_: Any) -> None:
         request.environ[_ERROR_KEY] = exception
 
-    request_started.connect(rule, flask_app, weak=False)
-    got_request_exception.connect(error, flask_app, weak=False)
+    try:
+        request_started.connect(rule, flask_app, weak=False)
+        got_request_exception.connect(error, flask_app, weak=False)
+    except RuntimeError:  # Flask < 2.3 without blinker
+        LOGGER.warning(
+            'Flask signals need the blinker package: URL rules are found '
+            'by matching again, and uncaught exceptions are recorded as '
+            '500 without the error tag'
+        )
+        return False
     _watched.add(id(flask_app))
+    return True
 
 
 class _Request:
