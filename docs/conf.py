@@ -35,11 +35,14 @@ _BUILTINS = (
     '|repr|ValueError|TypeError|Exception|BaseException'
 )
 _OTHER_PACKAGES = (
-    'tornado|httpx|anyio|trio'
+    'tornado|httpx|anyio|trio|werkzeug|flask|gunicorn'
     '|asyncio|collections|concurrent|contextlib|dataclasses|datetime|enum'
     '|logging|multiprocessing|os|re|socket|sys|threading|time|typing'
+    '|wsgiref'
 )
 nitpick_ignore_regex = [
     (r'py:(class|exc|obj|data|func)', rf'({_BUILTINS})'),
     (r'py:.*', rf'({_OTHER_PACKAGES})(\..*)?'),
+    # Werkzeug's routing Map, as the WSGI middleware's annotations name it.
+    (r'py:class', r'Map'),
 ]
