@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import http.client
 import logging
 import os
 import random
@@ -193,7 +194,7 @@ def free_port() -> int:
 
 
 def get(url: str, headers: dict[str, str]) -> int:
-    """GET *url*; return the status (errors included)."""
+    """GET *url*; return the status (errors included, 0 for no answer)."""
     request = urllib.request.Request(url, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
@@ -202,6 +203,8 @@ def get(url: str, headers: dict[str, str]) -> int:
     except urllib.error.HTTPError as error:
         error.read()
         return int(error.code)
+    except (OSError, http.client.HTTPException):
+        return 0
 
 
 def serve_and_drive(
@@ -233,17 +236,11 @@ def serve_and_drive(
     )
     base = f'http://127.0.0.1:{port}'
     deadline = time.monotonic() + 20
-    while True:
-        try:
-            get(f'{base}/', {})
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                output = process.communicate()[0]
-                raise RuntimeError(
-                    f'{name} app did not start:\n{output}'
-                ) from None
-            time.sleep(0.05)
+    while not get(f'{base}/', {}):
+        if process.poll() is not None or time.monotonic() > deadline:
+            output = process.communicate()[0]
+            raise RuntimeError(f'{name} app did not start:\n{output}')
+        time.sleep(0.05)
     routes = app['requests']
     weights = [weight for _, _, weight in routes]  # type: ignore[misc]
     plan = [rng.choices(routes, weights)[0] for _ in range(count)]  # type: ignore[arg-type]
@@ -263,7 +260,9 @@ def serve_and_drive(
     # uvicorn ends by raising the SIGTERM it handled again.
     if process.returncode not in (0, -signal.SIGTERM):
         print(output)
-    answered = ', '.join(f'{k}: {v}' for k, v in sorted(statuses.items()))
+    answered = ', '.join(
+        f'{k or "no answer"}: {v}' for k, v in sorted(statuses.items())
+    )
     print(f'  the client got: {answered}')
     report(server, name, 'request')
 

@@ -27,6 +27,7 @@ scopes pass through untouched; at lifespan shutdown the client is flushed.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Awaitable, Iterable, MutableMapping
 from typing import Any, Callable
@@ -198,6 +199,13 @@ class InfluxDBMiddleware:
         return name
 
 
+def _file_size(path: object) -> int:
+    try:
+        return os.stat(path).st_size  # type: ignore[arg-type]
+    except (OSError, TypeError, ValueError):
+        return 0
+
+
 def _fastapi_context(scope: Scope) -> object | None:
     fastapi = scope.get('fastapi')
     if isinstance(fastapi, dict):
@@ -316,16 +324,25 @@ class _Responder:
             kind = message['type']
             if kind == 'http.response.start':
                 self.status = int(message['status'])
-                await send(message)
+                await self.send(send, message)
+            elif kind == 'http.response.pathsend':
+                # The server sends the file itself: the last of the body.
+                self.completed = True
+                await self.send(send, message)
+                self.body_bytes += _file_size(message.get('path'))
+                self.ended = time.monotonic()
+                if self.status < 500:
+                    self.finish(None)
             elif kind == 'http.response.body':
-                self.body_bytes += len(message.get('body', b''))
                 if message.get('more_body', False):
-                    await send(message)
+                    await self.send(send, message)
+                    self.body_bytes += len(message.get('body', b''))
                     return
                 # Complete once handed over: a client that closes while the
                 # server sends this last chunk did get the whole response.
                 self.completed = True
-                await send(message)
+                await self.send(send, message)
+                self.body_bytes += len(message.get('body', b''))
                 self.ended = time.monotonic()
                 # Recorded now, as background tasks run after this; but an
                 # error page may come from an error middleware further in,
@@ -343,6 +360,14 @@ class _Responder:
             self.finish(error if isinstance(error, Exception) else None)
             raise
         self.finish(None)
+
+    async def send(self, send: Send, message: Message) -> None:
+        try:
+            await send(message)
+        except OSError:
+            # ASGI 2.4 servers raise OSError once the client has gone.
+            self.disconnected = True
+            raise
 
     def finish(self, error: BaseException | None) -> None:
         record = self.record

@@ -173,8 +173,11 @@ class RequestRecord:
         try:
             set_tag = measurement.set_tag
             set_tag('method', self.method)
-            set_tag('endpoint', endpoint or UNMATCHED)
-            set_tag('handler', handler)
+            matched = endpoint is not None and endpoint != UNMATCHED
+            set_tag('endpoint', endpoint if matched else UNMATCHED)
+            # A request no route served has no handler either, whatever
+            # answered it (a 404 handler, a 405 from the route's methods).
+            set_tag('handler', handler if matched else None)
             set_tag('status_code', str(status))
             set_tag('status_class', _STATUS_CLASSES.get(status, 'other'))
             if error is not None:

@@ -19,7 +19,8 @@ rule, or for another application the match of the werkzeug
 matched (404, 405) get :data:`~sprockets_influxdb.request_metrics.UNMATCHED`.
 ``duration`` ends when the server has consumed the response and called its
 ``close()``, so streamed responses are timed in full; ``content_length``
-counts the bytes the application yielded.  A response built on the
+counts the bytes the application yielded or passed to ``write()`` (0 for
+``HEAD``).  A response built on the
 server's ``wsgi.file_wrapper`` is passed through untouched (so the server
 can send the file its own way): its ``content_length`` is the one its
 headers declare, and its ``duration`` ends when the application returns it.
@@ -92,11 +93,7 @@ class InfluxDBMiddleware:
     ) -> None:
         self.app = app
         self.client = client
-        # A Flask application, or the bound wsgi_app method of one.
-        flask_app = getattr(app, '__self__', app)
-        self._flask = (
-            flask_app if hasattr(flask_app, 'view_functions') else None
-        )
+        self._flask = _find_flask(app)
         self.url_map = url_map or getattr(self._flask, 'url_map', None)
         self._handlers: dict[str, str] = {}
         self.recorder: RequestRecorder | None = None
@@ -159,6 +156,8 @@ class InfluxDBMiddleware:
         if name is None:
             views = getattr(self._flask, 'view_functions', {})
             view = views.get(endpoint)
+            # Class-based views: the class, not the function as_view made.
+            view = getattr(view, 'view_class', view)
             name = _dotted(view) if view is not None else endpoint
             self._handlers[endpoint] = name
         return name
@@ -171,7 +170,25 @@ def _dotted(handler: Any) -> str:
     )
 
 
-_watched: set[int] = set()
+def _find_flask(app: Any) -> Any:
+    """The Flask application at the end of a chain of WSGI middleware.
+
+    ``app`` is a Flask application, its bound ``wsgi_app``, or middleware
+    (``ProxyFix`` and the like) that keeps what it wraps as ``app`` or
+    ``wsgi_app``.
+    """
+    for _ in range(32):
+        if app is None or hasattr(app, 'view_functions'):
+            return app
+        app = (
+            getattr(app, '__self__', None)
+            or getattr(app, 'app', None)
+            or getattr(app, 'wsgi_app', None)
+        )
+    return None
+
+
+_MARK = 'sprockets_influxdb'
 
 
 def _watch_exceptions(flask_app: Any) -> bool:
@@ -183,7 +200,8 @@ def _watch_exceptions(flask_app: Any) -> bool:
     :returns: whether Flask's signals work (before Flask 2.3 they need the
         ``blinker`` package)
     """
-    if id(flask_app) in _watched:
+    extensions = getattr(flask_app, 'extensions', None)
+    if isinstance(extensions, dict) and extensions.get(_MARK):
         return True
     from flask import got_request_exception, request, request_started
 
@@ -203,7 +221,8 @@ def _watch_exceptions(flask_app: Any) -> bool:
             '500 without the error tag'
         )
         return False
-    _watched.add(id(flask_app))
+    if isinstance(extensions, dict):
+        extensions[_MARK] = True
     return True
 
 

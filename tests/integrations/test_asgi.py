@@ -76,7 +76,7 @@ STARLETTE_CASES = [
         '/',
         '<unmatched>',
         405,
-        f'{STARLETTE}.homepage',
+        None,
         None,
     ),
 ]
@@ -170,7 +170,7 @@ FASTAPI_CASES = [
         '/',
         '<unmatched>',
         405,
-        f'{FASTAPI}.make_app.<locals>.homepage',
+        None,
         None,
     ),
 ]
@@ -527,3 +527,87 @@ async def test_a_missing_database_is_logged_and_requests_served(
         transport=transport, base_url='http://test'
     ) as http:
         assert (await http.get('/hello/x')).text == 'hello'
+
+
+def http_scope(path: str, **extra: object) -> dict[str, object]:
+    return {
+        'type': 'http',
+        'asgi': {'version': '3.0', 'spec_version': '2.4'},
+        'http_version': '1.1',
+        'method': 'GET',
+        'path': path,
+        'raw_path': path.encode(),
+        'root_path': '',
+        'scheme': 'http',
+        'query_string': b'',
+        'headers': [],
+        'server': ('test', 80),
+        'client': ('test', 1234),
+        **extra,
+    }
+
+
+@pytest.mark.anyio
+async def test_a_send_refused_by_the_server_is_a_499_and_pathsend_counts(
+    recorded: tuple[Client, InfluxServer],
+    anyio_backend: str,
+    tmp_path: typing.Any,
+) -> None:
+    from starlette.applications import Starlette
+    from starlette.responses import FileResponse
+    from starlette.routing import Route
+
+    client, influxdb = recorded
+    document = tmp_path / 'document.txt'
+    document.write_bytes(b'x' * 1234)
+
+    async def file(request: typing.Any) -> FileResponse:
+        return FileResponse(document)
+
+    app = InfluxDBMiddleware(
+        Starlette(routes=[Route('/file', file)]), database='db', client=client
+    )
+
+    async def stream(scope: object, receive: object, send: typing.Any) -> None:
+        await send({'type': 'http.response.start', 'status': 200})
+        for _ in range(3):
+            await send(
+                {
+                    'type': 'http.response.body',
+                    'body': b'chunk',
+                    'more_body': True,
+                }
+            )
+        await send({'type': 'http.response.body', 'body': b''})
+
+    streaming = InfluxDBMiddleware(stream, database='db', client=client)
+
+    async def receive() -> dict[str, object]:
+        await anyio.sleep(1)
+        return {'type': 'http.disconnect'}
+
+    sent: list[dict[str, object]] = []
+
+    async def gone(message: dict[str, object]) -> None:
+        if message['type'] == 'http.response.body':
+            raise OSError('the client went away')  # as ASGI 2.4 servers do
+        sent.append(message)
+
+    with pytest.raises(OSError, match='went away'):
+        await streaming(http_scope('/stream'), receive, gone)
+
+    async def keep(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    await app(
+        http_scope('/file', extensions={'http.response.pathsend': {}}),
+        receive,
+        keep,
+    )
+    assert sent[-1]['type'] == 'http.response.pathsend'
+    assert await client.flush() is True
+    rows = {row['endpoint']: row for row in influxdb.rows('db', 'request')}
+    assert rows['<unmatched>']['status_code'] == '499'  # no routes: a raw app
+    assert rows['<unmatched>']['content_length'] == 0
+    assert rows['/file']['status_code'] == '200'
+    assert rows['/file']['content_length'] == 1234

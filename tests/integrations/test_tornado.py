@@ -101,7 +101,7 @@ CASES = [
         {},
         '<unmatched>',
         404,
-        'sprockets_influxdb.tornado.NotFoundHandler',
+        None,  # no route served it: no handler either
         None,
     ),
     (
@@ -111,7 +111,7 @@ CASES = [
         {},
         '<unmatched>',
         405,
-        f'{APP}.IndexHandler',
+        None,
         None,
     ),
 ]

@@ -325,3 +325,45 @@ def test_start_response_with_exc_info_and_excluded_paths(
     assert [(row['status_code'], row['content_length']) for row in rows] == [
         ('503', 4)
     ]
+
+
+def test_app_factories_proxies_and_class_based_views(
+    influxdb: InfluxServer, client: Client
+) -> None:
+    import gc
+
+    from flask import Flask
+    from flask.views import MethodView
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
+    class Item(MethodView):
+        def get(self, item_id: int) -> str:
+            return str(item_id)
+
+    for number in range(30):
+        # A new application each time, as test suites make them: some
+        # reuse the memory (and id) of one collected before.
+        flask_app = Flask(f'app{number}')
+        flask_app.add_url_rule(
+            '/items/<int:item_id>', view_func=Item.as_view('item')
+        )
+        flask_app.wsgi_app = ProxyFix(flask_app.wsgi_app)  # type: ignore[method-assign]
+        flask_app.wsgi_app = InfluxDBMiddleware(  # type: ignore[method-assign]
+            flask_app.wsgi_app, database='db', client=client
+        )
+        assert call(flask_app, f'/items/{number}') == (
+            '200 OK',
+            str(number).encode(),
+        )
+        del flask_app
+        gc.collect()
+    assert client.flush().result(timeout=10)
+    rows = influxdb.rows('db', 'request')
+    assert len(rows) == 30
+    assert {(row['endpoint'], row['handler']) for row in rows} == {
+        (
+            '/items/<int:item_id>',
+            f'{__name__}.test_app_factories_proxies_and_class_based_views'
+            '.<locals>.Item',
+        )
+    }
