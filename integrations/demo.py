@@ -29,6 +29,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -226,11 +227,14 @@ def serve_and_drive(
         'SERVICE': 'request',
     }
     server.create_database(name)
+    # The app's output goes to a file: a pipe nobody reads until the end
+    # would fill up with its error logs and stop the server.
+    log = tempfile.TemporaryFile(mode='w+')  # noqa: SIM115 - closed below
     process = subprocess.Popen(
         [*app['command'], '--port', str(port)],  # type: ignore[list-item]
         cwd=ROOT,
         env=environ,
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
     )
@@ -238,8 +242,10 @@ def serve_and_drive(
     deadline = time.monotonic() + 20
     while not get(f'{base}/', {}):
         if process.poll() is not None or time.monotonic() > deadline:
-            output = process.communicate()[0]
-            raise RuntimeError(f'{name} app did not start:\n{output}')
+            process.kill()
+            process.wait()
+            log.seek(0)
+            raise RuntimeError(f'{name} app did not start:\n{log.read()}')
         time.sleep(0.05)
     routes = app['requests']
     weights = [weight for _, _, weight in routes]  # type: ignore[misc]
@@ -256,10 +262,12 @@ def serve_and_drive(
         for status in results:
             statuses[status] = statuses.get(status, 0) + 1
     process.send_signal(signal.SIGTERM)
-    output = process.communicate(timeout=30)[0]
+    process.wait(timeout=30)
     # uvicorn ends by raising the SIGTERM it handled again.
     if process.returncode not in (0, -signal.SIGTERM):
-        print(output)
+        log.seek(0)
+        print(log.read())
+    log.close()
     answered = ', '.join(
         f'{k or "no answer"}: {v}' for k, v in sorted(statuses.items())
     )

@@ -6,7 +6,7 @@ import os
 import signal
 import subprocess
 import sys
-import typing
+import tempfile
 
 import httpx
 
@@ -41,6 +41,9 @@ class AppServer:
                 **(env or {}),
             }
         )
+        # Output to a file: a pipe read only at the end would fill up with
+        # the application's logs and stop it.
+        self._log = tempfile.TemporaryFile(mode='w+')  # noqa: SIM115
         self.process = subprocess.Popen(
             [
                 arg.replace('{port}', str(self.port)).replace(
@@ -50,7 +53,7 @@ class AppServer:
             ],
             env=environ,
             cwd=ROOT,
-            stdout=subprocess.PIPE,
+            stdout=self._log,
             stderr=subprocess.STDOUT,
             text=True,
         )
@@ -64,8 +67,7 @@ class AppServer:
 
     def _ready(self) -> bool:
         if self.process.poll() is not None:
-            output = self.process.stdout.read() if self.process.stdout else ''
-            raise RuntimeError(f'the application exited:\n{output}')
+            raise RuntimeError(f'the application exited:\n{self._output()}')
         try:
             self.client.get('/')
         except httpx.TransportError:
@@ -78,8 +80,14 @@ class AppServer:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         try:
-            output, _ = self.process.communicate(timeout=30)
+            self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            output, _ = self.process.communicate()
-        return typing.cast(str, output)
+            self.process.wait()
+        output = self._output()
+        self._log.close()
+        return output
+
+    def _output(self) -> str:
+        self._log.seek(0)
+        return self._log.read()
