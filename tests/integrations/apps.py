@@ -44,6 +44,7 @@ class AppServer:
         # Output to a file: a pipe read only at the end would fill up with
         # the application's logs and stop it.
         self._log = tempfile.TemporaryFile(mode='w+')  # noqa: SIM115
+        self._stopped_output = ''
         self.process = subprocess.Popen(
             [
                 arg.replace('{port}', str(self.port)).replace(
@@ -84,10 +85,12 @@ class AppServer:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-        output = self._output()
-        self._log.close()
-        return output
+        return self._output()
 
     def _output(self) -> str:
-        self._log.seek(0)
-        return self._log.read()
+        if not self._log.closed:
+            self._log.seek(0)
+            self._stopped_output = self._log.read()
+            if self.process.poll() is not None:
+                self._log.close()
+        return self._stopped_output
