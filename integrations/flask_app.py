@@ -15,6 +15,7 @@ Routes:
 ``GET /items/<int:item_id>``          a path parameter
 ``GET /api/users/<user_id>``          a route of a blueprint at /api
 ``GET /stream``                       three chunks, 0.1 s apart
+``GET /source``                       this file, through wsgi.file_wrapper
 ``GET /teapot``                       ``abort(418)``
 ``GET /error``                        an uncaught exception (500)
 anything else                         404
@@ -31,7 +32,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Blueprint, Flask, Response, abort, request
+from flask import Blueprint, Flask, Response, abort, request, send_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
@@ -75,6 +76,11 @@ def stream() -> Response:
     return Response(chunks(), mimetype='text/plain')
 
 
+def source() -> Response:
+    # Sent by the server's wsgi.file_wrapper (gunicorn: sendfile).
+    return send_file(__file__, mimetype='text/plain')
+
+
 def teapot() -> None:
     abort(418)
 
@@ -92,6 +98,7 @@ def make_app(database: str = 'example') -> Flask:
     app.add_url_rule('/', view_func=homepage)
     app.add_url_rule('/items/<int:item_id>', view_func=item)
     app.add_url_rule('/stream', view_func=stream)
+    app.add_url_rule('/source', view_func=source)
     app.add_url_rule('/teapot', view_func=teapot)
     app.add_url_rule('/error', view_func=error)
     app.register_blueprint(api, url_prefix='/api')

@@ -45,6 +45,7 @@ CASES = [
         None,
     ),
     ('stream', 'GET', '/stream', '/stream', 200, f'{FLASK}.stream', None),
+    ('file', 'GET', '/source', '/source', 200, f'{FLASK}.source', None),
     ('teapot', 'GET', '/teapot', '/teapot', 418, f'{FLASK}.teapot', None),
     (
         'uncaught exception',
