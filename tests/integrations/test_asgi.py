@@ -604,7 +604,12 @@ async def test_a_send_refused_by_the_server_is_a_499_and_pathsend_counts(
         receive,
         keep,
     )
-    assert sent[-1]['type'] == 'http.response.pathsend'
+    # Starlette sends the path when the server offers it (0.38 and newer);
+    # either way the file's size is what the client gets.
+    import starlette
+
+    if tuple(map(int, starlette.__version__.split('.')[:2])) >= (0, 38):
+        assert sent[-1]['type'] == 'http.response.pathsend'
     assert await client.flush() is True
     rows = {row['endpoint']: row for row in influxdb.rows('db', 'request')}
     assert rows['<unmatched>']['status_code'] == '499'  # no routes: a raw app
