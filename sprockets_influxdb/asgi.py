@@ -38,7 +38,7 @@ from sprockets_influxdb.client import Client
 from sprockets_influxdb.request_metrics import (
     UNMATCHED,
     RequestRecord,
-    RequestRecorder,
+    middleware_recorder,
 )
 
 __all__ = ['InfluxDBMiddleware']
@@ -86,18 +86,8 @@ class InfluxDBMiddleware:
         self.client = client
         self._templates: dict[tuple[int, int, str], tuple[object, str]] = {}
         self._handlers: dict[int, tuple[object, str]] = {}
-        self.recorder: RequestRecorder | None = None
-        if not database:
-            LOGGER.error(
-                'InfluxDBMiddleware has no database (database=...): '
-                'requests are served but not recorded'
-            )
-            return
-        self.recorder = RequestRecorder(
-            database,
-            measurement,
-            exclude_paths,
-            add_measurement=client.add_measurement if client else None,
+        self.recorder = middleware_recorder(
+            database, measurement, exclude_paths, client
         )
 
     async def __call__(

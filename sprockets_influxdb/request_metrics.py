@@ -21,11 +21,19 @@ import os
 import re
 import time
 from collections.abc import Iterable
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from sprockets_influxdb.measurement import Measurement
 
-__all__ = ['UNMATCHED', 'RequestRecord', 'RequestRecorder']
+if TYPE_CHECKING:
+    from sprockets_influxdb.client import Client
+
+__all__ = [
+    'UNMATCHED',
+    'RequestRecord',
+    'RequestRecorder',
+    'middleware_recorder',
+]
 
 LOGGER = logging.getLogger('sprockets_influxdb')
 
@@ -112,6 +120,39 @@ class RequestRecorder:
         if self._excluded and self.excluded(path):
             return None
         return RequestRecord(self, method)
+
+
+def middleware_recorder(
+    database: str | None,
+    measurement: str | None,
+    exclude_paths: Iterable[str],
+    client: Client | None,
+) -> RequestRecorder | None:
+    """The recorder of an ``InfluxDBMiddleware``, or ``None`` without one.
+
+    Without a database, an error is logged and the middleware serves
+    requests unrecorded: a failed request would be worse than a missing
+    metric.
+
+    :param database: the database measurements are written to
+    :param measurement: the measurement name
+    :param exclude_paths: regular expressions of paths not to record
+    :param client: the client to write with (default: the default client)
+    :returns: the recorder, or ``None`` when there is no database
+    :raises ValueError: for an invalid measurement name or expression
+    """
+    if not database:
+        LOGGER.error(
+            'InfluxDBMiddleware has no database (database=...): '
+            'requests are served but not recorded'
+        )
+        return None
+    return RequestRecorder(
+        database,
+        measurement,
+        exclude_paths,
+        add_measurement=client.add_measurement if client else None,
+    )
 
 
 class RequestRecord:

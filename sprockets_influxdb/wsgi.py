@@ -42,7 +42,7 @@ from sprockets_influxdb.client import Client
 from sprockets_influxdb.request_metrics import (
     UNMATCHED,
     RequestRecord,
-    RequestRecorder,
+    middleware_recorder,
 )
 
 __all__ = ['ENVIRON_KEY', 'InfluxDBMiddleware']
@@ -96,18 +96,8 @@ class InfluxDBMiddleware:
         self._flask = _find_flask(app)
         self.url_map = url_map or getattr(self._flask, 'url_map', None)
         self._handlers: dict[str, str] = {}
-        self.recorder: RequestRecorder | None = None
-        if not database:
-            LOGGER.error(
-                'InfluxDBMiddleware has no database (database=...): '
-                'requests are served but not recorded'
-            )
-            return
-        self.recorder = RequestRecorder(
-            database,
-            measurement,
-            exclude_paths,
-            add_measurement=client.add_measurement if client else None,
+        self.recorder = middleware_recorder(
+            database, measurement, exclude_paths, client
         )
         self._signals = self._flask is not None and _watch_exceptions(
             self._flask
