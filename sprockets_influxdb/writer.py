@@ -184,7 +184,6 @@ class Writer:
         self._http: httpx.AsyncClient | None = None
         self._http_settings: Settings | None = None
         self._retired: list[httpx.AsyncClient] = []
-        self._slots: anyio.CapacityLimiter | None = None
         self._overflow_unreported = 0
         self._overflow_reported_at = -_LOG_INTERVAL
 
@@ -215,13 +214,12 @@ class Writer:
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(self._on_wake)
 
-    def flush(
-        self, timeout: float, force: bool = True
-    ) -> concurrent.futures.Future[bool]:
+    def flush(self, timeout: float) -> concurrent.futures.Future[bool]:
         """Resolve when everything accepted so far is delivered or dropped.
 
+        Any backoff wait is cut short.
+
         :param timeout: seconds before the future resolves ``False``
-        :param force: cut any backoff wait short
         :returns: a future resolving ``True`` on full delivery
         """
         future: concurrent.futures.Future[bool] = concurrent.futures.Future()
@@ -235,8 +233,7 @@ class Writer:
                 future.set_result(empty)
                 return future
             self._waiters.append(waiter)
-            if force:
-                self._force = True
+            self._force = True
         self.wake()
         return future
 
@@ -306,7 +303,6 @@ class Writer:
     async def _main(self) -> None:
         self._event = anyio.Event()
         self._loop = asyncio.get_running_loop()
-        self._slots = anyio.CapacityLimiter(self._settings.max_clients)
         try:
             async with anyio.create_task_group() as tasks:
                 await self._serve(tasks)
@@ -449,10 +445,7 @@ class Writer:
         now: float,
         force: bool,
     ) -> None:
-        slots = self._slots
-        assert slots is not None
-        if slots.total_tokens != settings.max_clients:
-            slots.total_tokens = settings.max_clients
+        # Requests in flight are bounded here, by counting them.
         busy = len(self._in_flight)
         for target in list(self._targets.values()):
             if force:
@@ -492,9 +485,7 @@ class Writer:
     ) -> None:
         delivery = _Delivery(len(batch))
         try:
-            assert self._slots is not None
-            async with self._slots:
-                await self._send(target, batch, delivery)
+            await self._send(target, batch, delivery)
             target.attempts = 0
         except _RetryError as retry:
             self._requeue(target, batch, delivery)
