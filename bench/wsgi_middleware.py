@@ -60,6 +60,7 @@ from _common import (
 )
 
 import sprockets_influxdb
+from sprockets_influxdb import buffer
 
 try:
     from flask import Flask
@@ -183,7 +184,7 @@ def ours(client: sprockets_influxdb.Client) -> Contender:
     )
     # One request first, outside the timing: it must carry the URL rule.
     requests(app, 1)
-    entries = list(client._buffer.take())
+    entries = list(buffer.entries(client._buffer.take()))
     assert len(entries) == 1, entries
     _, database, name, tags, fields, _ = entries[0]
     assert (database, name) == (DATABASE, MEASUREMENT), entries

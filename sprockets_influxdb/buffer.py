@@ -1,8 +1,16 @@
 """The bounded, thread-safe intake buffer.
 
 :meth:`Buffer.put` is what :func:`~sprockets_influxdb.add_measurement` costs
-on the request path: one lock, one tuple, one deque append.  Encoding happens
-later, in the writer thread.
+on the request path: one lock and one deque extend.  Encoding happens later,
+in the writer thread.
+
+The values of an entry are stored one after the other in one flat deque
+rather than as a tuple each.  A tuple holding the tag and field dictionaries
+stays tracked by the garbage collector for as long as it lives, so a buffer
+of many thousands of entries would make the application's full collections
+(which walk every tracked object) both more frequent and longer.  Flat, the
+buffer adds no tracked object at all: the dictionaries hold only text and
+numbers, which the collector ignores.
 """
 
 from __future__ import annotations
@@ -10,15 +18,28 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from itertools import repeat
 from typing import Any
 
-__all__ = ['Buffer', 'Entry']
+__all__ = ['ENTRY_SIZE', 'Buffer', 'Entry', 'entries']
 
 Entry = tuple[int, str, str, Mapping[str, str], Mapping[str, object], float]
 """A buffered measurement: ``(sequence, database, name, tags, fields,
 timestamp)``.  The sequence number orders every measurement a client
 accepted and is what :meth:`~sprockets_influxdb.Client.flush` waits on."""
+
+#: The number of values an entry takes in the flat storage.
+ENTRY_SIZE = 6
+
+
+def entries(values: Sequence[Any]) -> Iterator[Entry]:
+    """Iterate over the entries of what :meth:`Buffer.take` returned.
+
+    :param values: flat values, :data:`ENTRY_SIZE` per entry
+    """
+    iterator = iter(values)
+    return zip(*([iterator] * ENTRY_SIZE))
 
 
 class Buffer:
@@ -41,7 +62,7 @@ class Buffer:
         self._elsewhere = elsewhere
         self._over = False
         self._lock = threading.Lock()
-        self._items: deque[Entry] = deque()
+        self._items: deque[Any] = deque()
         self._max_size = max_size
         self._trigger_size = min(trigger_size, max_size)
         self._sequence = 0
@@ -51,7 +72,7 @@ class Buffer:
         self.since: float | None = None
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._items) // ENTRY_SIZE
 
     def resize(self, max_size: int, trigger_size: int) -> int:
         """Change the bounds, dropping the oldest entries over the new size.
@@ -63,9 +84,10 @@ class Buffer:
         with self._lock:
             self._max_size = max_size
             self._trigger_size = min(trigger_size, max_size)
-            dropped = max(len(self._items) - max_size, 0)
-            for _ in range(dropped):
-                self._items.popleft()
+            dropped = max(len(self._items) // ENTRY_SIZE - max_size, 0)
+            popleft = self._items.popleft
+            for _ in repeat(None, dropped * ENTRY_SIZE):
+                popleft()
             self.overflowed += dropped
             return dropped
 
@@ -86,12 +108,14 @@ class Buffer:
         with self._lock:
             self._sequence += 1
             items = self._items
-            items.append(
+            items.extend(
                 (self._sequence, database, name, tags, fields, timestamp)
             )
-            size = len(items)
+            size = len(items) // ENTRY_SIZE
             if size > self._max_size:
-                items.popleft()
+                popleft = items.popleft
+                for _ in repeat(None, ENTRY_SIZE):
+                    popleft()
                 self.overflowed += 1
                 return -1
             if size == 1:
@@ -124,28 +148,26 @@ class Buffer:
             return False
         return (
             self._over
-            or len(self._items) >= self._trigger_size
+            or len(self._items) >= self._trigger_size * ENTRY_SIZE
             or now - since >= interval
         )
 
-    def take(self, limit: int | None = None) -> deque[Entry]:
-        """Remove and return the oldest entries, oldest first.
+    def take(self) -> deque[Any]:
+        """Remove and return every entry, oldest first, in constant time.
 
-        :param limit: the most entries to take (default: all)
+        :returns: their values, flat: iterate with :func:`entries`, count
+            with ``len() // ENTRY_SIZE``
         """
         with self._lock:
             items = self._items
-            if limit is None or len(items) <= limit:
-                self._items = deque()
-                self.since = None
-                self._over = False
-                return items
-            popleft = items.popleft
-            return deque([popleft() for _ in range(limit)])
+            self._items = deque()
+            self.since = None
+            self._over = False
+            return items
 
     def clear(self) -> int:
         """Drop everything; return how many entries were dropped."""
-        return len(self.take())
+        return len(self.take()) // ENTRY_SIZE
 
     @property
     def last_sequence(self) -> int:
@@ -155,6 +177,7 @@ class Buffer:
     def oldest_sequence(self) -> int | None:
         """The sequence number of the oldest entry held, if any."""
         try:
-            return self._items[0][0]
+            sequence: int = self._items[0]
         except IndexError:
             return None
+        return sequence

@@ -39,7 +39,7 @@ import re
 import threading
 import time
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
@@ -47,9 +47,9 @@ import httpx
 
 from sprockets_influxdb import line_protocol
 from sprockets_influxdb._version import __version__
+from sprockets_influxdb.buffer import ENTRY_SIZE, Buffer, entries
 
 if TYPE_CHECKING:
-    from sprockets_influxdb.buffer import Buffer
     from sprockets_influxdb.config import Settings
 
 __all__ = ['USER_AGENT', 'Counters', 'Writer']
@@ -62,6 +62,8 @@ USER_AGENT = f'sprockets-influxdb/v{__version__}'
 _DROPPED_RE = re.compile(r'dropped=(\d+)')
 _MAX_RETRY_AFTER = 3600.0
 _LOG_INTERVAL = 5.0
+# Entries encoded between two turns of the event loop (a few milliseconds).
+_ENCODE_SLICE = 1000
 
 Line = tuple[int, str]
 """An encoded line: ``(sequence, line without newline)``."""
@@ -174,6 +176,10 @@ class Writer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._event: anyio.Event | None = None
         self._targets: dict[str, _Target] = {}
+        # Entries taken from the buffer and not encoded yet, flat, from
+        # index _raw_at on; all of them newer than any encoded line.
+        self._raw: list[Any] = []
+        self._raw_at = 0
         self._in_flight: dict[int, int] = {}
         self._batch_ids = itertools.count()
         self._waiters: list[_Waiter] = []
@@ -315,7 +321,6 @@ class Writer:
             self._retired = []
 
     async def _serve(self, tasks: anyio.abc.TaskGroup) -> None:
-        draining = False
         while True:
             now = time.monotonic()
             settings = self._settings
@@ -326,15 +331,20 @@ class Writer:
             if (
                 force
                 or stopping is not None
-                or self._buffer.due(settings.submission_interval / 1000, now)
+                or (
+                    self._raw_at >= len(self._raw)
+                    and self._buffer.due(
+                        settings.submission_interval / 1000, now
+                    )
+                )
             ):
-                draining = True
-            if draining:
-                # Encode a batch at a time, so that requests go out while
-                # the rest is encoded.
-                self._take_buffer(settings, settings.max_batch_size)
-                draining = len(self._buffer) > 0
-            self._dispatch(tasks, settings, now, force)
+                self._take_buffer(settings)
+            # Encode a slice at a time and let the event loop run in
+            # between: requests in flight progress while the rest is
+            # encoded.  Until all is encoded, only full batches leave: a
+            # request per slice would multiply the requests.
+            draining = self._encode_slice(settings) > 0
+            self._dispatch(tasks, settings, now, force, whole=not draining)
             self._resolve_waiters(now)
             if stopping is not None:
                 if self._outstanding() is None:
@@ -364,18 +374,38 @@ class Writer:
             deadlines.append(self._stopping.deadline)
         return min(deadlines)
 
-    def _take_buffer(self, settings: Settings, limit: int) -> None:
-        entries = self._buffer.take(limit)
-        if not entries:
+    def _take_buffer(self, settings: Settings) -> None:
+        """Take everything buffered, to be encoded a slice at a time."""
+        taken = self._buffer.take()
+        if not taken:
             return
+        if self._raw_at < len(self._raw):
+            self._raw = [*self._raw[self._raw_at :], *taken]
+        else:
+            self._raw = list(taken)
+        self._raw_at = 0
+        self._counters.backlog += len(taken) // ENTRY_SIZE
+        self._trim(settings.max_buffer_size)
+
+    def _encode_slice(self, settings: Settings) -> int:
+        """Encode the next slice of what was taken; return how many remain."""
+        raw = self._raw
+        start = self._raw_at
+        end = min(len(raw), start + _ENCODE_SLICE * ENTRY_SIZE)
+        if start >= end:
+            return 0
+        chunk = raw[start:end]
+        if end < len(raw):
+            self._raw_at = end
+        else:
+            self._raw = []
+            self._raw_at = 0
         precision = settings.precision
         unique = settings.unique_timestamps
         base_tags = settings.base_tags if self._merge_base_tags else None
         targets = self._targets
         counters = self._counters
-        added = 0
-        for entry in entries:
-            sequence, database, name, tags, fields, timestamp = entry
+        for sequence, database, name, tags, fields, when in entries(chunk):
             if base_tags:
                 tags = {**base_tags, **tags}
             target = targets.get(database)
@@ -386,11 +416,12 @@ class Writer:
                     name,
                     tags,
                     fields,
-                    timestamp,
+                    when,
                     precision,
                     target.last_times if unique else None,
                 )
             except Exception as error:
+                counters.backlog -= 1
                 counters.dropped['invalid'] += 1
                 LOGGER.error(
                     'Dropping a measurement %r for database %r that cannot '
@@ -401,12 +432,10 @@ class Writer:
                 )
                 continue
             target.backlog.append((sequence, line))
-            added += 1
-        counters.backlog += added
-        self._trim(settings.max_buffer_size)
+        return (len(raw) - end) // ENTRY_SIZE
 
     def _trim(self, limit: int) -> None:
-        """Drop the oldest encoded lines beyond *limit*."""
+        """Drop the oldest lines and entries held beyond *limit*."""
         counters = self._counters
         excess = counters.backlog - limit
         if excess <= 0:
@@ -424,6 +453,12 @@ class Writer:
                 break
             oldest.backlog.popleft()
             dropped += 1
+        if dropped < excess:
+            # What is not encoded yet is newer than every encoded line.
+            raw_left = (len(self._raw) - self._raw_at) // ENTRY_SIZE
+            skipped = min(excess - dropped, raw_left)
+            self._raw_at += skipped * ENTRY_SIZE
+            dropped += skipped
         counters.backlog -= dropped
         counters.dropped['overflow'] += dropped
         self._overflow_unreported += dropped
@@ -444,14 +479,16 @@ class Writer:
         settings: Settings,
         now: float,
         force: bool,
+        whole: bool = True,
     ) -> None:
         # Requests in flight are bounded here, by counting them.
         busy = len(self._in_flight)
+        least = 1 if whole else settings.max_batch_size
         for target in list(self._targets.values()):
             if force:
                 target.retry_at = 0.0
             while (
-                target.backlog
+                len(target.backlog) >= least
                 and target.retry_at <= now
                 and busy < settings.max_clients
             ):
@@ -714,6 +751,8 @@ class Writer:
             if target.backlog
         ]
         candidates.extend(self._in_flight.values())
+        if self._raw_at < len(self._raw):
+            candidates.append(self._raw[self._raw_at])
         oldest = self._buffer.oldest_sequence()
         if oldest is not None:
             candidates.append(oldest)
@@ -743,6 +782,9 @@ class Writer:
         """Count and report what is left, resolve every waiter, stop."""
         counters = self._counters
         lost = self._buffer.clear() + counters.in_flight
+        lost += (len(self._raw) - self._raw_at) // ENTRY_SIZE
+        self._raw = []
+        self._raw_at = 0
         for target in self._targets.values():
             lost += len(target.backlog)
             target.backlog.clear()
