@@ -26,20 +26,24 @@ from __future__ import annotations
 
 import decimal
 import math
+import os
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Union
 
 __all__ = [
+    'COMPILED',
     'PRECISIONS',
     'FieldValue',
     'encode',
+    'encode_python',
     'escape_field_key',
     'escape_measurement',
     'escape_tag_key',
     'escape_tag_value',
     'exact_timestamp',
+    'fast_encode',
     'format_field_value',
     'format_timestamp',
     'normalize_precision',
@@ -367,41 +371,34 @@ def tag_fragment(key: str, value: object) -> str:
     return fragment
 
 
-def encode(
+def encode_python(
     name: str,
     tags: Mapping[str, object],
     fields: Mapping[str, object],
     timestamp: float,
     precision: str = 'ms',
-    last: dict[str, tuple[int, int]] | None = None,
+    last: dict[str, list[int]] | None = None,
 ) -> str:
-    """Encode one point as a line (without the trailing newline).
+    """Do what :func:`encode` does, in Python only.
 
-    Tags are written sorted by key; tags with an empty value (or ``None``)
-    are left out.
-
-    With *last*, each series (measurement and tags) keeps there its last
-    run of consecutive times written, and a point whose time falls within
-    that run is moved one unit of the precision after its end, so that it
-    does not replace a point already written; a point older than the run
-    (a backfill, a slow request) keeps its time.
-
-    :param name: the measurement name
-    :param tags: tag keys and values
-    :param fields: at least one field
-    :param timestamp: seconds since the epoch
-    :param precision: a value returned by :func:`normalize_precision`
-    :param last: the last time written of each series, updated
-    :returns: the line
-    :raises ValueError: when something cannot be represented, naming it
+    This is the reference the compiled fast path is tested against, and
+    what encodes every point the fast path leaves alone: it validates,
+    escapes and fills the caches the fast path reads.  Same parameters and
+    result as :func:`encode`.
     """
     if not fields:
         raise ValueError(f'measurement {name!r} has no fields')
     if tags:
         # The same few tag sets come back all the time: remember the start
-        # of the line for each, keyed by the tags in insertion order.
+        # of the line for each, keyed by the name, then the tag keys and
+        # the tag values in insertion order (the compiled fast path builds
+        # the same key).
         try:
-            prefix_key: tuple[object, ...] | None = (name, *tags.items())
+            prefix_key: tuple[object, ...] | None = (
+                name,
+                *tags,
+                *tags.values(),
+            )
             head = _prefix_cache.get(prefix_key)  # type: ignore[arg-type]
         except TypeError:  # an unhashable value put in ``tags`` directly
             prefix_key = head = None
@@ -464,11 +461,78 @@ def encode(
         # remembers its last run of consecutive times (first, last): a
         # point within it moves past its end; an older one stays put.
         run = last.get(head)
-        if run is None or number > run[1]:
+        if run is None:
             if len(last) >= _SERIES_LIMIT:
                 last.clear()
-            last[head] = (number, number)
+            last[head] = [number, number]
+        elif number > run[1]:
+            run[0] = run[1] = number
         elif number >= run[0]:
-            number = run[1] + 1
-            last[head] = (run[0], number)
+            number = run[1] = run[1] + 1
     return f'{head} {values} {number}'
+
+
+def encode(
+    name: str,
+    tags: Mapping[str, object],
+    fields: Mapping[str, object],
+    timestamp: float,
+    precision: str = 'ms',
+    last: dict[str, list[int]] | None = None,
+) -> str:
+    """Encode one point as a line (without the trailing newline).
+
+    Tags are written sorted by key; tags with an empty value (or ``None``)
+    are left out.
+
+    With *last*, each series (measurement and tags) keeps there its last
+    run of consecutive times written, and a point whose time falls within
+    that run is moved one unit of the precision after its end, so that it
+    does not replace a point already written; a point older than the run
+    (a backfill, a slow request) keeps its time.
+
+    The common point (cached names and tags; bool, int, float and plain
+    ASCII text fields; a float timestamp at ``s``, ``ms`` or ``u``) is
+    encoded by a compiled fast path when the package was built with it;
+    see :data:`COMPILED`.
+
+    :param name: the measurement name
+    :param tags: tag keys and values
+    :param fields: at least one field
+    :param timestamp: seconds since the epoch
+    :param precision: a value returned by :func:`normalize_precision`
+    :param last: the last run of times written of each series (a list
+        ``[first, last]``), updated
+    :returns: the line
+    :raises ValueError: when something cannot be represented, naming it
+    """
+    if fast_encode is not None:
+        line = fast_encode(name, tags, fields, timestamp, precision, last)
+        if line is not None:
+            return line
+    return encode_python(name, tags, fields, timestamp, precision, last)
+
+
+def _load_fast_path() -> Callable[..., str | None] | None:
+    """The compiled fast path of :func:`encode`, if built and wanted."""
+    if os.environ.get('SPROCKETS_INFLUXDB_PURE_PYTHON', '') not in ('', '0'):
+        return None
+    try:
+        from sprockets_influxdb import _speedups
+    except ImportError:
+        return None
+    _speedups.configure(
+        _prefix_cache, _measurement_cache, _field_key_cache, _SERIES_LIMIT
+    )
+    return _speedups.encode
+
+
+#: The compiled fast path of :func:`encode`, or ``None``: called with the
+#: same six arguments, it returns the line, or ``None`` for a point it
+#: leaves to :func:`encode_python`.
+fast_encode = _load_fast_path()
+
+#: Whether the compiled fast path of :func:`encode` is in use: the package
+#: was built with a C compiler and ``SPROCKETS_INFLUXDB_PURE_PYTHON`` is
+#: not set.
+COMPILED = fast_encode is not None

@@ -108,7 +108,7 @@ class _Target:
         self.attempts = 0
         self.log_after = 0.0
         # The last time written of each series, to keep points apart.
-        self.last_times: dict[str, tuple[int, int]] = {}
+        self.last_times: dict[str, list[int]] = {}
 
 
 class _RetryError(Exception):
@@ -405,21 +405,19 @@ class Writer:
         base_tags = settings.base_tags if self._merge_base_tags else None
         targets = self._targets
         counters = self._counters
+        fast = line_protocol.fast_encode
+        encode = line_protocol.encode_python
         for sequence, database, name, tags, fields, when in entries(chunk):
             if base_tags:
                 tags = {**base_tags, **tags}
             target = targets.get(database)
             if target is None:
                 target = targets[database] = _Target(database)
+            last = target.last_times if unique else None
             try:
-                line = line_protocol.encode(
-                    name,
-                    tags,
-                    fields,
-                    when,
-                    precision,
-                    target.last_times if unique else None,
-                )
+                line = (
+                    fast and fast(name, tags, fields, when, precision, last)
+                ) or encode(name, tags, fields, when, precision, last)
             except Exception as error:
                 counters.backlog -= 1
                 counters.dropped['invalid'] += 1

@@ -1,0 +1,371 @@
+/*
+ * The compiled fast path of sprockets_influxdb.line_protocol.encode.
+ *
+ * It encodes the common point only: a dict of tags whose line prefix is
+ * already in the encoder's prefix cache, a non-empty dict of fields whose
+ * keys are all in the field key cache and whose values are exactly bool,
+ * int (64-bit), finite float or ASCII str without a double quote or a
+ * backslash, and a float timestamp at a precision of s, ms or u within the
+ * range where multiplying is exact.  For anything else it returns None and
+ * the Python encoder, which validates, escapes and fills the caches, does
+ * the work: both give the same line, which the tests check on generated
+ * points.
+ *
+ * The caches and limits are the Python module's own objects, handed over
+ * once by configure().
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#define LINE_BUFFER 4096
+
+static PyObject *prefix_cache = NULL;      /* flat tag key -> head */
+static PyObject *measurement_cache = NULL; /* name -> escaped name */
+static PyObject *field_key_cache = NULL;   /* key -> escaped key */
+static Py_ssize_t series_limit = 100000;
+
+typedef struct {
+    char *data;
+    Py_ssize_t size;
+} Line;
+
+static int
+put(Line *line, const char *text, Py_ssize_t length)
+{
+    if (line->size + length > LINE_BUFFER) {
+        return -1;
+    }
+    memcpy(line->data + line->size, text, (size_t)length);
+    line->size += length;
+    return 0;
+}
+
+/* Append an ASCII str; -1 when it is not ASCII or does not fit. */
+static int
+put_ascii(Line *line, PyObject *text)
+{
+    if (!PyUnicode_IS_ASCII(text)) {
+        return -1;
+    }
+    return put(line, (const char *)PyUnicode_DATA(text),
+               PyUnicode_GET_LENGTH(text));
+}
+
+/* The start of the line: the escaped name and tags, from the cache.
+ * Returns a borrowed reference, NULL with no exception on a miss. */
+static PyObject *
+find_head(PyObject *name, PyObject *tags)
+{
+    Py_ssize_t count = PyDict_GET_SIZE(tags);
+    if (count == 0) {
+        return PyDict_GetItemWithError(measurement_cache, name);
+    }
+    /* The same key as the Python encoder: (name, *keys, *values). */
+    PyObject *key = PyTuple_New(1 + 2 * count);
+    if (key == NULL) {
+        return NULL;
+    }
+    Py_INCREF(name);
+    PyTuple_SET_ITEM(key, 0, name);
+    Py_ssize_t position = 0, index = 0;
+    PyObject *tag, *value;
+    while (PyDict_Next(tags, &position, &tag, &value)) {
+        Py_INCREF(tag);
+        PyTuple_SET_ITEM(key, 1 + index, tag);
+        Py_INCREF(value);
+        PyTuple_SET_ITEM(key, 1 + count + index, value);
+        index++;
+    }
+    PyObject *head = PyDict_GetItemWithError(prefix_cache, key);
+    Py_DECREF(key);
+    if (head == NULL && PyErr_Occurred()) {
+        /* An unhashable value: the Python encoder explains. */
+        PyErr_Clear();
+    }
+    return head;
+}
+
+/* Append the fields; 1 when done, 0 to leave the point to Python, -1 on
+ * an error. */
+static int
+put_fields(Line *line, PyObject *fields)
+{
+    Py_ssize_t position = 0;
+    PyObject *key, *value;
+    int first = 1;
+    char number[32];
+    while (PyDict_Next(fields, &position, &key, &value)) {
+        if (!PyUnicode_CheckExact(key)) {
+            return 0;
+        }
+        PyObject *escaped = PyDict_GetItemWithError(field_key_cache, key);
+        if (escaped == NULL) {
+            if (PyErr_Occurred()) {
+                PyErr_Clear();
+            }
+            return 0;
+        }
+        if ((!first && put(line, ",", 1) < 0) || put_ascii(line, escaped) < 0
+            || put(line, "=", 1) < 0) {
+            return 0;
+        }
+        first = 0;
+        PyTypeObject *kind = Py_TYPE(value);
+        if (kind == &PyFloat_Type) {
+            double real = PyFloat_AS_DOUBLE(value);
+            if (!isfinite(real)) {
+                return 0;
+            }
+            /* What repr() gives: the shortest text that reads back. */
+            char *text = PyOS_double_to_string(real, 'r', 0,
+                                               Py_DTSF_ADD_DOT_0, NULL);
+            if (text == NULL) {
+                return -1;
+            }
+            int failed = put(line, text, (Py_ssize_t)strlen(text));
+            PyMem_Free(text);
+            if (failed) {
+                return 0;
+            }
+        }
+        else if (kind == &PyBool_Type) {
+            if (value == Py_True ? put(line, "true", 4)
+                                 : put(line, "false", 5)) {
+                return 0;
+            }
+        }
+        else if (kind == &PyLong_Type) {
+            int overflow = 0;
+            long long integer = PyLong_AsLongLongAndOverflow(value, &overflow);
+            if (overflow) {
+                return 0;
+            }
+            if (integer == -1 && PyErr_Occurred()) {
+                return -1;
+            }
+            int length = snprintf(number, sizeof(number), "%lldi", integer);
+            if (put(line, number, length) < 0) {
+                return 0;
+            }
+        }
+        else if (kind == &PyUnicode_Type) {
+            if (!PyUnicode_IS_ASCII(value)) {
+                return 0;
+            }
+            const char *text = (const char *)PyUnicode_DATA(value);
+            Py_ssize_t length = PyUnicode_GET_LENGTH(value);
+            if (memchr(text, '"', (size_t)length) != NULL
+                || memchr(text, '\\', (size_t)length) != NULL) {
+                return 0;
+            }
+            if (put(line, "\"", 1) < 0 || put(line, text, length) < 0
+                || put(line, "\"", 1) < 0) {
+                return 0;
+            }
+        }
+        else {
+            return 0;
+        }
+    }
+    return first ? 0 : 1;
+}
+
+/* The timestamp as an integer at the precision, truncated on the decimal
+ * digits of the float, exactly as format_timestamp() does it.  0 when the
+ * precision or the value is not one this path covers. */
+static int
+scale_timestamp(PyObject *timestamp, PyObject *precision, long long *result)
+{
+    if (!PyFloat_CheckExact(timestamp) || !PyUnicode_Check(precision)) {
+        return 0;
+    }
+    double scale, limit;
+    if (PyUnicode_CompareWithASCIIString(precision, "ms") == 0) {
+        scale = 1000.0;
+        limit = 9000000000.0;
+    }
+    else if (PyUnicode_CompareWithASCIIString(precision, "u") == 0) {
+        scale = 1000000.0;
+        limit = 4294967296.0;
+    }
+    else if (PyUnicode_CompareWithASCIIString(precision, "s") == 0) {
+        scale = 1.0;
+        limit = 9e9;
+    }
+    else {
+        return 0;
+    }
+    double seconds = PyFloat_AS_DOUBLE(timestamp);
+    if (!(seconds >= 0.0 && seconds < limit)) {
+        return 0;
+    }
+    long long value = (long long)(seconds * scale);
+    if ((double)(value + 1) / scale <= seconds) {
+        value += 1;
+    }
+    else if ((double)value / scale > seconds) {
+        value -= 1;
+    }
+    *result = value;
+    return 1;
+}
+
+/* Keep points of one series apart, as the Python encoder does with its
+ * ``last`` argument: each series maps to a list [first, end], the last run
+ * of consecutive times written.  -1 on an error, 0 to leave it to Python. */
+static int
+set_time(PyObject *run, Py_ssize_t index, long long value)
+{
+    PyObject *number = PyLong_FromLongLong(value);
+    if (number == NULL) {
+        return -1;
+    }
+    /* Steals the new reference and releases the old item. */
+    return PyList_SetItem(run, index, number);
+}
+
+static int
+make_unique(PyObject *last, PyObject *head, long long *value)
+{
+    PyObject *run = PyDict_GetItemWithError(last, head);
+    long long number = *value;
+    if (run == NULL) {
+        if (PyErr_Occurred()) {
+            return -1;
+        }
+        if (PyDict_GET_SIZE(last) >= series_limit) {
+            PyDict_Clear(last);
+        }
+        PyObject *fresh = Py_BuildValue("[LL]", number, number);
+        if (fresh == NULL) {
+            return -1;
+        }
+        int failed = PyDict_SetItem(last, head, fresh);
+        Py_DECREF(fresh);
+        return failed ? -1 : 1;
+    }
+    if (!PyList_CheckExact(run) || PyList_GET_SIZE(run) != 2) {
+        return 0;
+    }
+    long long first = PyLong_AsLongLong(PyList_GET_ITEM(run, 0));
+    long long end = PyLong_AsLongLong(PyList_GET_ITEM(run, 1));
+    if ((first == -1 || end == -1) && PyErr_Occurred()) {
+        return -1;
+    }
+    if (number > end) {
+        if (set_time(run, 0, number) < 0 || set_time(run, 1, number) < 0) {
+            return -1;
+        }
+    }
+    else if (number >= first) {
+        /* Within the run: moved one unit past its end. */
+        number = end + 1;
+        if (set_time(run, 1, number) < 0) {
+            return -1;
+        }
+        *value = number;
+    }
+    return 1;
+}
+
+static PyObject *
+encode(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "encode() takes 6 arguments");
+        return NULL;
+    }
+    if (prefix_cache == NULL) {
+        Py_RETURN_NONE; /* not configured */
+    }
+    PyObject *name = args[0], *tags = args[1], *fields = args[2];
+    PyObject *timestamp = args[3], *precision = args[4], *last = args[5];
+    if (!PyUnicode_CheckExact(name) || !PyDict_CheckExact(tags)
+        || !PyDict_CheckExact(fields)
+        || (last != Py_None && !PyDict_CheckExact(last))) {
+        Py_RETURN_NONE;
+    }
+    long long number;
+    if (!scale_timestamp(timestamp, precision, &number)) {
+        Py_RETURN_NONE;
+    }
+    PyObject *head = find_head(name, tags);
+    if (head == NULL) {
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
+    char buffer[LINE_BUFFER];
+    Line line = {buffer, 0};
+    Py_INCREF(head); /* the cache may be emptied while we work */
+    int status = put_ascii(&line, head) < 0 || put(&line, " ", 1) < 0
+                     ? 0
+                     : put_fields(&line, fields);
+    if (status == 1 && last != Py_None) {
+        status = make_unique(last, head, &number);
+    }
+    Py_DECREF(head);
+    if (status < 0) {
+        return NULL;
+    }
+    char digits[32];
+    int length = snprintf(digits, sizeof(digits), " %lld", number);
+    if (status == 0 || put(&line, digits, length) < 0) {
+        Py_RETURN_NONE;
+    }
+    PyObject *result = PyUnicode_New(line.size, 127);
+    if (result == NULL) {
+        return NULL;
+    }
+    memcpy(PyUnicode_DATA(result), line.data, (size_t)line.size);
+    return result;
+}
+
+static PyObject *
+configure(PyObject *module, PyObject *args)
+{
+    PyObject *prefixes, *names, *keys;
+    Py_ssize_t limit;
+    if (!PyArg_ParseTuple(args, "O!O!O!n", &PyDict_Type, &prefixes,
+                          &PyDict_Type, &names, &PyDict_Type, &keys,
+                          &limit)) {
+        return NULL;
+    }
+    Py_INCREF(prefixes);
+    Py_XSETREF(prefix_cache, prefixes);
+    Py_INCREF(names);
+    Py_XSETREF(measurement_cache, names);
+    Py_INCREF(keys);
+    Py_XSETREF(field_key_cache, keys);
+    series_limit = limit;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"encode", (PyCFunction)(void (*)(void))encode, METH_FASTCALL,
+     "encode(name, tags, fields, timestamp, precision, last) -> str | None"},
+    {"configure", configure, METH_VARARGS,
+     "configure(prefix_cache, measurement_cache, field_key_cache, "
+     "series_limit)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_definition = {
+    PyModuleDef_HEAD_INIT,
+    "sprockets_influxdb._speedups",
+    "The compiled fast path of the line protocol encoder.",
+    -1,
+    methods,
+};
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    return PyModule_Create(&module_definition);
+}
