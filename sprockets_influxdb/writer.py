@@ -39,6 +39,7 @@ import re
 import threading
 import time
 from collections import deque
+from itertools import islice, repeat
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -65,8 +66,25 @@ _LOG_INTERVAL = 5.0
 # Entries encoded between two turns of the event loop (a few milliseconds).
 _ENCODE_SLICE = 1000
 
-Line = tuple[int, str]
-"""An encoded line: ``(sequence, line without newline)``."""
+
+class _Batch:
+    """Encoded lines of one database, with their sequence numbers."""
+
+    __slots__ = ('lines', 'sequences')
+
+    def __init__(self, sequences: list[int], lines: list[str]) -> None:
+        self.sequences = sequences
+        self.lines = lines
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def halves(self) -> tuple[_Batch, _Batch]:
+        middle = len(self.lines) // 2
+        return (
+            _Batch(self.sequences[:middle], self.lines[:middle]),
+            _Batch(self.sequences[middle:], self.lines[middle:]),
+        )
 
 
 class Counters:
@@ -94,16 +112,21 @@ class _Target:
 
     __slots__ = (
         'attempts',
-        'backlog',
         'database',
         'last_times',
+        'lines',
         'log_after',
         'retry_at',
+        'sequences',
     )
 
     def __init__(self, database: str) -> None:
         self.database = database
-        self.backlog: deque[Line] = deque()
+        # The encoded lines waiting, oldest first, and their sequence
+        # numbers: two deques rather than one of pairs, so that encoding
+        # creates no object for the garbage collector to track.
+        self.sequences: deque[int] = deque()
+        self.lines: deque[str] = deque()
         self.retry_at = 0.0
         self.attempts = 0
         self.log_after = 0.0
@@ -367,7 +390,7 @@ class Writer:
             deadlines.append(since + settings.submission_interval / 1000)
         free = len(self._in_flight) < settings.max_clients
         for target in self._targets.values():
-            if target.backlog and free:
+            if target.lines and free:
                 deadlines.append(target.retry_at)
         deadlines.extend(waiter.deadline for waiter in self._waiters)
         if self._stopping is not None:
@@ -407,13 +430,18 @@ class Writer:
         counters = self._counters
         fast = line_protocol.fast_encode
         encode = line_protocol.encode_python
+        current = None
         for sequence, database, name, tags, fields, when in entries(chunk):
             if base_tags:
                 tags = {**base_tags, **tags}
-            target = targets.get(database)
-            if target is None:
-                target = targets[database] = _Target(database)
-            last = target.last_times if unique else None
+            if database != current:
+                target = targets.get(database)
+                if target is None:
+                    target = targets[database] = _Target(database)
+                current = database
+                last = target.last_times if unique else None
+                add_sequence = target.sequences.append
+                add_line = target.lines.append
             try:
                 line = (
                     fast and fast(name, tags, fields, when, precision, last)
@@ -429,7 +457,8 @@ class Writer:
                     error,
                 )
                 continue
-            target.backlog.append((sequence, line))
+            add_sequence(sequence)
+            add_line(line)
         return (len(raw) - end) // ENTRY_SIZE
 
     def _trim(self, limit: int) -> None:
@@ -442,14 +471,14 @@ class Writer:
         for _ in range(excess):
             oldest: _Target | None = None
             for target in self._targets.values():
-                if target.backlog and (
-                    oldest is None
-                    or target.backlog[0][0] < oldest.backlog[0][0]
+                if target.sequences and (
+                    oldest is None or target.sequences[0] < oldest.sequences[0]
                 ):
                     oldest = target
             if oldest is None:
                 break
-            oldest.backlog.popleft()
+            oldest.sequences.popleft()
+            oldest.lines.popleft()
             dropped += 1
         if dropped < excess:
             # What is not encoded yet is newer than every encoded line.
@@ -486,37 +515,52 @@ class Writer:
             if force:
                 target.retry_at = 0.0
             while (
-                len(target.backlog) >= least
+                len(target.lines) >= least
                 and target.retry_at <= now
                 and busy < settings.max_clients
             ):
                 batch = self._next_batch(target, settings.max_batch_size)
                 batch_id = next(self._batch_ids)
-                self._in_flight[batch_id] = batch[0][0]  # sorted
+                self._in_flight[batch_id] = batch.sequences[0]  # sorted
                 self._counters.in_flight += len(batch)
                 busy += 1
                 tasks.start_soon(self._deliver, target, batch, batch_id)
 
-    def _next_batch(self, target: _Target, max_lines: int) -> list[Line]:
-        backlog = target.backlog
-        popleft = backlog.popleft
-        batch = [popleft() for _ in range(min(len(backlog), max_lines))]
+    def _next_batch(self, target: _Target, max_lines: int) -> _Batch:
+        waiting = target.lines
+        count = min(len(waiting), max_lines)
+        if count == len(waiting):
+            batch = _Batch(list(target.sequences), list(waiting))
+            target.sequences.clear()
+            waiting.clear()
+        else:
+            batch = _Batch(
+                list(islice(target.sequences, count)),
+                list(islice(waiting, count)),
+            )
+            for pop in (target.sequences.popleft, waiting.popleft):
+                for _ in repeat(None, count):
+                    pop()
         limit = self._body_limit
+        lines = batch.lines
         # Lines are text: their length is a close estimate of the body
         # size; _send splits a body that still comes out too large.
-        if sum([len(line) for _, line in batch]) + len(batch) > limit:
+        if sum(map(len, lines)) + len(lines) > limit:
             size = 0
-            for index, (_, line) in enumerate(batch):
+            for index, line in enumerate(lines):
                 size += len(line) + 1
                 if size > limit and index > 0:
-                    backlog.extendleft(reversed(batch[index:]))
-                    del batch[index:]
+                    target.sequences.extendleft(
+                        reversed(batch.sequences[index:])
+                    )
+                    waiting.extendleft(reversed(lines[index:]))
+                    del batch.sequences[index:], lines[index:]
                     break
-        self._counters.backlog -= len(batch)
+        self._counters.backlog -= len(lines)
         return batch
 
     async def _deliver(
-        self, target: _Target, batch: list[Line], batch_id: int
+        self, target: _Target, batch: _Batch, batch_id: int
     ) -> None:
         delivery = _Delivery(len(batch))
         try:
@@ -540,18 +584,34 @@ class Writer:
             self._on_wake()
 
     def _requeue(
-        self, target: _Target, batch: list[Line], delivery: _Delivery
+        self, target: _Target, batch: _Batch, delivery: _Delivery
     ) -> None:
         """Put the unresolved lines of a batch back at the head, in order."""
-        pending = [line for line in batch if line[0] not in delivery.done]
-        if not pending:
+        done = delivery.done
+        sequences, lines = batch.sequences, batch.lines
+        if done:
+            kept = [
+                index
+                for index, sequence in enumerate(sequences)
+                if sequence not in done
+            ]
+            sequences = [sequences[index] for index in kept]
+            lines = [lines[index] for index in kept]
+        if not sequences:
             return
-        backlog = target.backlog
-        if not backlog or pending[-1][0] < backlog[0][0]:
-            backlog.extendleft(reversed(pending))
+        if not target.sequences or sequences[-1] < target.sequences[0]:
+            target.sequences.extendleft(reversed(sequences))
+            target.lines.extendleft(reversed(lines))
         else:
-            target.backlog = deque(heapq.merge(pending, backlog))
-        self._counters.backlog += len(pending)
+            merged = list(
+                heapq.merge(
+                    zip(sequences, lines),
+                    zip(target.sequences, target.lines),
+                )
+            )
+            target.sequences = deque(sequence for sequence, _ in merged)
+            target.lines = deque(line for _, line in merged)
+        self._counters.backlog += len(sequences)
         self._trim(self._settings.max_buffer_size)
 
     def _back_off(self, target: _Target, retry: _RetryError) -> None:
@@ -576,15 +636,15 @@ class Writer:
                 'measurements and retrying in %.1f s',
                 target.database,
                 retry,
-                len(target.backlog),
+                len(target.lines),
                 delay,
             )
 
     async def _send(
-        self, target: _Target, batch: list[Line], delivery: _Delivery
+        self, target: _Target, batch: _Batch, delivery: _Delivery
     ) -> None:
         settings = self._settings
-        body = '\n'.join([line for _, line in batch]).encode('utf-8')
+        body = '\n'.join(batch.lines).encode('utf-8')
         if len(body) > self._body_limit and len(batch) > 1:
             await self._split(target, batch, delivery)
             return
@@ -592,7 +652,7 @@ class Writer:
         status = response.status_code
         counters = self._counters
         if 200 <= status < 300:
-            delivery.done.update(sequence for sequence, _ in batch)
+            delivery.done.update(batch.sequences)
             counters.written += len(batch)
             return
         message = _error_message(response)
@@ -624,21 +684,20 @@ class Writer:
         )
 
     async def _split(
-        self, target: _Target, batch: list[Line], delivery: _Delivery
+        self, target: _Target, batch: _Batch, delivery: _Delivery
     ) -> None:
-        middle = len(batch) // 2
-        for half in (batch[:middle], batch[middle:]):
+        for half in batch.halves():
             delivery.budget -= 1
             await self._send(target, half, delivery)
 
     def _reject(
         self,
         target: _Target,
-        batch: list[Line],
+        batch: _Batch,
         delivery: _Delivery,
         message: str,
     ) -> None:
-        line = batch[0][1]
+        line = batch.lines[0]
         LOGGER.error(
             'InfluxDB rejected a line for database %r, dropping it: %s '
             '(line: %s)',
@@ -646,13 +705,13 @@ class Writer:
             message,
             line[:500],
         )
-        delivery.done.update(sequence for sequence, _ in batch)
+        delivery.done.update(batch.sequences)
         self._counters.dropped['rejected'] += 1
 
     def _reject_unresolved(
         self,
         target: _Target,
-        batch: list[Line],
+        batch: _Batch,
         delivery: _Delivery,
         message: str,
     ) -> None:
@@ -669,7 +728,7 @@ class Writer:
             target.database,
             message,
         )
-        delivery.done.update(sequence for sequence, _ in batch)
+        delivery.done.update(batch.sequences)
         self._counters.dropped['rejected'] += dropped
         self._counters.written += len(batch) - dropped
 
@@ -744,9 +803,9 @@ class Writer:
     def _outstanding(self) -> int | None:
         """The lowest sequence number not yet delivered or dropped."""
         candidates = [
-            target.backlog[0][0]
+            target.sequences[0]
             for target in self._targets.values()
-            if target.backlog
+            if target.sequences
         ]
         candidates.extend(self._in_flight.values())
         if self._raw_at < len(self._raw):
@@ -784,8 +843,9 @@ class Writer:
         self._raw = []
         self._raw_at = 0
         for target in self._targets.values():
-            lost += len(target.backlog)
-            target.backlog.clear()
+            lost += len(target.lines)
+            target.lines.clear()
+            target.sequences.clear()
         counters.backlog = 0
         counters.in_flight = 0
         self._in_flight.clear()
