@@ -144,6 +144,11 @@ class Contest:
             max_buffer_size=len(self.measurements),
             tag_hostname=False,
         )
+        # A running application: the writer thread and a connection are up.
+        warm = sprockets_influxdb.Measurement(database, 'warm_up')
+        warm.set_field('value', 1)
+        client.add_measurement(warm)
+        client.flush(timeout=120).result()
         add = client.add_measurement
         start = time.perf_counter()
         for measurement in self.measurements:
@@ -166,6 +171,7 @@ class Contest:
         connection = http.client.HTTPConnection(
             url.hostname or '127.0.0.1', url.port, timeout=120
         )
+        connection.connect()
         start = time.perf_counter()
         for body in self.bodies:
             connection.request('POST', path, body=body, headers=headers)

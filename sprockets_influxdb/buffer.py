@@ -65,6 +65,8 @@ class Buffer:
         self._items: deque[Any] = deque()
         self._max_size = max_size
         self._trigger_size = min(trigger_size, max_size)
+        self._max_slots = max_size * ENTRY_SIZE
+        self._trigger_slots = self._trigger_size * ENTRY_SIZE
         self._sequence = 0
         #: Entries dropped because the buffer was full.
         self.overflowed = 0
@@ -84,6 +86,8 @@ class Buffer:
         with self._lock:
             self._max_size = max_size
             self._trigger_size = min(trigger_size, max_size)
+            self._max_slots = max_size * ENTRY_SIZE
+            self._trigger_slots = self._trigger_size * ENTRY_SIZE
             dropped = max(len(self._items) // ENTRY_SIZE - max_size, 0)
             popleft = self._items.popleft
             for _ in repeat(None, dropped * ENTRY_SIZE):
@@ -106,28 +110,27 @@ class Buffer:
             oldest entry had to be dropped, else ``0``
         """
         with self._lock:
-            self._sequence += 1
+            sequence = self._sequence = self._sequence + 1
             items = self._items
-            items.extend(
-                (self._sequence, database, name, tags, fields, timestamp)
-            )
-            size = len(items) // ENTRY_SIZE
-            if size > self._max_size:
+            items.extend((sequence, database, name, tags, fields, timestamp))
+            # Counted in values, ENTRY_SIZE per entry: no division here.
+            slots = len(items)
+            if slots > self._max_slots:
                 popleft = items.popleft
                 for _ in repeat(None, ENTRY_SIZE):
                     popleft()
                 self.overflowed += 1
                 return -1
-            if size == 1:
+            if slots == ENTRY_SIZE:
                 self.since = time.monotonic()
                 return 1
-            if size == self._trigger_size:
+            if slots == self._trigger_slots:
                 return 2
             elsewhere = self._elsewhere
             if (
                 elsewhere is not None
                 and not self._over
-                and size + elsewhere.backlog > self._max_size
+                and slots + elsewhere.backlog * ENTRY_SIZE > self._max_slots
             ):
                 # Over the bound in total: once per take, have the writer
                 # take everything and drop the oldest.
@@ -148,7 +151,7 @@ class Buffer:
             return False
         return (
             self._over
-            or len(self._items) >= self._trigger_size * ENTRY_SIZE
+            or len(self._items) >= self._trigger_slots
             or now - since >= interval
         )
 
