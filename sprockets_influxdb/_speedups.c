@@ -19,6 +19,7 @@
 #include <Python.h>
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -28,6 +29,205 @@ static PyObject *prefix_cache = NULL;      /* flat tag key -> head */
 static PyObject *measurement_cache = NULL; /* name -> escaped name */
 static PyObject *field_key_cache = NULL;   /* key -> escaped key */
 static Py_ssize_t series_limit = 100000;
+
+/* ------------------------------------------------------------------------
+ * repr() of a float, quickly, for the common range.
+ *
+ * Python's repr() gives the shortest decimal string that reads back as the
+ * same double and, among strings of that length, the one closest to it.
+ * For 1e-4 <= |x| < 2**52 (repr writes these without an exponent), this
+ * finds that string with exact 128-bit integer arithmetic: with
+ * x = m * 2**e (m of 53 bits, e < 0) and a power of ten 10**p that puts
+ * x * 10**p between 10**16 and 10**17, the doubles' rounding interval
+ * around x, scaled by 10**p, holds the integers [lo, hi]; the shortest
+ * strings are the multiples of the largest power of ten 10**t that has a
+ * multiple in [lo, hi], the closest to x, a tie going to an even last
+ * digit.  Everything else (zero, other magnitudes, a power-of-two
+ * significand, whose interval is lopsided) is left to
+ * PyOS_double_to_string, as repr() does it.
+ * ------------------------------------------------------------------------
+ */
+
+typedef unsigned __int128 u128;
+
+static const uint64_t POW10[20] = {
+    1ULL,
+    10ULL,
+    100ULL,
+    1000ULL,
+    10000ULL,
+    100000ULL,
+    1000000ULL,
+    10000000ULL,
+    100000000ULL,
+    1000000000ULL,
+    10000000000ULL,
+    100000000000ULL,
+    1000000000000ULL,
+    10000000000000ULL,
+    100000000000000ULL,
+    1000000000000000ULL,
+    10000000000000000ULL,
+    100000000000000000ULL,
+    1000000000000000000ULL,
+    10000000000000000000ULL,
+};
+
+static u128
+pow10_128(int exponent)
+{
+    if (exponent < 20) {
+        return POW10[exponent];
+    }
+    return (u128)POW10[19] * POW10[exponent - 19];
+}
+
+/* Write repr(x) to out (at least 32 bytes); return its length, or 0 when
+ * x is outside the range handled here. */
+static int
+short_repr(double x, char *out)
+{
+    char *start = out;
+    if (x < 0) {
+        *out++ = '-';
+        x = -x;
+    }
+    if (!(x >= 1e-4 && x < 4503599627370496.0)) {
+        return 0;
+    }
+    uint64_t bits;
+    memcpy(&bits, &x, sizeof(bits));
+    uint64_t fraction = bits & ((1ULL << 52) - 1);
+    int exponent = (int)((bits >> 52) & 0x7ff);
+    if (fraction == 0) {
+        return 0; /* a power of two: the interval below is narrower */
+    }
+    uint64_t m = fraction | (1ULL << 52);
+    int shift = 1075 - exponent; /* x = m / 2**shift, shift in [1, 66] */
+    /* floor(log10(x)) from the binary exponent, corrected below. */
+    int power = 16 - (((exponent - 1023) * 78913) >> 18);
+    u128 scale, value;
+    for (int attempt = 0;; attempt++) {
+        if (power < 0 || power > 38 || attempt > 2) {
+            return 0;
+        }
+        scale = pow10_128(power);
+        value = ((u128)m * scale) >> shift;
+        if (value < POW10[16]) {
+            power++;
+        }
+        else if (value >= POW10[17]) {
+            power--;
+        }
+        else {
+            break;
+        }
+    }
+    /* (m +- 1/2) * 10**power / 2**shift, over 2**(shift + 1). */
+    if ((u128)(2 * m + 1) > (~(u128)0) / scale) {
+        return 0;
+    }
+    int even = (m & 1) == 0;
+    u128 mask = (((u128)1) << (shift + 1)) - 1;
+    u128 low_numerator = (u128)(2 * m - 1) * scale;
+    u128 high_numerator = (u128)(2 * m + 1) * scale;
+    u128 middle_numerator = (u128)(2 * m) * scale;
+    uint64_t lo = (uint64_t)(low_numerator >> (shift + 1));
+    if ((low_numerator & mask) != 0 || !even) {
+        lo += 1;
+    }
+    uint64_t hi = (uint64_t)(high_numerator >> (shift + 1));
+    if ((high_numerator & mask) == 0 && !even) {
+        hi -= 1;
+    }
+    /* The largest 10**t with a multiple in [lo, hi]. */
+    int drop = 0;
+    while (drop < 17) {
+        uint64_t unit = POW10[drop + 1];
+        uint64_t multiple = (lo + unit - 1) / unit * unit;
+        if (multiple > hi) {
+            break;
+        }
+        drop++;
+    }
+    uint64_t unit = POW10[drop];
+    uint64_t below = (uint64_t)(middle_numerator >> (shift + 1)) / unit * unit;
+    uint64_t above = below + unit;
+    uint64_t chosen;
+    int below_in = below >= lo, above_in = above <= hi;
+    if (below_in && above_in) {
+        u128 below_gap = middle_numerator - ((u128)below << (shift + 1));
+        u128 above_gap = ((u128)above << (shift + 1)) - middle_numerator;
+        if (below_gap == above_gap) {
+            /* A tie, as repr() breaks it: to an even last digit. */
+            chosen = (below / unit) % 2 == 0 ? below : above;
+        }
+        else {
+            chosen = below_gap < above_gap ? below : above;
+        }
+    }
+    else if (below_in) {
+        chosen = below;
+    }
+    else if (above_in) {
+        chosen = above;
+    }
+    else {
+        return 0; /* cannot happen: the interval holds a multiple */
+    }
+    /* chosen * 10**-power, as digits and the position of the point. */
+    char digits[24];
+    int count = snprintf(digits, sizeof(digits), "%llu",
+                         (unsigned long long)chosen);
+    while (count > 1 && digits[count - 1] == '0') {
+        count--;
+    }
+    int point = (int)strlen(digits) - power; /* digits before the point */
+    if (point <= -4 || point > 16) {
+        return 0; /* repr() writes an exponent */
+    }
+    if (point <= 0) {
+        *out++ = '0';
+        *out++ = '.';
+        for (int i = 0; i < -point; i++) {
+            *out++ = '0';
+        }
+        memcpy(out, digits, (size_t)count);
+        out += count;
+    }
+    else if (point >= count) {
+        memcpy(out, digits, (size_t)count);
+        out += count;
+        for (int i = count; i < point; i++) {
+            *out++ = '0';
+        }
+        *out++ = '.';
+        *out++ = '0';
+    }
+    else {
+        memcpy(out, digits, (size_t)point);
+        out += point;
+        *out++ = '.';
+        memcpy(out, digits + point, (size_t)(count - point));
+        out += count - point;
+    }
+    return (int)(out - start);
+}
+
+static PyObject *
+float_repr(PyObject *module, PyObject *value)
+{
+    char text[40];
+    double real = PyFloat_AsDouble(value);
+    if (real == -1.0 && PyErr_Occurred()) {
+        return NULL;
+    }
+    int length = short_repr(real, text);
+    if (length == 0) {
+        Py_RETURN_NONE;
+    }
+    return PyUnicode_FromStringAndSize(text, length);
+}
 
 typedef struct {
     char *data;
@@ -122,15 +322,24 @@ put_fields(Line *line, PyObject *fields)
                 return 0;
             }
             /* What repr() gives: the shortest text that reads back. */
-            char *text = PyOS_double_to_string(real, 'r', 0,
-                                               Py_DTSF_ADD_DOT_0, NULL);
-            if (text == NULL) {
-                return -1;
+            char quick[40];
+            int length = short_repr(real, quick);
+            if (length > 0) {
+                if (put(line, quick, length) < 0) {
+                    return 0;
+                }
             }
-            int failed = put(line, text, (Py_ssize_t)strlen(text));
-            PyMem_Free(text);
-            if (failed) {
-                return 0;
+            else {
+                char *text = PyOS_double_to_string(real, 'r', 0,
+                                                   Py_DTSF_ADD_DOT_0, NULL);
+                if (text == NULL) {
+                    return -1;
+                }
+                int failed = put(line, text, (Py_ssize_t)strlen(text));
+                PyMem_Free(text);
+                if (failed) {
+                    return 0;
+                }
             }
         }
         else if (kind == &PyBool_Type) {
@@ -350,6 +559,9 @@ configure(PyObject *module, PyObject *args)
 static PyMethodDef methods[] = {
     {"encode", (PyCFunction)(void (*)(void))encode, METH_FASTCALL,
      "encode(name, tags, fields, timestamp, precision, last) -> str | None"},
+    {"float_repr", float_repr, METH_O,
+     "float_repr(x) -> str | None: repr(x) by the fast path, None outside "
+     "its range"},
     {"configure", configure, METH_VARARGS,
      "configure(prefix_cache, measurement_cache, field_key_cache, "
      "series_limit)"},

@@ -109,7 +109,10 @@ class Buffer:
             starts), ``2`` when the trigger size was reached, ``-1`` when the
             oldest entry had to be dropped, else ``0``
         """
-        with self._lock:
+        # acquire() and release() cost half of a with statement.
+        lock = self._lock
+        lock.acquire()
+        try:
             sequence = self._sequence = self._sequence + 1
             items = self._items
             items.extend((sequence, database, name, tags, fields, timestamp))
@@ -137,6 +140,8 @@ class Buffer:
                 self._over = True
                 return 2
             return 0
+        finally:
+            lock.release()
 
     def due(self, interval: float, now: float) -> bool:
         """Tell whether the buffer should be written now.
