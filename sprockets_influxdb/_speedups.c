@@ -18,6 +18,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -461,10 +462,16 @@ make_unique(PyObject *last, PyObject *head, long long *value)
     if (!PyList_CheckExact(run) || PyList_GET_SIZE(run) != 2) {
         return 0;
     }
-    long long first = PyLong_AsLongLong(PyList_GET_ITEM(run, 0));
-    long long end = PyLong_AsLongLong(PyList_GET_ITEM(run, 1));
+    int overflow_first = 0, overflow_end = 0;
+    long long first =
+        PyLong_AsLongLongAndOverflow(PyList_GET_ITEM(run, 0), &overflow_first);
+    long long end =
+        PyLong_AsLongLongAndOverflow(PyList_GET_ITEM(run, 1), &overflow_end);
     if ((first == -1 || end == -1) && PyErr_Occurred()) {
         return -1;
+    }
+    if (overflow_first || overflow_end || end == LLONG_MAX) {
+        return 0; /* times beyond 64 bits: Python's integers do it */
     }
     if (number > end) {
         if (set_time(run, 0, number) < 0 || set_time(run, 1, number) < 0) {
@@ -516,6 +523,11 @@ encode(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     int status = put_ascii(&line, head) < 0 || put(&line, " ", 1) < 0
                      ? 0
                      : put_fields(&line, fields);
+    /* Room for the time first: once ``last`` is updated, the point must
+     * not be left to Python, which would move it a second time. */
+    if (status == 1 && line.size + 22 > LINE_BUFFER) {
+        status = 0;
+    }
     if (status == 1 && last != Py_None) {
         status = make_unique(last, head, &number);
     }

@@ -267,7 +267,8 @@ def format_field_value(key: str, value: object) -> str:
     if isinstance(value, float):
         return format_field_value(key, float(value))
     if isinstance(value, str):
-        return format_field_value(key, str(value))
+        # str() of a (str, Enum) member is its name: take the text itself.
+        return format_field_value(key, str.__str__(value))
     raise ValueError(
         f'field {key!r} must be a bool, int, float or str, '
         f'not {type(value).__name__}'
@@ -353,13 +354,21 @@ def tag_fragment(key: str, value: object) -> str:
     """Validate one tag and return it as ``,key=value`` (``''`` if empty).
 
     :param key: the tag key
-    :param value: the value, converted with :class:`str`
+    :param value: the value, converted with :class:`str` (the text itself
+        for a :class:`str` subclass such as a string enum)
     :returns: the text that follows the measurement name in a line
     :raises ValueError: when the key or value cannot be represented
     """
     if value is None or value == '':
         return ''
-    text = value if type(value) is str else str(value)
+    if type(value) is str:
+        text = value
+    elif isinstance(value, str):
+        # A str subclass (a str enum) is written as its text, as the
+        # cached plain string equal to it is.
+        text = str.__str__(value)
+    else:
+        text = str(value)
     fragment = (
         f',{_tag_key_cache.get(key) or escape_tag_key(key)}='
         f'{_tag_value_cache.get(text) or escape_tag_value(text)}'
@@ -404,14 +413,18 @@ def encode_python(
             prefix_key = head = None
         if head is None:
             pairs = _tag_pair_cache
-            head = (
-                _measurement_cache.get(name) or escape_measurement(name)
-            ) + ''.join(
-                [
+            if prefix_key is None:
+                fragments = [
+                    tag_fragment(key, tags[key]) for key in sorted(tags)
+                ]
+            else:
+                fragments = [
                     pairs.get((key, tags[key])) or tag_fragment(key, tags[key])
                     for key in sorted(tags)
                 ]
-            )
+            head = (
+                _measurement_cache.get(name) or escape_measurement(name)
+            ) + ''.join(fragments)
             # Only all-text tag sets are kept: 1, 1.0 and True are equal
             # keys but different tag values.
             if prefix_key is not None and all(

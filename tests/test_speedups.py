@@ -1,0 +1,892 @@
+"""The compiled fast path against the Python encoder it stands in for.
+
+``line_protocol.fast_encode`` (the C extension ``_speedups``) must return
+exactly the line :func:`line_protocol.encode_python` gives and leave the
+same ``last`` state, or return ``None`` and change nothing, so that
+:func:`line_protocol.encode` is the same with or without it.  The fast path
+only reads the caches the Python encoder fills, so each point is given to
+the Python encoder first, then to the fast path.
+"""
+
+from __future__ import annotations
+
+import collections
+import copy
+import enum
+import math
+import os
+import random
+import re
+import struct
+import types
+import typing
+
+import pytest
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
+
+from sprockets_influxdb import line_protocol
+
+PURE_PYTHON = os.environ.get('SPROCKETS_INFLUXDB_PURE_PYTHON', '') not in (
+    '',
+    '0',
+)
+
+NOT_BUILT = (
+    'the C extension sprockets_influxdb._speedups was not built: install '
+    'the package with `pip install -e .` where a C compiler is available '
+    '(or set SPROCKETS_INFLUXDB_PURE_PYTHON=1 to test the pure Python mode)'
+)
+
+# Without the fast path there is nothing to compare: in the pure Python
+# mode only test_the_fast_path_is_compiled_unless_disabled runs, and checks
+# that the fast path is indeed disabled.
+compiled_only = pytest.mark.skipif(
+    PURE_PYTHON,
+    reason='SPROCKETS_INFLUXDB_PURE_PYTHON is set: the fast path is '
+    'disabled, which test_the_fast_path_is_compiled_unless_disabled checks',
+)
+
+Last = typing.Optional[dict[str, list[int]]]
+
+
+class Colour(enum.IntEnum):
+    RED = 1
+
+
+class Flag(enum.IntFlag):
+    A = 1
+
+
+class Mode(str, enum.Enum):
+    FAST = 'fast'
+
+
+class Label(str):
+    pass
+
+
+class Real(float):
+    pass
+
+
+def fast(
+    name: object,
+    tags: object,
+    fields: object,
+    timestamp: object,
+    precision: str = 'ms',
+    last: object = None,
+) -> str | None:
+    """Call the fast path; fail (never skip) when it was not built."""
+    function = line_protocol.fast_encode
+    if function is None:
+        pytest.fail(NOT_BUILT, pytrace=False)
+    return function(name, tags, fields, timestamp, precision, last)
+
+
+def python(
+    name: object,
+    tags: object,
+    fields: object,
+    timestamp: object,
+    precision: str = 'ms',
+    last: Last = None,
+) -> str:
+    return line_protocol.encode_python(
+        name,  # type: ignore[arg-type]
+        tags,  # type: ignore[arg-type]
+        fields,  # type: ignore[arg-type]
+        timestamp,  # type: ignore[arg-type]
+        precision,
+        last,
+    )
+
+
+def clear_caches() -> None:
+    """Empty the encoder's caches in place, as it does itself when full."""
+    for cache in (
+        line_protocol._measurement_cache,
+        line_protocol._tag_key_cache,
+        line_protocol._tag_value_cache,
+        line_protocol._field_key_cache,
+        line_protocol._tag_pair_cache,
+        line_protocol._prefix_cache,
+    ):
+        cache.clear()
+
+
+def compare(
+    name: object,
+    tags: object,
+    fields: object,
+    timestamp: object,
+    precision: str,
+    last: Last,
+) -> tuple[str | None, str | None]:
+    """Encode one point with both encoders from the same ``last`` state.
+
+    Checks that the fast path returns the Python encoder's line and leaves
+    the same ``last``, or returns ``None`` (always when the Python encoder
+    raises) and leaves ``last`` untouched; and that
+    :func:`line_protocol.encode` as a whole does what the Python encoder
+    does.  *last* is then updated as the Python encoder left it.
+
+    :returns: the Python encoder's line (``None`` when it raised) and
+        what the fast path returned
+    """
+    start = copy.deepcopy(last)
+    python_last = copy.deepcopy(start)
+    refusal: Exception | None = None
+    try:
+        expected: str | None = python(
+            name, tags, fields, timestamp, precision, python_last
+        )
+    except Exception as error:  # ValueError, or what else Python raises
+        expected = None
+        refusal = error
+        assert python_last == start
+    fast_last = copy.deepcopy(start)
+    line = fast(name, tags, fields, timestamp, precision, fast_last)
+    if expected is None:
+        assert line is None, 'the fast path wrote a point Python refuses'
+    if line is None:
+        assert fast_last == start, (
+            'the fast path left the point to Python but changed last'
+        )
+    else:
+        assert line == expected
+        assert fast_last == python_last
+    encode_last = copy.deepcopy(start)
+    if refusal is not None:
+        with pytest.raises(type(refusal), match=re.escape(str(refusal))):
+            line_protocol.encode(
+                name,  # type: ignore[arg-type]
+                tags,  # type: ignore[arg-type]
+                fields,  # type: ignore[arg-type]
+                timestamp,  # type: ignore[arg-type]
+                precision,
+                encode_last,
+            )
+    else:
+        assert (
+            line_protocol.encode(
+                name,  # type: ignore[arg-type]
+                tags,  # type: ignore[arg-type]
+                fields,  # type: ignore[arg-type]
+                timestamp,  # type: ignore[arg-type]
+                precision,
+                encode_last,
+            )
+            == expected
+        )
+    assert encode_last == python_last
+    if last is not None:
+        assert python_last is not None
+        last.clear()
+        last.update(python_last)
+    return expected, line
+
+
+def time_of(line: str | None) -> int:
+    assert line is not None
+    return int(line.rsplit(' ', 1)[1])
+
+
+# Strategies -----------------------------------------------------------------
+# Mostly points the Python encoder accepts, so that the fast path has lines
+# to write, mixed with everything it must leave to Python.
+
+INT64 = 2**63
+plain_chars = st.sampled_from('abm_.0')
+odd_chars = st.sampled_from(',= "\'#\\')  # escaped, quoted or refused
+control_chars = st.sampled_from('\n\r\t\x00\x1b\x7f')
+unicode_chars = st.sampled_from('éß☃日😀\u200b')
+surrogates = st.sampled_from('\ud800\udcff')
+good_texts = st.text(
+    alphabet=st.one_of(plain_chars, plain_chars, odd_chars, unicode_chars),
+    min_size=1,
+    max_size=6,
+)
+wild_texts = st.text(
+    alphabet=st.one_of(
+        plain_chars,
+        odd_chars,
+        control_chars,
+        unicode_chars,
+        surrogates,
+        st.characters(codec='utf-8'),
+    ),
+    max_size=6,
+)
+texts = st.one_of(good_texts, good_texts, good_texts, wild_texts)
+names = st.one_of(
+    st.sampled_from(['m', 'cpu', 'disk io', 'a,b', 'a=b', 'héllo', '#x']),
+    texts,
+    texts,
+    st.one_of(st.sampled_from(['', 'time']), texts.map(Label)),
+)
+keys = st.one_of(
+    st.sampled_from(['host', 'k', 'f', 'a b', 'x=y', 'c,d', 'é', 'time']),
+    texts,
+    texts,
+    st.just(''),
+)
+tag_values = st.one_of(
+    st.sampled_from(['', 'a', 'fast', 'x y', 'p=q', 'r,s', '日']),
+    texts,
+    texts,
+    st.one_of(
+        texts.map(Label),
+        st.none(),
+        st.booleans(),
+        st.integers(min_value=-3, max_value=3),
+        st.floats(),
+        st.sampled_from([Colour.RED, Flag.A, Mode.FAST]),
+        st.lists(st.integers(), max_size=1),  # unhashable
+    ),
+)
+tag_sets = st.dictionaries(keys, tag_values, max_size=3)
+odd_field_values = st.one_of(
+    st.integers(),
+    st.integers(min_value=-INT64 - 2, max_value=-INT64 + 2),
+    st.integers(min_value=INT64 - 3, max_value=INT64 + 2),
+    st.floats(),
+    st.floats(allow_subnormal=True, min_value=-1e-300, max_value=1e-300),
+    st.sampled_from(
+        [
+            -0.0,
+            0.0,
+            5e-324,
+            -5e-324,
+            2.2250738585072014e-308,
+            1e-310,
+            1.7976931348623157e308,
+            1e16,
+            1e22,
+            0.1 + 0.2,
+            float('nan'),
+            float('inf'),
+            float('-inf'),
+        ]
+    ),
+    wild_texts,
+    st.text(max_size=30),
+    st.sampled_from([Colour.RED, Flag.A, Mode.FAST, Label('x'), Real(1.5)]),
+    st.sampled_from([None, b'bytes', 1j]),
+)
+field_values = st.one_of(
+    st.booleans(),
+    st.integers(min_value=-INT64, max_value=INT64 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    texts,
+    st.text(alphabet=plain_chars, max_size=8),
+    odd_field_values,
+)
+field_sets = st.one_of(
+    st.dictionaries(keys, field_values, min_size=1, max_size=3),
+    st.dictionaries(keys, field_values, min_size=1, max_size=3),
+    st.dictionaries(keys, field_values, max_size=3),
+)
+fast_timestamps = st.one_of(
+    st.floats(min_value=0, max_value=4294967296.0, exclude_max=True),
+    st.floats(min_value=1.6e9, max_value=1.9e9),
+    st.integers(min_value=0, max_value=4_294_967_295_999).map(
+        lambda ms: ms / 1000
+    ),
+    st.integers(min_value=0, max_value=4_294_967_295_999_999).map(
+        lambda us: us / 1_000_000
+    ),
+)
+timestamps = st.one_of(
+    fast_timestamps,
+    fast_timestamps,
+    st.floats(min_value=0, max_value=9e9),
+    st.floats(),
+    st.integers(min_value=-(10**20), max_value=10**20),
+    st.sampled_from(
+        [
+            0.0,
+            -0.0,
+            1.001,
+            0.999,
+            1e-05,
+            -1.5,
+            4294967295.999999,
+            4294967296.0,
+            8999999999.999,
+            9e9,
+            1e17,
+            -1e17,
+            True,
+            Real(1.5),
+        ]
+    ),
+)
+precisions = st.one_of(
+    st.sampled_from(['ms', 'u', 's']),
+    st.sampled_from(sorted(set(line_protocol.PRECISIONS.values()))),
+)
+
+
+# Plain points: what applications send all the time, which the fast path
+# exists for.
+PLAIN = 'abcdefghijklmnopqrstuvwxyz0123456789_-.:/'
+plain_names = st.text(alphabet=PLAIN + ',= ', min_size=1, max_size=12)
+plain_keys = plain_names.filter(lambda key: key != 'time')
+plain_tag_sets = st.dictionaries(
+    plain_keys, st.text(alphabet=PLAIN + ',= ', max_size=8), max_size=4
+)
+plain_field_sets = st.dictionaries(
+    plain_keys,
+    st.one_of(
+        st.booleans(),
+        st.integers(min_value=-INT64, max_value=INT64 - 1),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.text(
+            alphabet=st.characters(
+                min_codepoint=0,
+                max_codepoint=0x7F,
+                exclude_characters='"\\',
+            ),
+            max_size=20,
+        ),
+    ),
+    min_size=1,
+    max_size=5,
+)
+plain_timestamps = st.one_of(
+    st.floats(min_value=0, max_value=4e9, exclude_max=True),
+    st.floats(min_value=1.6e9, max_value=1.9e9),
+    st.integers(min_value=0, max_value=3_999_999_999_999).map(
+        lambda ms: ms / 1000
+    ),
+)
+
+
+@st.composite
+def batches(draw: typing.Any) -> list[tuple[object, ...]]:
+    """A few points of a few series, often at the same times.
+
+    Each part of a point is plain (what the fast path is for) more often
+    than not, and anything else otherwise.
+    """
+
+    def often(plain: typing.Any, other: typing.Any) -> typing.Any:
+        return plain if draw(st.sampled_from([True, True, False])) else other
+
+    series = [
+        (
+            draw(often(plain_names, names)),
+            draw(often(plain_tag_sets, tag_sets)),
+        )
+        for _ in range(draw(st.integers(min_value=1, max_value=3)))
+    ]
+    used: list[object] = []
+    points: list[tuple[object, ...]] = []
+    for _ in range(draw(st.integers(min_value=1, max_value=8))):
+        name, tags = draw(st.sampled_from(series))
+        fields = draw(often(plain_field_sets, field_sets))
+        if used and draw(st.booleans()):
+            timestamp = draw(st.sampled_from(used))
+        else:
+            timestamp = draw(often(fast_timestamps, timestamps))
+        used.append(timestamp)
+        points.append((name, tags, fields, timestamp))
+    return points
+
+
+# The tests ------------------------------------------------------------------
+
+
+def test_the_fast_path_is_compiled_unless_disabled() -> None:
+    if PURE_PYTHON:
+        assert line_protocol.fast_encode is None
+        assert line_protocol.COMPILED is False
+    else:
+        if not line_protocol.COMPILED:
+            pytest.fail(NOT_BUILT, pytrace=False)
+        assert line_protocol.fast_encode is not None
+    assert line_protocol.encode('m', {}, {'f': 1}, 1.0) == 'm f=1i 1000'
+
+
+@compiled_only
+@settings(max_examples=400, deadline=None)
+@given(
+    points=batches(),
+    precision=precisions,
+    last=st.one_of(
+        st.none(),
+        st.builds(dict),
+        st.dictionaries(
+            st.sampled_from(['m', 'cpu', 'm,host=a', 'a\\,b']),
+            st.lists(
+                st.integers(min_value=-(2**53), max_value=2**53),
+                min_size=2,
+                max_size=2,
+            ).map(sorted),
+            max_size=2,
+        ),
+    ),
+)
+def test_the_fast_path_gives_the_python_line_or_none(
+    points: list[tuple[object, ...]], precision: str, last: Last
+) -> None:
+    for name, tags, fields, timestamp in points:
+        expected, line = compare(
+            name, tags, fields, timestamp, precision, last
+        )
+        if line is not None:
+            event('fast path: a line')
+        elif expected is not None:
+            event('fast path: left to Python')
+        else:
+            event('fast path: refused by Python')
+
+
+@compiled_only
+@settings(max_examples=400, deadline=None)
+@given(
+    name=plain_names,
+    tags=plain_tag_sets,
+    fields=plain_field_sets,
+    timestamp=plain_timestamps,
+    precision=st.sampled_from(['ms', 'u', 's']),
+    unique=st.booleans(),
+)
+def test_the_fast_path_encodes_plain_points(
+    name: str,
+    tags: dict[str, str],
+    fields: dict[str, object],
+    timestamp: float,
+    precision: str,
+    unique: bool,
+) -> None:
+    clear_caches()  # so that no cache fills up and empties meanwhile
+    last: Last = {} if unique else None
+    for _ in range(2):  # the second time, at the same time
+        expected, line = compare(
+            name, tags, fields, timestamp, precision, last
+        )
+        assert expected is not None
+        assert line is not None, 'the fast path left a plain point to Python'
+
+
+@compiled_only
+def test_points_of_one_series_at_one_time_get_consecutive_times() -> None:
+    last: Last = {}
+
+    def written(seconds: float, host: str = 'a') -> int:
+        _, line = compare(
+            'runs', {'host': host}, {'f': 1}, seconds, 'ms', last
+        )
+        assert line is not None
+        return time_of(line)
+
+    assert [written(10.0) for _ in range(4)] == [
+        10_000,
+        10_001,
+        10_002,
+        10_003,
+    ]
+    assert written(10.002) == 10_004  # within the run: moved past it
+    assert written(9.0) == 9_000  # older than the run: stays
+    assert last == {'runs,host=a': [10_000, 10_004]}
+    assert written(10.0, 'b') == 10_000  # another series
+    assert written(11.0) == 11_000  # after the run: a new run
+    assert written(10.5) == 10_500  # older than the new run
+    assert last == {
+        'runs,host=a': [11_000, 11_000],
+        'runs,host=b': [10_000, 10_000],
+    }
+
+
+@pytest.fixture
+def series_limit() -> typing.Iterator[typing.Callable[[int], None]]:
+    """Set a series limit for both encoders; restore the real one after."""
+    from sprockets_influxdb import _speedups
+
+    original = line_protocol._SERIES_LIMIT
+
+    def set_limit(limit: int) -> None:
+        line_protocol._SERIES_LIMIT = limit
+        _speedups.configure(
+            line_protocol._prefix_cache,
+            line_protocol._measurement_cache,
+            line_protocol._field_key_cache,
+            limit,
+        )
+
+    yield set_limit
+    line_protocol._SERIES_LIMIT = original
+    line_protocol._load_fast_path()
+
+
+@compiled_only
+def test_a_new_series_beyond_the_limit_clears_the_runs(
+    series_limit: typing.Callable[[int], None],
+) -> None:
+    series_limit(2)
+    last: Last = {}
+    for host in ('a', 'b', 'c'):
+        assert compare('limit', {'host': host}, {'f': 1}, 5.0, 'ms', last)[1]
+    assert last == {'limit,host=c': [5_000, 5_000]}
+    for host in ('d', 'c'):  # a known series is not a new one
+        assert compare('limit', {'host': host}, {'f': 1}, 5.0, 'ms', last)[1]
+    assert last == {
+        'limit,host=c': [5_000, 5_001],
+        'limit,host=d': [5_000, 5_000],
+    }
+
+
+@compiled_only
+def test_tags_in_another_order_give_the_same_line() -> None:
+    clear_caches()
+    first = {'b': '2', 'a': '1', 'c': '3'}
+    second = {'c': '3', 'a': '1', 'b': '2'}
+    expected = 'order,a=1,b=2,c=3 f=1.5 2000'
+    assert python('order', first, {'f': 1.5}, 2.0) == expected
+    assert fast('order', first, {'f': 1.5}, 2.0) == expected
+    # The prefix cache is keyed by the tags in insertion order.
+    assert fast('order', second, {'f': 1.5}, 2.0) is None
+    assert python('order', second, {'f': 1.5}, 2.0) == expected
+    assert fast('order', second, {'f': 1.5}, 2.0) == expected
+    # One series whatever the order.
+    last: Last = {}
+    assert time_of(compare('order', first, {'f': 1.5}, 2.0, 'ms', last)[1])
+    assert compare('order', second, {'f': 1.5}, 2.0, 'ms', last)[1] == (
+        'order,a=1,b=2,c=3 f=1.5 2001'
+    )
+
+
+@compiled_only
+def test_empty_tags() -> None:
+    clear_caches()
+    for tags in ({}, {'k': ''}, {'k': None}):
+        assert python('empty', tags, {'f': 1}, 3.0) == 'empty f=1i 3000'
+    assert fast('empty', {}, {'f': 1}, 3.0) == 'empty f=1i 3000'
+    assert fast('empty', {'k': ''}, {'f': 1}, 3.0) == 'empty f=1i 3000'
+    # Only tag sets of text alone are remembered.
+    assert fast('empty', {'k': None}, {'f': 1}, 3.0) is None
+    last: Last = {}
+    lines = [
+        compare('empty', tags, {'f': 1}, 3.0, 'ms', last)[0]
+        for tags in ({}, {'k': ''}, {'k': None}, {'j': '', 'k': ''})
+    ]
+    assert lines == [
+        'empty f=1i 3000',
+        'empty f=1i 3001',
+        'empty f=1i 3002',
+        'empty f=1i 3003',
+    ]
+    assert last == {'empty': [3_000, 3_003]}
+
+
+@compiled_only
+@pytest.mark.parametrize(
+    ('value', 'text'),
+    [
+        (Colour.RED, '1i'),
+        (Flag.A, '1i'),
+        (Label('x'), '"x"'),
+        (Real(1.5), '1.5'),
+        (Mode.FAST, None),
+    ],
+)
+def test_field_values_of_subclasses_are_left_to_python(
+    value: object, text: str | None
+) -> None:
+    # bool cannot be subclassed; IntEnum and IntFlag are int subclasses.
+    python('sub', {}, {'f': 1}, 1.0)
+    assert fast('sub', {}, {'f': value}, 1.0) is None
+    line = line_protocol.encode('sub', {}, {'f': value}, 1.0)
+    assert line == python('sub', {}, {'f': value}, 1.0)
+    if text is not None:
+        assert line == f'sub f={text} 1000'
+    compare('sub', {}, {'f': value}, 1.0, 'ms', {})
+
+
+@compiled_only
+def test_exact_bools_ints_floats_and_text_take_the_fast_path() -> None:
+    fields = {
+        'yes': True,
+        'no': False,
+        'low': -(2**63),
+        'high': 2**63 - 1,
+        'zero': -0.0,
+        'tiny': 5e-324,
+        'big': 1e300,
+        'sum': 0.1 + 0.2,
+        'text': 'plain text, = with\nline',
+        'empty': '',
+    }
+    expected = (
+        'exact yes=true,no=false,low=-9223372036854775808i,'
+        'high=9223372036854775807i,zero=-0.0,tiny=5e-324,big=1e+300,'
+        'sum=0.30000000000000004,text="plain text, = with\nline",'
+        'empty="" 1000'
+    )
+    assert python('exact', {}, fields, 1.0) == expected
+    assert fast('exact', {}, fields, 1.0) == expected
+
+
+@compiled_only
+def test_tag_values_of_subclasses_equal_to_cached_text() -> None:
+    # A str subclass equal to a remembered tag value finds its prefix, in
+    # both encoders alike.
+    python('subtag', {'k': 'x'}, {'f': 1}, 1.0)
+    line = fast('subtag', {'k': Label('x')}, {'f': 1}, 1.0)
+    assert line == 'subtag,k=x f=1i 1000'
+    assert line == python('subtag', {'k': Label('x')}, {'f': 1}, 1.0)
+    for value in (Colour.RED, 1, 1.0, True):
+        compare('subtag', {'k': value}, {'f': 1}, 1.0, 'ms', {})
+        assert fast('subtag', {'k': value}, {'f': 1}, 1.0) is None
+
+
+@compiled_only
+@pytest.mark.parametrize(
+    ('timestamp', 'precision', 'expected'),
+    [
+        (1.001, 'ms', 1001),
+        (1700000000.123, 'ms', 1700000000123),
+        (0.999, 's', 0),
+        (1.999, 's', 1),
+        (1e-05, 'u', 10),
+        (1.000001, 'u', 1000001),
+        (1700000000.123456, 'u', 1700000000123456),
+        (4294967295.999999, 'u', 4294967295999999),
+        (8999999999.999, 'ms', 8999999999999),
+        (8999999999.5, 's', 8999999999),
+        (0.0, 'ms', 0),
+        (-0.0, 'ms', 0),
+    ],
+)
+def test_timestamps_on_the_fast_path(
+    timestamp: float, precision: str, expected: int
+) -> None:
+    python('ts', {}, {'f': 1}, 1.0)
+    line = fast('ts', {}, {'f': 1}, timestamp, precision)
+    assert line == f'ts f=1i {expected}'
+    assert line == python('ts', {}, {'f': 1}, timestamp, precision)
+    assert str(expected) == line_protocol.exact_timestamp(timestamp, precision)
+
+
+@compiled_only
+@pytest.mark.parametrize(
+    ('timestamp', 'precision'),
+    [
+        (4294967296.0, 'u'),
+        (9e9, 'ms'),
+        (9e9, 's'),
+        (-1.5, 'ms'),
+        (-1e-300, 'ms'),
+        (1e17, 'ms'),
+        (1.5, 'n'),
+        (1.5, 'm'),
+        (1.5, 'h'),
+        (1, 'ms'),
+        (True, 'ms'),
+        (Real(1.5), 'ms'),
+    ],
+)
+def test_other_timestamps_are_left_to_python(
+    timestamp: float, precision: str
+) -> None:
+    python('ts', {}, {'f': 1}, 1.0)
+    assert fast('ts', {}, {'f': 1}, timestamp, precision) is None
+    compare('ts', {}, {'f': 1}, timestamp, precision, {})
+
+
+@compiled_only
+@pytest.mark.parametrize(
+    'value', ['héllo', 'snow ☃', '日本', 'say "hi"', 'back\\slash', 'x' * 5000]
+)
+def test_text_fields_the_fast_path_leaves_to_python(value: str) -> None:
+    python('text', {}, {'f': 'plain'}, 1.0)
+    assert fast('text', {}, {'f': value}, 1.0) is None
+    expected, _ = compare('text', {}, {'f': value}, 1.0, 'ms', {})
+    assert expected is not None
+
+
+@compiled_only
+@pytest.mark.parametrize(
+    'value',
+    [
+        float('nan'),
+        float('inf'),
+        -float('inf'),
+        2**63,
+        -(2**63) - 1,
+        10**100,
+        'x\udcff',
+        None,
+        b'bytes',
+        [1],
+    ],
+)
+def test_field_values_python_refuses_are_left_to_it(value: object) -> None:
+    python('refused', {}, {'f': 1}, 1.0)
+    assert fast('refused', {}, {'f': value}, 1.0, 'ms', {}) is None
+    expected, _ = compare('refused', {}, {'f': value}, 1.0, 'ms', {})
+    assert expected is None
+
+
+@compiled_only
+def test_what_was_never_seen_is_left_to_python() -> None:
+    clear_caches()
+    assert fast('seen', {'k': 'v'}, {'f': 1}, 1.0) is None
+    python('seen', {'k': 'v'}, {'f': 1}, 1.0)
+    assert fast('seen', {'k': 'v'}, {'f': 1}, 1.0) == 'seen,k=v f=1i 1000'
+    # A field key never seen.
+    assert fast('seen', {'k': 'v'}, {'f': 1, 'fresh': 2}, 1.0) is None
+    assert python('seen', {'k': 'v'}, {'f': 1, 'fresh': 2}, 1.0) == (
+        'seen,k=v f=1i,fresh=2i 1000'
+    )
+    assert fast('seen', {'k': 'v'}, {'f': 1, 'fresh': 2}, 1.0) == (
+        'seen,k=v f=1i,fresh=2i 1000'
+    )
+    # A tag value, a measurement name never seen.
+    assert fast('seen', {'k': 'w'}, {'f': 1}, 1.0) is None
+    assert fast('unseen', {}, {'f': 1}, 1.0) is None
+    # The fast path reads the module's own caches.
+    line_protocol._prefix_cache.clear()
+    assert fast('seen', {'k': 'v'}, {'f': 1}, 1.0) is None
+    python('seen', {'k': 'v'}, {'f': 1}, 1.0)
+    line_protocol._field_key_cache.clear()
+    assert fast('seen', {'k': 'v'}, {'f': 1}, 1.0) is None
+    python('seen', {}, {'f': 1}, 1.0)
+    assert fast('seen', {}, {'f': 1}, 1.0) == 'seen f=1i 1000'
+    line_protocol._measurement_cache.clear()
+    assert fast('seen', {}, {'f': 1}, 1.0) is None
+
+
+@compiled_only
+def test_other_types_of_arguments_are_left_to_python() -> None:
+    tags = {'k': 'v'}
+    fields = {'f': 1}
+    python('types', tags, fields, 1.0)
+    assert fast('types', tags, fields, 1.0) == 'types,k=v f=1i 1000'
+    calls: list[tuple[object, object, object, typing.Any]] = [
+        (Label('types'), tags, fields, {}),
+        ('types', collections.OrderedDict(tags), fields, {}),
+        ('types', types.MappingProxyType(tags), fields, {}),
+        ('types', tags, collections.OrderedDict(fields), {}),
+        ('types', tags, types.MappingProxyType(fields), {}),
+        ('types', tags, {Label('f'): 1}, {}),
+        ('types', tags, fields, collections.OrderedDict()),
+        ('types', {'k': [1]}, fields, {}),  # unhashable
+        ('types', tags, {}, {}),  # no fields
+    ]
+    for name, tag_set, field_set, last in calls:
+        assert fast(name, tag_set, field_set, 1.0, 'ms', last) is None
+        assert not last
+        compare(name, tag_set, field_set, 1.0, 'ms', last)
+
+
+@compiled_only
+@pytest.mark.parametrize('size', range(4076, 4094))
+@pytest.mark.parametrize('last', [{}, {'edge': [1000, 1000]}])
+def test_lines_about_the_size_of_the_buffer(
+    size: int, last: dict[str, list[int]]
+) -> None:
+    # 'edge f="x...x" 1000': the fast path's buffer holds 4096 bytes; near
+    # that size the timestamp is what no longer fits.
+    python('edge', {}, {'f': 'x'}, 1.0)
+    compare('edge', {}, {'f': 'x' * size}, 1.0, 'ms', copy.deepcopy(last))
+
+
+@compiled_only
+@pytest.mark.parametrize(
+    'run',
+    [
+        [10**20, 10**20],
+        [-(10**20), -(10**20)],
+        [2**63, 2**63],
+        [-(2**63) - 1, -(2**63) - 1],
+    ],
+)
+def test_runs_beyond_64_bits_left_by_the_python_path(run: list[int]) -> None:
+    # The Python encoder writes times beyond 64 bits, for instance for a
+    # timestamp of time.time_ns() taken as seconds at ms precision; the
+    # next point of that series must still be encoded.
+    python('huge', {'k': 'v'}, {'f': 1}, 1.0)
+    compare('huge', {'k': 'v'}, {'f': 1}, 1.0, 'ms', {'huge,k=v': run})
+
+
+@compiled_only
+def test_a_huge_timestamp_does_not_break_the_series() -> None:
+    last: Last = {}
+    compare(
+        'huge', {'k': 'v'}, {'f': 1}, 1_700_000_000_000_000_000, 'ms', last
+    )
+    assert last == {'huge,k=v': [1_700_000_000_000_000_000_000] * 2}
+    expected, _ = compare('huge', {'k': 'v'}, {'f': 1}, 1.0, 'ms', last)
+    assert expected == 'huge,k=v f=1i 1000'
+
+
+def _doubles(count: int, seed: int) -> list[float]:
+    """Doubles from four distributions: log-uniform, rounded to a few
+    decimals, any bit pattern, and integers over powers of two."""
+    rng = random.Random(seed)
+    values = []
+    for index in range(count):
+        mode = index % 4
+        if mode == 0:
+            value = 10 ** rng.uniform(-4.2, 16.2)
+        elif mode == 1:
+            value = round(10 ** rng.uniform(-4, 15.7), rng.randint(0, 8))
+        elif mode == 2:
+            (value,) = struct.unpack(
+                '<d', struct.pack('<Q', rng.getrandbits(64))
+            )
+        else:
+            value = rng.randint(1, 2**53) / 2 ** rng.randint(0, 60)
+        values.append(-value if rng.random() < 0.5 else value)
+    return values
+
+
+@compiled_only
+def test_the_fast_float_text_is_repr() -> None:
+    from sprockets_influxdb import _speedups
+
+    fast = 0
+    for value in _doubles(200_000, seed=20261125):
+        text = _speedups.float_repr(value)
+        if text is None:
+            # Only what the fast digits leave to dtoa: zero, magnitudes
+            # written with an exponent, powers of two, NaN and infinities.
+            magnitude = abs(value)
+            assert (
+                not 1e-4 <= magnitude < 2**52
+                or math.frexp(magnitude)[0] == 0.5
+            ), value
+        else:
+            assert text == repr(value), value
+            fast += 1
+    assert fast > 100_000
+
+
+@compiled_only
+@pytest.mark.parametrize(
+    'value',
+    [
+        0.1,
+        0.3,
+        2.675,
+        1e-4,
+        0.00011,
+        9.999999999999999e-05,
+        123456.789,
+        4503599627370495.5,
+        1234567890123456.8,
+        732318598303257.2,  # a tie, to the even digit
+        9007199254740.5,
+        0.006445999715420643,
+        99999999999999.98,
+    ],
+)
+def test_float_text_at_the_edges(value: float) -> None:
+    from sprockets_influxdb import _speedups
+
+    assert _speedups.float_repr(value) in (None, repr(value))
+    assert _speedups.float_repr(-value) in (None, repr(-value))
