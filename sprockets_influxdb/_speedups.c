@@ -385,29 +385,39 @@ put_fields(Line *line, PyObject *fields)
     return first ? 0 : 1;
 }
 
-/* The timestamp as an integer at the precision, truncated on the decimal
- * digits of the float, exactly as format_timestamp() does it.  0 when the
- * precision or the value is not one this path covers. */
+/* The scale and limit of a precision this path covers; 0 for others. */
 static int
-scale_timestamp(PyObject *timestamp, PyObject *precision, long long *result)
+precision_scale(PyObject *precision, double *scale, double *limit)
 {
-    if (!PyFloat_CheckExact(timestamp) || !PyUnicode_Check(precision)) {
+    if (!PyUnicode_Check(precision)) {
         return 0;
     }
-    double scale, limit;
     if (PyUnicode_CompareWithASCIIString(precision, "ms") == 0) {
-        scale = 1000.0;
-        limit = 9000000000.0;
+        *scale = 1000.0;
+        *limit = 9000000000.0;
     }
     else if (PyUnicode_CompareWithASCIIString(precision, "u") == 0) {
-        scale = 1000000.0;
-        limit = 4294967296.0;
+        *scale = 1000000.0;
+        *limit = 4294967296.0;
     }
     else if (PyUnicode_CompareWithASCIIString(precision, "s") == 0) {
-        scale = 1.0;
-        limit = 9e9;
+        *scale = 1.0;
+        *limit = 9e9;
     }
     else {
+        return 0;
+    }
+    return 1;
+}
+
+/* The timestamp as an integer at the precision, truncated on the decimal
+ * digits of the float, exactly as format_timestamp() does it.  0 when the
+ * value is not one this path covers. */
+static int
+scale_timestamp(PyObject *timestamp, double scale, double limit,
+                long long *result)
+{
+    if (!PyFloat_CheckExact(timestamp)) {
         return 0;
     }
     double seconds = PyFloat_AS_DOUBLE(timestamp);
@@ -489,25 +499,19 @@ make_unique(PyObject *last, PyObject *head, long long *value)
     return 1;
 }
 
+/* Encode one point: a new str, Py_None (a new reference) for a point left
+ * to Python, or NULL with an exception. */
 static PyObject *
-encode(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+encode_point(PyObject *name, PyObject *tags, PyObject *fields,
+             PyObject *timestamp, double scale, double limit, PyObject *last)
 {
-    if (nargs != 6) {
-        PyErr_SetString(PyExc_TypeError, "encode() takes 6 arguments");
-        return NULL;
-    }
-    if (prefix_cache == NULL) {
-        Py_RETURN_NONE; /* not configured */
-    }
-    PyObject *name = args[0], *tags = args[1], *fields = args[2];
-    PyObject *timestamp = args[3], *precision = args[4], *last = args[5];
     if (!PyUnicode_CheckExact(name) || !PyDict_CheckExact(tags)
         || !PyDict_CheckExact(fields)
         || (last != Py_None && !PyDict_CheckExact(last))) {
         Py_RETURN_NONE;
     }
     long long number;
-    if (!scale_timestamp(timestamp, precision, &number)) {
+    if (!scale_timestamp(timestamp, scale, limit, &number)) {
         Py_RETURN_NONE;
     }
     PyObject *head = find_head(name, tags);
@@ -549,6 +553,115 @@ encode(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 }
 
 static PyObject *
+encode(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "encode() takes 6 arguments");
+        return NULL;
+    }
+    double scale, limit;
+    if (prefix_cache == NULL || !precision_scale(args[4], &scale, &limit)) {
+        Py_RETURN_NONE; /* not configured, or not a precision for here */
+    }
+    return encode_point(args[0], args[1], args[2], args[3], scale, limit,
+                        args[5]);
+}
+
+/* encode_slice(values, start, stop, precision, base_tags, outputs) -> int
+ *
+ * Encode the buffer entries held flat in the list values (six values each:
+ * sequence, database, name, tags, fields, timestamp) from index start to
+ * stop, appending each sequence and line to the lists outputs[database]
+ * = [sequences, lines, last].  Stops at the first entry it leaves to
+ * Python (a database not in outputs, a point the fast path does not
+ * cover) and returns its index; returns stop when all are done. */
+static PyObject *
+encode_slice(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "encode_slice() takes 6 arguments");
+        return NULL;
+    }
+    PyObject *values = args[0], *base_tags = args[4], *outputs = args[5];
+    Py_ssize_t start = PyLong_AsSsize_t(args[1]);
+    Py_ssize_t stop = PyLong_AsSsize_t(args[2]);
+    if ((start == -1 || stop == -1) && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (!PyList_CheckExact(values) || !PyDict_CheckExact(outputs)
+        || (base_tags != Py_None && !PyDict_CheckExact(base_tags))) {
+        PyErr_SetString(PyExc_TypeError,
+                        "encode_slice() needs a list, a dict or None and a "
+                        "dict");
+        return NULL;
+    }
+    double scale, limit;
+    if (prefix_cache == NULL || !precision_scale(args[3], &scale, &limit)) {
+        return PyLong_FromSsize_t(start);
+    }
+    int merge = base_tags != Py_None && PyDict_GET_SIZE(base_tags) > 0;
+    PyObject *database = NULL, *sequences = NULL, *lines = NULL;
+    PyObject *last = Py_None;
+    Py_ssize_t at = start;
+    while (at + 6 <= stop && at + 6 <= PyList_GET_SIZE(values)) {
+        PyObject **entry = &PyList_GET_ITEM(values, at);
+        if (entry[1] != database) {
+            PyObject *output = PyDict_GetItemWithError(outputs, entry[1]);
+            if (output == NULL) {
+                if (PyErr_Occurred()) {
+                    return NULL;
+                }
+                break;
+            }
+            if (!PyList_CheckExact(output) || PyList_GET_SIZE(output) != 3
+                || !PyList_CheckExact(PyList_GET_ITEM(output, 0))
+                || !PyList_CheckExact(PyList_GET_ITEM(output, 1))) {
+                PyErr_SetString(PyExc_TypeError,
+                                "outputs[database] must be [list, list, "
+                                "last]");
+                return NULL;
+            }
+            database = entry[1];
+            sequences = PyList_GET_ITEM(output, 0);
+            lines = PyList_GET_ITEM(output, 1);
+            last = PyList_GET_ITEM(output, 2);
+        }
+        PyObject *tags = entry[3];
+        PyObject *merged = NULL;
+        if (merge) {
+            if (!PyDict_CheckExact(tags)) {
+                break;
+            }
+            merged = PyDict_Copy(base_tags);
+            if (merged == NULL || PyDict_Update(merged, tags) < 0) {
+                Py_XDECREF(merged);
+                return NULL;
+            }
+            tags = merged;
+        }
+        PyObject *line =
+            encode_point(entry[2], tags, entry[4], entry[5], scale, limit,
+                         last);
+        Py_XDECREF(merged);
+        if (line == NULL) {
+            return NULL;
+        }
+        if (line == Py_None) {
+            Py_DECREF(line);
+            break;
+        }
+        int failed = PyList_Append(sequences, entry[0]) < 0
+                     || PyList_Append(lines, line) < 0;
+        Py_DECREF(line);
+        if (failed) {
+            return NULL;
+        }
+        at += 6;
+    }
+    return PyLong_FromSsize_t(at);
+}
+
+static PyObject *
 configure(PyObject *module, PyObject *args)
 {
     PyObject *prefixes, *names, *keys;
@@ -571,6 +684,10 @@ configure(PyObject *module, PyObject *args)
 static PyMethodDef methods[] = {
     {"encode", (PyCFunction)(void (*)(void))encode, METH_FASTCALL,
      "encode(name, tags, fields, timestamp, precision, last) -> str | None"},
+    {"encode_slice", (PyCFunction)(void (*)(void))encode_slice,
+     METH_FASTCALL,
+     "encode_slice(values, start, stop, precision, base_tags, outputs) -> "
+     "int"},
     {"float_repr", float_repr, METH_O,
      "float_repr(x) -> str | None: repr(x) by the fast path, None outside "
      "its range"},

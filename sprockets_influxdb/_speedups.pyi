@@ -16,3 +16,13 @@ def configure(
     series_limit: int,
     /,
 ) -> None: ...
+def encode_slice(
+    values: list[Any],
+    start: int,
+    stop: int,
+    precision: Any,
+    base_tags: dict[str, str] | None,
+    outputs: dict[Any, list[Any]],
+    /,
+) -> int: ...
+def float_repr(value: float, /) -> str | None: ...

@@ -30,7 +30,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Mapping
-from typing import Union
+from typing import Any, Union
 
 __all__ = [
     'COMPILED',
@@ -44,6 +44,7 @@ __all__ = [
     'escape_tag_value',
     'exact_timestamp',
     'fast_encode',
+    'fast_slice',
     'format_field_value',
     'format_timestamp',
     'normalize_precision',
@@ -526,24 +527,35 @@ def encode(
     return encode_python(name, tags, fields, timestamp, precision, last)
 
 
-def _load_fast_path() -> Callable[..., str | None] | None:
-    """The compiled fast path of :func:`encode`, if built and wanted."""
+def _load_fast_path() -> tuple[Any, Any]:
+    """The compiled fast paths, if built and wanted: (one point, a slice)."""
     if os.environ.get('SPROCKETS_INFLUXDB_PURE_PYTHON', '') not in ('', '0'):
-        return None
+        return None, None
     try:
         from sprockets_influxdb import _speedups
     except ImportError:
-        return None
+        return None, None
     _speedups.configure(
         _prefix_cache, _measurement_cache, _field_key_cache, _SERIES_LIMIT
     )
-    return _speedups.encode
+    return _speedups.encode, _speedups.encode_slice
 
+
+_fast_paths = _load_fast_path()
 
 #: The compiled fast path of :func:`encode`, or ``None``: called with the
 #: same six arguments, it returns the line, or ``None`` for a point it
 #: leaves to :func:`encode_python`.
-fast_encode = _load_fast_path()
+fast_encode: Callable[..., str | None] | None = _fast_paths[0]
+
+#: The compiled fast path for buffered entries, or ``None``:
+#: ``fast_slice(values, start, stop, precision, base_tags, outputs)``
+#: encodes the entries held flat in the list *values* (six values each:
+#: sequence, database, name, tags, fields, timestamp) from index *start*
+#: on, appending each sequence and line to the lists
+#: ``outputs[database] = [sequences, lines, last]``, and returns the index
+#: of the first entry it leaves to :func:`encode` (*stop* when none).
+fast_slice: Callable[..., int] | None = _fast_paths[1]
 
 #: Whether the compiled fast path of :func:`encode` is in use: the package
 #: was built with a C compiler and ``SPROCKETS_INFLUXDB_PURE_PYTHON`` is

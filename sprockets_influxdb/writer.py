@@ -48,7 +48,7 @@ import httpx
 
 from sprockets_influxdb import line_protocol
 from sprockets_influxdb._version import __version__
-from sprockets_influxdb.buffer import ENTRY_SIZE, Buffer, entries
+from sprockets_influxdb.buffer import ENTRY_SIZE, Buffer
 
 if TYPE_CHECKING:
     from sprockets_influxdb.config import Settings
@@ -427,39 +427,63 @@ class Writer:
         unique = settings.unique_timestamps
         base_tags = settings.base_tags if self._merge_base_tags else None
         targets = self._targets
-        counters = self._counters
-        fast = line_protocol.fast_encode
-        encode = line_protocol.encode_python
-        current = None
-        for sequence, database, name, tags, fields, when in entries(chunk):
-            if base_tags:
-                tags = {**base_tags, **tags}
-            if database != current:
-                target = targets.get(database)
-                if target is None:
-                    target = targets[database] = _Target(database)
-                current = database
-                last = target.last_times if unique else None
-                add_sequence = target.sequences.append
-                add_line = target.lines.append
-            try:
-                line = (
-                    fast and fast(name, tags, fields, when, precision, last)
-                ) or encode(name, tags, fields, when, precision, last)
-            except Exception as error:
-                counters.backlog -= 1
-                counters.dropped['invalid'] += 1
-                LOGGER.error(
-                    'Dropping a measurement %r for database %r that cannot '
-                    'be written: %s',
-                    name,
-                    database,
-                    error,
-                )
-                continue
-            add_sequence(sequence)
-            add_line(line)
+        # What is encoded goes to a pair of lists per database, then to
+        # the database's deques at once.
+        outputs: dict[str, list[Any]] = {
+            database: [[], [], target.last_times if unique else None]
+            for database, target in targets.items()
+        }
+        fast = line_protocol.fast_slice
+        at = 0
+        stop = len(chunk)
+        while at < stop:
+            if fast is not None:
+                at = fast(chunk, at, stop, precision, base_tags, outputs)
+                if at >= stop:
+                    break
+            # An entry the compiled fast path leaves (or no fast path).
+            self._encode_one(chunk[at : at + ENTRY_SIZE], settings, outputs)
+            at += ENTRY_SIZE
+        for database, (sequences, lines, _) in outputs.items():
+            if sequences:
+                target = targets[database]
+                target.sequences.extend(sequences)
+                target.lines.extend(lines)
         return (len(raw) - end) // ENTRY_SIZE
+
+    def _encode_one(
+        self,
+        entry: list[Any],
+        settings: Settings,
+        outputs: dict[str, list[Any]],
+    ) -> None:
+        sequence, database, name, tags, fields, when = entry
+        if self._merge_base_tags and settings.base_tags:
+            tags = {**settings.base_tags, **tags}
+        output = outputs.get(database)
+        if output is None:
+            target = self._targets.get(database)
+            if target is None:
+                target = self._targets[database] = _Target(database)
+            last = target.last_times if settings.unique_timestamps else None
+            output = outputs[database] = [[], [], last]
+        try:
+            line = line_protocol.encode(
+                name, tags, fields, when, settings.precision, output[2]
+            )
+        except Exception as error:
+            self._counters.backlog -= 1
+            self._counters.dropped['invalid'] += 1
+            LOGGER.error(
+                'Dropping a measurement %r for database %r that cannot '
+                'be written: %s',
+                name,
+                database,
+                error,
+            )
+            return
+        output[0].append(sequence)
+        output[1].append(line)
 
     def _trim(self, limit: int) -> None:
         """Drop the oldest lines and entries held beyond *limit*."""

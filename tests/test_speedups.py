@@ -890,3 +890,104 @@ def test_float_text_at_the_edges(value: float) -> None:
 
     assert _speedups.float_repr(value) in (None, repr(value))
     assert _speedups.float_repr(-value) in (None, repr(-value))
+
+
+def _encode_entries_in_python(
+    values: list[object],
+    base_tags: dict[str, str] | None,
+    lasts: dict[str, Last],
+) -> dict[str, tuple[list[object], list[str]]]:
+    """What the writer does for each buffered entry without the fast path."""
+    result: dict[str, tuple[list[object], list[str]]] = {}
+    for index in range(0, len(values), 6):
+        sequence, database, name, tags, fields, when = values[
+            index : index + 6
+        ]
+        if base_tags:
+            tags = {**base_tags, **tags}  # type: ignore[dict-item]
+        try:
+            line = line_protocol.encode_python(
+                name,  # type: ignore[arg-type]
+                tags,  # type: ignore[arg-type]
+                fields,  # type: ignore[arg-type]
+                when,  # type: ignore[arg-type]
+                'ms',
+                lasts.get(database),  # type: ignore[call-overload]
+            )
+        except (ValueError, TypeError):
+            continue
+        sequences, lines = result.setdefault(database, ([], []))  # type: ignore[arg-type]
+        sequences.append(sequence)
+        lines.append(line)
+    return result
+
+
+@compiled_only
+@settings(max_examples=300, deadline=None)
+@given(
+    points=batches(),
+    databases=st.lists(
+        st.sampled_from(['db', 'other']), min_size=8, max_size=8
+    ),
+    base_tags=st.sampled_from([None, {}, {'host': 'web-1'}, {'a': 'b'}]),
+    known=st.sampled_from([(), ('db',), ('db', 'other')]),
+    unique=st.booleans(),
+)
+def test_the_slice_fast_path_gives_the_python_lines(
+    points: list[tuple[object, ...]],
+    databases: list[str],
+    base_tags: dict[str, str] | None,
+    known: tuple[str, ...],
+    unique: bool,
+) -> None:
+    fast_slice = line_protocol.fast_slice
+    assert fast_slice is not None
+    values: list[object] = []
+    for sequence, (point, database) in enumerate(zip(points, databases)):
+        values.extend((sequence, database, *point))
+    expected_lasts: dict[str, Last] = {
+        'db': {} if unique else None,
+        'other': {} if unique else None,
+    }
+    expected = _encode_entries_in_python(values, base_tags, expected_lasts)
+
+    # As the writer does it: the fast path up to the first entry it
+    # leaves, that entry in Python, and on.
+    outputs: dict[str, list[typing.Any]] = {
+        database: [[], [], {} if unique else None] for database in known
+    }
+    at = 0
+    while at < len(values):
+        at = fast_slice(values, at, len(values), 'ms', base_tags, outputs)
+        if at >= len(values):
+            break
+        sequence, database, name, tags, fields, when = values[at : at + 6]
+        at += 6
+        output = outputs.setdefault(
+            database,  # type: ignore[arg-type]
+            [[], [], {} if unique else None],
+        )
+        if base_tags:
+            tags = {**base_tags, **tags}  # type: ignore[dict-item]
+        try:
+            line = line_protocol.encode(
+                name,  # type: ignore[arg-type]
+                tags,  # type: ignore[arg-type]
+                fields,  # type: ignore[arg-type]
+                when,  # type: ignore[arg-type]
+                'ms',
+                output[2],
+            )
+        except (ValueError, TypeError):
+            continue
+        output[0].append(sequence)
+        output[1].append(line)
+    got = {
+        database: (sequences, lines)
+        for database, (sequences, lines, _) in outputs.items()
+        if sequences
+    }
+    assert got == expected
+    for database, output in outputs.items():
+        if output[0]:
+            assert output[2] == expected_lasts[database]
