@@ -204,7 +204,9 @@ def verdict(met: bool) -> str:
 
 
 def describe_machine() -> str:
-    """One line naming the interpreter and the machine."""
+    """One line naming the interpreter, the machine and our encoder."""
+    from sprockets_influxdb.line_protocol import COMPILED
+
     cpu = platform.processor() or platform.machine()
     try:
         with open('/proc/cpuinfo', encoding='utf-8') as cpuinfo:
@@ -216,5 +218,6 @@ def describe_machine() -> str:
         pass
     return (
         f'Python {platform.python_version()} on {cpu}, '
-        f'{os.cpu_count()} cores, {time.strftime("%Y-%m-%d")}'
+        f'{os.cpu_count()} cores, {time.strftime("%Y-%m-%d")}; our '
+        f'encoder {"compiled" if COMPILED else "in pure Python"}'
     )
