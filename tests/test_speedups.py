@@ -991,3 +991,59 @@ def test_the_slice_fast_path_gives_the_python_lines(
     for database, output in outputs.items():
         if output[0]:
             assert output[2] == expected_lasts[database]
+
+
+# Both modes, end to end ------------------------------------------------------
+
+BOTH_MODES_SCRIPT = """
+import json, sys
+import sprockets_influxdb as influxdb
+from sprockets_influxdb import line_protocol
+
+client = influxdb.Client(precision='us', tag_hostname=False)
+names = ['request', 'caf\\u00e9 latency', 'a,b c']
+for index in range(3000):
+    measurement = influxdb.Measurement(sys.argv[1], names[index % 3])
+    measurement.set_tags({
+        'endpoint': f'/items/{index % 7}',
+        'status_code': 200 + index % 5,
+        'note': 'a space, comma=eq' if index % 11 == 0 else 'plain',
+    })
+    measurement.set_field('duration', index / 7919)
+    measurement.set_field('size', index * 1021)
+    measurement.set_field('ok', index % 3 == 0)
+    measurement.set_field(
+        'text', 'say "hi"' if index % 13 == 0 else f'r{index}'
+    )
+    measurement.set_timestamp(1_700_000_000 + index / 1000)
+    client.add_measurement(measurement)
+delivered = client.shutdown(timeout=60).result()
+print(json.dumps({'compiled': line_protocol.COMPILED, 'delivered': delivered}))
+"""
+
+
+def test_both_modes_store_the_same_rows(influxdb: typing.Any) -> None:
+    import json
+
+    from tests.helpers import run_script
+
+    stored = {}
+    for mode, pure in (('compiled', '0'), ('python', '1')):
+        influxdb.create_database(mode)
+        result = run_script(
+            BOTH_MODES_SCRIPT.replace('sys.argv[1]', repr(mode)),
+            {
+                'INFLUXDB_HOST': influxdb.host,
+                'INFLUXDB_PORT': str(influxdb.port),
+                'SPROCKETS_INFLUXDB_PURE_PYTHON': pure,
+            },
+        )
+        assert result.returncode == 0, result.stderr
+        report = json.loads(result.stdout)
+        assert report == {'compiled': pure == '0', 'delivered': True}
+        stored[mode] = {
+            name: influxdb.rows(mode, name)
+            for name in ('request', 'café latency', 'a,b c')
+        }
+    assert sum(len(rows) for rows in stored['compiled'].values()) == 3000
+    assert stored['compiled'] == stored['python']
