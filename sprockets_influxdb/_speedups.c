@@ -26,10 +26,31 @@
 
 #define LINE_BUFFER 4096
 
-static PyObject *prefix_cache = NULL;      /* flat tag key -> head */
-static PyObject *measurement_cache = NULL; /* name -> escaped name */
-static PyObject *field_key_cache = NULL;   /* key -> escaped key */
-static Py_ssize_t series_limit = 100000;
+/* The Python encoder's caches, per module object (so per interpreter). */
+typedef struct {
+    PyObject *prefix_cache;      /* (name, *keys, *values) -> head */
+    PyObject *measurement_cache; /* name -> escaped name */
+    PyObject *field_key_cache;   /* key -> escaped key */
+    Py_ssize_t series_limit;
+} State;
+
+static State *
+get_state(PyObject *module)
+{
+    return (State *)PyModule_GetState(module);
+}
+
+/* After a failed cache lookup: an unhashable key is a miss (the Python
+ * encoder explains it); anything else is an error.  0 for a miss. */
+static int
+lookup_failed(void)
+{
+    if (PyErr_ExceptionMatches(PyExc_TypeError)) {
+        PyErr_Clear();
+        return 0;
+    }
+    return -1;
+}
 
 /* ------------------------------------------------------------------------
  * repr() of a float, quickly, for the common range.
@@ -49,6 +70,7 @@ static Py_ssize_t series_limit = 100000;
  * ------------------------------------------------------------------------
  */
 
+#ifdef __SIZEOF_INT128__
 typedef unsigned __int128 u128;
 
 static const uint64_t POW10[20] = {
@@ -105,8 +127,12 @@ short_repr(double x, char *out)
     }
     uint64_t m = fraction | (1ULL << 52);
     int shift = 1075 - exponent; /* x = m / 2**shift, shift in [1, 66] */
-    /* floor(log10(x)) from the binary exponent, corrected below. */
-    int power = 16 - (((exponent - 1023) * 78913) >> 18);
+    /* floor(log10(x)) from the binary exponent (78913 / 2**18 is about
+     * log10(2)), corrected below; floored by hand for negative values. */
+    int binary = exponent - 1023;
+    int decimal = binary >= 0 ? (binary * 78913) >> 18
+                              : -((-binary * 78913 + 262143) >> 18);
+    int power = 16 - decimal;
     u128 scale, value;
     for (int attempt = 0;; attempt++) {
         if (power < 0 || power > 38 || attempt > 2) {
@@ -215,6 +241,17 @@ short_repr(double x, char *out)
     return (int)(out - start);
 }
 
+#else
+/* No 128-bit integers on this compiler: repr() does all of it. */
+static int
+short_repr(double x, char *out)
+{
+    (void)x;
+    (void)out;
+    return 0;
+}
+#endif
+
 static PyObject *
 float_repr(PyObject *module, PyObject *value)
 {
@@ -260,11 +297,16 @@ put_ascii(Line *line, PyObject *text)
 /* The start of the line: the escaped name and tags, from the cache.
  * Returns a borrowed reference, NULL with no exception on a miss. */
 static PyObject *
-find_head(PyObject *name, PyObject *tags)
+find_head(State *state, PyObject *name, PyObject *tags)
 {
     Py_ssize_t count = PyDict_GET_SIZE(tags);
     if (count == 0) {
-        return PyDict_GetItemWithError(measurement_cache, name);
+        PyObject *head =
+            PyDict_GetItemWithError(state->measurement_cache, name);
+        if (head == NULL && PyErr_Occurred()) {
+            lookup_failed();
+        }
+        return head;
     }
     /* The same key as the Python encoder: (name, *keys, *values). */
     PyObject *key = PyTuple_New(1 + 2 * count);
@@ -282,11 +324,10 @@ find_head(PyObject *name, PyObject *tags)
         PyTuple_SET_ITEM(key, 1 + count + index, value);
         index++;
     }
-    PyObject *head = PyDict_GetItemWithError(prefix_cache, key);
+    PyObject *head = PyDict_GetItemWithError(state->prefix_cache, key);
     Py_DECREF(key);
     if (head == NULL && PyErr_Occurred()) {
-        /* An unhashable value: the Python encoder explains. */
-        PyErr_Clear();
+        lookup_failed();
     }
     return head;
 }
@@ -294,7 +335,7 @@ find_head(PyObject *name, PyObject *tags)
 /* Append the fields; 1 when done, 0 to leave the point to Python, -1 on
  * an error. */
 static int
-put_fields(Line *line, PyObject *fields)
+put_fields(State *state, Line *line, PyObject *fields)
 {
     Py_ssize_t position = 0;
     PyObject *key, *value;
@@ -304,12 +345,10 @@ put_fields(Line *line, PyObject *fields)
         if (!PyUnicode_CheckExact(key)) {
             return 0;
         }
-        PyObject *escaped = PyDict_GetItemWithError(field_key_cache, key);
+        PyObject *escaped =
+            PyDict_GetItemWithError(state->field_key_cache, key);
         if (escaped == NULL) {
-            if (PyErr_Occurred()) {
-                PyErr_Clear();
-            }
-            return 0;
+            return PyErr_Occurred() ? lookup_failed() : 0;
         }
         if ((!first && put(line, ",", 1) < 0) || put_ascii(line, escaped) < 0
             || put(line, "=", 1) < 0) {
@@ -450,7 +489,7 @@ set_time(PyObject *run, Py_ssize_t index, long long value)
 }
 
 static int
-make_unique(PyObject *last, PyObject *head, long long *value)
+make_unique(State *state, PyObject *last, PyObject *head, long long *value)
 {
     PyObject *run = PyDict_GetItemWithError(last, head);
     long long number = *value;
@@ -458,7 +497,7 @@ make_unique(PyObject *last, PyObject *head, long long *value)
         if (PyErr_Occurred()) {
             return -1;
         }
-        if (PyDict_GET_SIZE(last) >= series_limit) {
+        if (PyDict_GET_SIZE(last) >= state->series_limit) {
             PyDict_Clear(last);
         }
         PyObject *fresh = Py_BuildValue("[LL]", number, number);
@@ -502,9 +541,12 @@ make_unique(PyObject *last, PyObject *head, long long *value)
 /* Encode one point: a new str, Py_None (a new reference) for a point left
  * to Python, or NULL with an exception. */
 static PyObject *
-encode_point(PyObject *name, PyObject *tags, PyObject *fields,
+encode_point(State *state, PyObject *name, PyObject *tags, PyObject *fields,
              PyObject *timestamp, double scale, double limit, PyObject *last)
 {
+    if (state->prefix_cache == NULL) {
+        Py_RETURN_NONE; /* not configured */
+    }
     if (!PyUnicode_CheckExact(name) || !PyDict_CheckExact(tags)
         || !PyDict_CheckExact(fields)
         || (last != Py_None && !PyDict_CheckExact(last))) {
@@ -514,7 +556,7 @@ encode_point(PyObject *name, PyObject *tags, PyObject *fields,
     if (!scale_timestamp(timestamp, scale, limit, &number)) {
         Py_RETURN_NONE;
     }
-    PyObject *head = find_head(name, tags);
+    PyObject *head = find_head(state, name, tags);
     if (head == NULL) {
         if (PyErr_Occurred()) {
             return NULL;
@@ -526,14 +568,14 @@ encode_point(PyObject *name, PyObject *tags, PyObject *fields,
     Py_INCREF(head); /* the cache may be emptied while we work */
     int status = put_ascii(&line, head) < 0 || put(&line, " ", 1) < 0
                      ? 0
-                     : put_fields(&line, fields);
+                     : put_fields(state, &line, fields);
     /* Room for the time first: once ``last`` is updated, the point must
      * not be left to Python, which would move it a second time. */
     if (status == 1 && line.size + 22 > LINE_BUFFER) {
         status = 0;
     }
     if (status == 1 && last != Py_None) {
-        status = make_unique(last, head, &number);
+        status = make_unique(state, last, head, &number);
     }
     Py_DECREF(head);
     if (status < 0) {
@@ -560,11 +602,11 @@ encode(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     double scale, limit;
-    if (prefix_cache == NULL || !precision_scale(args[4], &scale, &limit)) {
-        Py_RETURN_NONE; /* not configured, or not a precision for here */
+    if (!precision_scale(args[4], &scale, &limit)) {
+        Py_RETURN_NONE; /* not a precision for here */
     }
-    return encode_point(args[0], args[1], args[2], args[3], scale, limit,
-                        args[5]);
+    return encode_point(get_state(module), args[0], args[1], args[2],
+                        args[3], scale, limit, args[5]);
 }
 
 /* encode_slice(values, start, stop, precision, base_tags, outputs) -> int
@@ -583,11 +625,6 @@ encode_slice(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     PyObject *values = args[0], *base_tags = args[4], *outputs = args[5];
-    Py_ssize_t start = PyLong_AsSsize_t(args[1]);
-    Py_ssize_t stop = PyLong_AsSsize_t(args[2]);
-    if ((start == -1 || stop == -1) && PyErr_Occurred()) {
-        return NULL;
-    }
     if (!PyList_CheckExact(values) || !PyDict_CheckExact(outputs)
         || (base_tags != Py_None && !PyDict_CheckExact(base_tags))) {
         PyErr_SetString(PyExc_TypeError,
@@ -595,70 +632,107 @@ encode_slice(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                         "dict");
         return NULL;
     }
+    Py_ssize_t start = PyLong_AsSsize_t(args[1]);
+    Py_ssize_t stop = PyLong_AsSsize_t(args[2]);
+    if ((start == -1 || stop == -1) && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (start < 0 || start % 6 != 0 || stop < start) {
+        PyErr_SetString(PyExc_ValueError,
+                        "encode_slice() needs 0 <= start <= stop, start a "
+                        "multiple of 6");
+        return NULL;
+    }
     double scale, limit;
-    if (prefix_cache == NULL || !precision_scale(args[3], &scale, &limit)) {
+    if (!precision_scale(args[3], &scale, &limit)) {
         return PyLong_FromSsize_t(start);
     }
+    State *state = get_state(module);
     int merge = base_tags != Py_None && PyDict_GET_SIZE(base_tags) > 0;
+    /* Strong references: Python code (the hash of a tag value, a
+     * finalizer) may run while a point is encoded. */
     PyObject *database = NULL, *sequences = NULL, *lines = NULL;
-    PyObject *last = Py_None;
+    PyObject *last = NULL, *entry[6];
+    PyObject *result = NULL;
     Py_ssize_t at = start;
     while (at + 6 <= stop && at + 6 <= PyList_GET_SIZE(values)) {
-        PyObject **entry = &PyList_GET_ITEM(values, at);
+        for (int index = 0; index < 6; index++) {
+            entry[index] = PyList_GET_ITEM(values, at + index);
+            Py_INCREF(entry[index]);
+        }
+        int done = 0; /* 1: left to Python, -1: error */
         if (entry[1] != database) {
             PyObject *output = PyDict_GetItemWithError(outputs, entry[1]);
             if (output == NULL) {
-                if (PyErr_Occurred()) {
-                    return NULL;
-                }
-                break;
+                done = PyErr_Occurred() ? -1 : 1;
             }
-            if (!PyList_CheckExact(output) || PyList_GET_SIZE(output) != 3
-                || !PyList_CheckExact(PyList_GET_ITEM(output, 0))
-                || !PyList_CheckExact(PyList_GET_ITEM(output, 1))) {
+            else if (!PyList_CheckExact(output)
+                     || PyList_GET_SIZE(output) != 3
+                     || !PyList_CheckExact(PyList_GET_ITEM(output, 0))
+                     || !PyList_CheckExact(PyList_GET_ITEM(output, 1))) {
                 PyErr_SetString(PyExc_TypeError,
                                 "outputs[database] must be [list, list, "
                                 "last]");
-                return NULL;
+                done = -1;
             }
-            database = entry[1];
-            sequences = PyList_GET_ITEM(output, 0);
-            lines = PyList_GET_ITEM(output, 1);
-            last = PyList_GET_ITEM(output, 2);
+            else {
+                Py_INCREF(entry[1]);
+                Py_XSETREF(database, entry[1]);
+                Py_INCREF(PyList_GET_ITEM(output, 0));
+                Py_XSETREF(sequences, PyList_GET_ITEM(output, 0));
+                Py_INCREF(PyList_GET_ITEM(output, 1));
+                Py_XSETREF(lines, PyList_GET_ITEM(output, 1));
+                Py_INCREF(PyList_GET_ITEM(output, 2));
+                Py_XSETREF(last, PyList_GET_ITEM(output, 2));
+            }
         }
-        PyObject *tags = entry[3];
-        PyObject *merged = NULL;
-        if (merge) {
+        PyObject *tags = entry[3], *merged = NULL, *line = NULL;
+        if (done == 0 && merge) {
             if (!PyDict_CheckExact(tags)) {
-                break;
+                done = 1;
             }
-            merged = PyDict_Copy(base_tags);
-            if (merged == NULL || PyDict_Update(merged, tags) < 0) {
-                Py_XDECREF(merged);
-                return NULL;
+            else {
+                merged = PyDict_Copy(base_tags);
+                if (merged == NULL || PyDict_Update(merged, tags) < 0) {
+                    done = -1;
+                }
+                tags = merged;
             }
-            tags = merged;
         }
-        PyObject *line =
-            encode_point(entry[2], tags, entry[4], entry[5], scale, limit,
-                         last);
+        if (done == 0) {
+            line = encode_point(state, entry[2], tags, entry[4], entry[5],
+                                scale, limit, last);
+            if (line == NULL) {
+                done = -1;
+            }
+            else if (line == Py_None) {
+                done = 1;
+            }
+            else if (PyList_Append(sequences, entry[0]) < 0
+                     || PyList_Append(lines, line) < 0) {
+                done = -1;
+            }
+        }
+        Py_XDECREF(line);
         Py_XDECREF(merged);
-        if (line == NULL) {
-            return NULL;
+        for (int index = 0; index < 6; index++) {
+            Py_DECREF(entry[index]);
         }
-        if (line == Py_None) {
-            Py_DECREF(line);
+        if (done < 0) {
+            goto finally;
+        }
+        if (done > 0) {
             break;
-        }
-        int failed = PyList_Append(sequences, entry[0]) < 0
-                     || PyList_Append(lines, line) < 0;
-        Py_DECREF(line);
-        if (failed) {
-            return NULL;
         }
         at += 6;
     }
-    return PyLong_FromSsize_t(at);
+    result = PyLong_FromSsize_t(at);
+finally:
+    Py_XDECREF(database);
+    Py_XDECREF(sequences);
+    Py_XDECREF(lines);
+    Py_XDECREF(last);
+    return result;
 }
 
 static PyObject *
@@ -671,13 +745,14 @@ configure(PyObject *module, PyObject *args)
                           &limit)) {
         return NULL;
     }
+    State *state = get_state(module);
     Py_INCREF(prefixes);
-    Py_XSETREF(prefix_cache, prefixes);
+    Py_XSETREF(state->prefix_cache, prefixes);
     Py_INCREF(names);
-    Py_XSETREF(measurement_cache, names);
+    Py_XSETREF(state->measurement_cache, names);
     Py_INCREF(keys);
-    Py_XSETREF(field_key_cache, keys);
-    series_limit = limit;
+    Py_XSETREF(state->field_key_cache, keys);
+    state->series_limit = limit;
     Py_RETURN_NONE;
 }
 
@@ -697,16 +772,62 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static int
+exec_module(PyObject *module)
+{
+    State *state = get_state(module);
+    state->prefix_cache = NULL;
+    state->measurement_cache = NULL;
+    state->field_key_cache = NULL;
+    state->series_limit = 100000;
+    return 0;
+}
+
+static int
+traverse_module(PyObject *module, visitproc visit, void *arg)
+{
+    State *state = get_state(module);
+    Py_VISIT(state->prefix_cache);
+    Py_VISIT(state->measurement_cache);
+    Py_VISIT(state->field_key_cache);
+    return 0;
+}
+
+static int
+clear_module(PyObject *module)
+{
+    State *state = get_state(module);
+    Py_CLEAR(state->prefix_cache);
+    Py_CLEAR(state->measurement_cache);
+    Py_CLEAR(state->field_key_cache);
+    return 0;
+}
+
+static void
+free_module(void *module)
+{
+    clear_module((PyObject *)module);
+}
+
+static PyModuleDef_Slot slots[] = {
+    {Py_mod_exec, exec_module},
+    {0, NULL},
+};
+
 static struct PyModuleDef module_definition = {
     PyModuleDef_HEAD_INIT,
     "sprockets_influxdb._speedups",
     "The compiled fast path of the line protocol encoder.",
-    -1,
+    sizeof(State),
     methods,
+    slots,
+    traverse_module,
+    clear_module,
+    free_module,
 };
 
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
-    return PyModule_Create(&module_definition);
+    return PyModuleDef_Init(&module_definition);
 }

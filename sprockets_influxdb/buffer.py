@@ -184,8 +184,10 @@ class Buffer:
 
     def oldest_sequence(self) -> int | None:
         """The sequence number of the oldest entry held, if any."""
-        try:
-            sequence: int = self._items[0]
-        except IndexError:
-            return None
-        return sequence
+        # Under the lock: put() drops an entry value by value when full.
+        with self._lock:
+            try:
+                sequence: int = self._items[0]
+            except IndexError:
+                return None
+            return sequence

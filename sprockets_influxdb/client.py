@@ -180,6 +180,7 @@ class Client:
             self._buffer, self._counters, settings, self._merge_base_tags
         )
         self._accepting = True
+        self._state_lock = threading.Lock()
         self._apply(settings)
         self._sampled = 0
         self._refused = 0
@@ -189,12 +190,15 @@ class Client:
         self._shutdown_future: FlushFuture | None = None
 
     def _apply(self, settings: Settings) -> None:
-        self._enabled = settings.enabled
-        self._probability = settings.sample_probability
-        self._update_open()
+        with self._state_lock:
+            self._enabled = settings.enabled
+            self._probability = settings.sample_probability
+            self._update_open()
 
     def _update_open(self) -> None:
-        # One test on the request path instead of three.
+        # One test on the request path instead of three; under
+        # _state_lock, so that configure() and shutdown() racing cannot
+        # leave it open after shutdown.
         self._open = (
             self._enabled and self._accepting and self._probability >= 1.0
         )
@@ -349,8 +353,9 @@ class Client:
             return self._shutdown_future
         if timeout is None:
             timeout = self._settings.shutdown_timeout
-        self._accepting = False
-        self._update_open()
+        with self._state_lock:
+            self._accepting = False
+            self._update_open()
         result = FlushFuture()
         self._shutdown_future = result
         stopped = self._writer.stop(timeout)

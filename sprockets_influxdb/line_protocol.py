@@ -133,7 +133,9 @@ def _check_text(value: object, what: str) -> str:
                 )
     if not value.isascii():
         _check_unicode(value, what)
-    return value
+    # A str subclass (a str enum) goes on as its text: formatting it would
+    # give something else (``Name.CPU`` for ``Name.CPU = 'cpu'``).
+    return value if type(value) is str else str.__str__(value)
 
 
 def _check_unicode(value: str, what: str) -> None:
@@ -160,13 +162,13 @@ def escape_measurement(name: str) -> str:
     escaped = _measurement_cache.get(name)
     if escaped is not None:
         return escaped
-    _check_text(name, 'measurement name')
-    if name.startswith('#'):
+    text = _check_text(name, 'measurement name')
+    if text.startswith('#'):
         raise ValueError(
             f'measurement name {name!r} starts with "#", which the server '
             'reads as a comment'
         )
-    escaped = name
+    escaped = text
     if ',' in escaped or ' ' in escaped:
         escaped = escaped.replace(',', '\\,').replace(' ', '\\ ')
     return _remember(_measurement_cache, name, escaped)
@@ -190,10 +192,10 @@ def escape_tag_key(key: str) -> str:
     escaped = _tag_key_cache.get(key)
     if escaped is not None:
         return escaped
-    _check_text(key, 'tag key')
-    if key == 'time':
+    text = _check_text(key, 'tag key')
+    if text == 'time':
         raise ValueError('tag key "time" is refused by InfluxDB')
-    return _remember(_tag_key_cache, key, _escape_key_or_tag(key))
+    return _remember(_tag_key_cache, key, _escape_key_or_tag(text))
 
 
 def escape_tag_value(value: str) -> str:
@@ -206,8 +208,8 @@ def escape_tag_value(value: str) -> str:
     escaped = _tag_value_cache.get(value)
     if escaped is not None:
         return escaped
-    _check_text(value, 'tag value')
-    return _remember(_tag_value_cache, value, _escape_key_or_tag(value))
+    text = _check_text(value, 'tag value')
+    return _remember(_tag_value_cache, value, _escape_key_or_tag(text))
 
 
 def escape_field_key(key: str) -> str:
@@ -220,10 +222,10 @@ def escape_field_key(key: str) -> str:
     escaped = _field_key_cache.get(key)
     if escaped is not None:
         return escaped
-    _check_text(key, 'field key')
-    if key == 'time':
+    text = _check_text(key, 'field key')
+    if text == 'time':
         raise ValueError('field key "time" is refused by InfluxDB')
-    return _remember(_field_key_cache, key, _escape_key_or_tag(key))
+    return _remember(_field_key_cache, key, _escape_key_or_tag(text))
 
 
 def format_field_value(key: str, value: object) -> str:

@@ -68,13 +68,19 @@ _ENCODE_SLICE = 1000
 
 
 class _Batch:
-    """Encoded lines of one database, with their sequence numbers."""
+    """Encoded lines of one database, with their sequence numbers.
 
-    __slots__ = ('lines', 'sequences')
+    All written at one precision, that of :attr:`precision`.
+    """
 
-    def __init__(self, sequences: list[int], lines: list[str]) -> None:
+    __slots__ = ('lines', 'precision', 'sequences')
+
+    def __init__(
+        self, sequences: list[int], lines: list[str], precision: str
+    ) -> None:
         self.sequences = sequences
         self.lines = lines
+        self.precision = precision
 
     def __len__(self) -> int:
         return len(self.lines)
@@ -82,9 +88,43 @@ class _Batch:
     def halves(self) -> tuple[_Batch, _Batch]:
         middle = len(self.lines) // 2
         return (
-            _Batch(self.sequences[:middle], self.lines[:middle]),
-            _Batch(self.sequences[middle:], self.lines[middle:]),
+            _Batch(
+                self.sequences[:middle], self.lines[:middle], self.precision
+            ),
+            _Batch(
+                self.sequences[middle:], self.lines[middle:], self.precision
+            ),
         )
+
+
+# Nanoseconds per unit of each precision (as normalized by the settings).
+_NANOSECONDS = {
+    'n': 1,
+    'u': 1000,
+    'ms': 1_000_000,
+    's': 1_000_000_000,
+    'm': 60_000_000_000,
+    'h': 3_600_000_000_000,
+}
+
+
+def _rescale(lines: list[str], old: str, new: str) -> list[str]:
+    """Convert the timestamps of lines from one precision to another.
+
+    Truncated toward zero, as the encoder does.
+    """
+    factor_old = _NANOSECONDS[old]
+    factor_new = _NANOSECONDS[new]
+    converted = []
+    for line in lines:
+        head, _, stamp = line.rpartition(' ')
+        nanoseconds = int(stamp) * factor_old
+        if nanoseconds >= 0:
+            number = nanoseconds // factor_new
+        else:
+            number = -(-nanoseconds // factor_new)
+        converted.append(f'{head} {number}')
+    return converted
 
 
 class Counters:
@@ -203,6 +243,9 @@ class Writer:
         # index _raw_at on; all of them newer than any encoded line.
         self._raw: list[Any] = []
         self._raw_at = 0
+        self._fast_failed = False
+        # The precision of the encoded lines held in the targets' deques.
+        self._lines_precision = settings.precision
         self._in_flight: dict[int, int] = {}
         self._batch_ids = itertools.count()
         self._waiters: list[_Waiter] = []
@@ -223,9 +266,7 @@ class Writer:
 
         :param settings: the new settings
         """
-        if settings.precision != self._settings.precision:
-            for target in self._targets.values():
-                target.last_times.clear()
+        # A new precision is applied by the writer thread (see _serve).
         self._settings = settings
         self._body_limit = settings.max_body_size
         # Configuring never starts the thread (a gunicorn --preload master
@@ -351,6 +392,8 @@ class Writer:
             with self._lock:
                 force = self._force
                 self._force = False
+            if settings.precision != self._lines_precision:
+                self._change_precision(settings.precision)
             if (
                 force
                 or stopping is not None
@@ -382,6 +425,17 @@ class Writer:
             with anyio.move_on_after(max(deadline - now, 0)):
                 await self._event.wait()
             self._event = anyio.Event()
+
+    def _change_precision(self, precision: str) -> None:
+        """Convert the lines waiting to a new precision.
+
+        The runs of times written are forgotten: they were at the old one.
+        """
+        old = self._lines_precision
+        for target in self._targets.values():
+            target.lines = deque(_rescale(list(target.lines), old, precision))
+            target.last_times.clear()
+        self._lines_precision = precision
 
     def _next_deadline(self, settings: Settings, now: float) -> float:
         deadlines = [now + 3600.0]
@@ -433,12 +487,25 @@ class Writer:
             database: [[], [], target.last_times if unique else None]
             for database, target in targets.items()
         }
-        fast = line_protocol.fast_slice
+        fast = None if self._fast_failed else line_protocol.fast_slice
         at = 0
         stop = len(chunk)
         while at < stop:
             if fast is not None:
-                at = fast(chunk, at, stop, precision, base_tags, outputs)
+                before = sum([len(output[0]) for output in outputs.values()])
+                try:
+                    at = fast(chunk, at, stop, precision, base_tags, outputs)
+                except Exception:
+                    # A bug: encode in Python from the entry it failed on.
+                    LOGGER.exception(
+                        'The compiled encoder failed; the writer encodes in '
+                        'Python from now on'
+                    )
+                    self._fast_failed = True
+                    fast = None
+                    done = sum([len(output[0]) for output in outputs.values()])
+                    at += (done - before) * ENTRY_SIZE
+                    continue
                 if at >= stop:
                     break
             # An entry the compiled fast path leaves (or no fast path).
@@ -554,13 +621,16 @@ class Writer:
         waiting = target.lines
         count = min(len(waiting), max_lines)
         if count == len(waiting):
-            batch = _Batch(list(target.sequences), list(waiting))
+            batch = _Batch(
+                list(target.sequences), list(waiting), self._lines_precision
+            )
             target.sequences.clear()
             waiting.clear()
         else:
             batch = _Batch(
                 list(islice(target.sequences, count)),
                 list(islice(waiting, count)),
+                self._lines_precision,
             )
             for pop in (target.sequences.popleft, waiting.popleft):
                 for _ in repeat(None, count):
@@ -613,6 +683,10 @@ class Writer:
         """Put the unresolved lines of a batch back at the head, in order."""
         done = delivery.done
         sequences, lines = batch.sequences, batch.lines
+        if batch.precision != self._lines_precision:
+            # Sent at the old precision and failed: the others are at the
+            # new one by now.
+            lines = _rescale(lines, batch.precision, self._lines_precision)
         if done:
             kept = [
                 index
@@ -672,7 +746,9 @@ class Writer:
         if len(body) > self._body_limit and len(batch) > 1:
             await self._split(target, batch, delivery)
             return
-        response = await self._post(settings, target.database, body)
+        response = await self._post(
+            settings, target.database, body, batch.precision
+        )
         status = response.status_code
         counters = self._counters
         if 200 <= status < 300:
@@ -757,10 +833,10 @@ class Writer:
         self._counters.written += len(batch) - dropped
 
     async def _post(
-        self, settings: Settings, database: str, body: bytes
+        self, settings: Settings, database: str, body: bytes, precision: str
     ) -> httpx.Response:
         http = self._client(settings)
-        params = {'db': database, 'precision': settings.precision}
+        params = {'db': database, 'precision': precision}
         if settings.retention_policy:
             params['rp'] = settings.retention_policy
         headers = {'Content-Type': 'text/plain; charset=utf-8'}

@@ -664,3 +664,28 @@ def test_points_of_one_series_at_one_time_are_kept_apart(
         ]
     else:  # InfluxDB keeps the last point of a series at one time
         assert [row['i'] for row in rows] == [4]
+
+
+def test_a_new_precision_applies_to_lines_already_encoded(
+    influxdb: InfluxServer, client_factory: Factory
+) -> None:
+    influxdb.create_database('db')
+    influxdb.stop()
+    client = client_factory(influxdb.url, precision='ms')
+    for index in range(3):
+        measurement = point(index)
+        measurement.set_timestamp(1_700_000_000.123 + index)
+        client.add_measurement(measurement)
+    # Encoded at ms and kept while the server is down...
+    assert client.flush(timeout=0.5).result(timeout=5) is False
+    assert client.stats().buffered == 3
+    # ... then written at s: the times are converted, truncated.
+    client.configure(precision='s')
+    influxdb.start()
+    assert client.flush().result(timeout=30)
+    rows = influxdb.rows('db', 'm')
+    assert [(row['time'], row['i']) for row in rows] == [
+        (1_700_000_000_000, 0),
+        (1_700_000_001_000, 1),
+        (1_700_000_002_000, 2),
+    ]

@@ -53,7 +53,7 @@ def cannot_be_carried(value: str, kind: str) -> bool:
         return True
     if any(ord(char) < 0x20 or char == '\x7f' for char in value):
         return True
-    if any(a == '\\' and b in ',= "' for a, b in itertools.pairwise(value)):
+    if any(a == '\\' and b in ',= "' for a, b in zip(value, value[1:])):
         return True
     if kind == 'name' and value.startswith('#'):
         return True

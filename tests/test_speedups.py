@@ -1047,3 +1047,36 @@ def test_both_modes_store_the_same_rows(influxdb: typing.Any) -> None:
         }
     assert sum(len(rows) for rows in stored['compiled'].values()) == 3000
     assert stored['compiled'] == stored['python']
+
+
+class Name(str, enum.Enum):
+    CPU = 'cpu'
+
+
+class Key(str, enum.Enum):
+    LOAD = 'load'
+    HOST = 'host'
+
+
+@pytest.mark.parametrize('pure', [True, False])
+def test_str_enum_names_and_keys_are_written_as_their_text(
+    pure: bool,
+) -> None:
+    clear_caches()
+    encode = line_protocol.encode_python if pure else line_protocol.encode
+    line = encode(Name.CPU, {Key.HOST: 'a'}, {Key.LOAD: 1.5}, 1.0)
+    assert line == 'cpu,host=a load=1.5 1000'
+    # The plain strings equal to them, cached since, give the same.
+    assert encode('cpu', {'host': 'a'}, {'load': 1.5}, 2.0) == (
+        'cpu,host=a load=1.5 2000'
+    )
+
+
+@compiled_only
+@pytest.mark.parametrize(('start', 'stop'), [(-6, 6), (3, 6), (6, 0)])
+def test_the_slice_fast_path_checks_its_bounds(start: int, stop: int) -> None:
+    fast_slice = line_protocol.fast_slice
+    assert fast_slice is not None
+    values = [0, 'db', 'm', {}, {'f': 1}, 1.0] * 2
+    with pytest.raises(ValueError, match='start'):
+        fast_slice(values, start, stop, 'ms', None, {'db': [[], [], None]})
