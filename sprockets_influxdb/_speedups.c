@@ -708,8 +708,23 @@ encode_slice(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             else if (line == Py_None) {
                 done = 1;
             }
-            else if (PyList_Append(sequences, entry[0]) < 0
-                     || PyList_Append(lines, line) < 0) {
+            else if (PyList_Append(sequences, entry[0]) < 0) {
+                done = -1;
+            }
+            else if (PyList_Append(lines, line) < 0) {
+                /* Keep the two lists aligned: the caller counts what was
+                 * done by the sequences. */
+                Py_ssize_t size = PyList_GET_SIZE(sequences);
+#if PY_VERSION_HEX >= 0x030C0000
+                PyObject *error = PyErr_GetRaisedException();
+                PyList_SetSlice(sequences, size - 1, size, NULL);
+                PyErr_SetRaisedException(error);
+#else
+                PyObject *type, *value, *traceback;
+                PyErr_Fetch(&type, &value, &traceback);
+                PyList_SetSlice(sequences, size - 1, size, NULL);
+                PyErr_Restore(type, value, traceback);
+#endif
                 done = -1;
             }
         }

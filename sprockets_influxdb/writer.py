@@ -535,7 +535,8 @@ class Writer:
             last = target.last_times if settings.unique_timestamps else None
             output = outputs[database] = [[], [], last]
         try:
-            line = line_protocol.encode(
+            # The compiled path has left this one (or there is none).
+            line = line_protocol.encode_python(
                 name, tags, fields, when, settings.precision, output[2]
             )
         except Exception as error:
