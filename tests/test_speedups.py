@@ -38,14 +38,26 @@ NOT_BUILT = (
     '(or set SPROCKETS_INFLUXDB_PURE_PYTHON=1 to test the pure Python mode)'
 )
 
-# Without the fast path there is nothing to compare: in the pure Python
-# mode only test_the_fast_path_is_compiled_unless_disabled runs, and checks
-# that the fast path is indeed disabled.
-compiled_only = pytest.mark.skipif(
-    PURE_PYTHON,
-    reason='SPROCKETS_INFLUXDB_PURE_PYTHON is set: the fast path is '
-    'disabled, which test_the_fast_path_is_compiled_unless_disabled checks',
-)
+
+def speedups() -> types.ModuleType:
+    """The compiled module, set up with the encoder's caches.
+
+    Imported directly, so that it is compared with the Python encoder even
+    when ``SPROCKETS_INFLUXDB_PURE_PYTHON`` keeps ``line_protocol`` from
+    using it; fails (never skips) when it was not built.
+    """
+    try:
+        from sprockets_influxdb import _speedups
+    except ImportError:
+        pytest.fail(NOT_BUILT, pytrace=False)
+    _speedups.configure(
+        line_protocol._prefix_cache,
+        line_protocol._measurement_cache,
+        line_protocol._field_key_cache,
+        line_protocol._SERIES_LIMIT,
+    )
+    return _speedups
+
 
 Last = typing.Optional[dict[str, list[int]]]
 
@@ -79,10 +91,7 @@ def fast(
     last: object = None,
 ) -> str | None:
     """Call the fast path; fail (never skip) when it was not built."""
-    function = line_protocol.fast_encode
-    if function is None:
-        pytest.fail(NOT_BUILT, pytrace=False)
-    return function(name, tags, fields, timestamp, precision, last)
+    return speedups().encode(name, tags, fields, timestamp, precision, last)
 
 
 def python(
@@ -410,7 +419,6 @@ def test_the_fast_path_is_compiled_unless_disabled() -> None:
     assert line_protocol.encode('m', {}, {'f': 1}, 1.0) == 'm f=1i 1000'
 
 
-@compiled_only
 @settings(max_examples=400, deadline=None)
 @given(
     points=batches(),
@@ -444,7 +452,6 @@ def test_the_fast_path_gives_the_python_line_or_none(
             event('fast path: refused by Python')
 
 
-@compiled_only
 @settings(max_examples=400, deadline=None)
 @given(
     name=plain_names,
@@ -472,7 +479,6 @@ def test_the_fast_path_encodes_plain_points(
         assert line is not None, 'the fast path left a plain point to Python'
 
 
-@compiled_only
 def test_points_of_one_series_at_one_time_get_consecutive_times() -> None:
     last: Last = {}
 
@@ -504,8 +510,7 @@ def test_points_of_one_series_at_one_time_get_consecutive_times() -> None:
 @pytest.fixture
 def series_limit() -> typing.Iterator[typing.Callable[[int], None]]:
     """Set a series limit for both encoders; restore the real one after."""
-    from sprockets_influxdb import _speedups
-
+    _speedups = speedups()
     original = line_protocol._SERIES_LIMIT
 
     def set_limit(limit: int) -> None:
@@ -522,7 +527,6 @@ def series_limit() -> typing.Iterator[typing.Callable[[int], None]]:
     line_protocol._load_fast_path()
 
 
-@compiled_only
 def test_a_new_series_beyond_the_limit_clears_the_runs(
     series_limit: typing.Callable[[int], None],
 ) -> None:
@@ -539,7 +543,6 @@ def test_a_new_series_beyond_the_limit_clears_the_runs(
     }
 
 
-@compiled_only
 def test_tags_in_another_order_give_the_same_line() -> None:
     clear_caches()
     first = {'b': '2', 'a': '1', 'c': '3'}
@@ -559,7 +562,6 @@ def test_tags_in_another_order_give_the_same_line() -> None:
     )
 
 
-@compiled_only
 def test_empty_tags() -> None:
     clear_caches()
     for tags in ({}, {'k': ''}, {'k': None}):
@@ -582,7 +584,6 @@ def test_empty_tags() -> None:
     assert last == {'empty': [3_000, 3_003]}
 
 
-@compiled_only
 @pytest.mark.parametrize(
     ('value', 'text'),
     [
@@ -606,7 +607,6 @@ def test_field_values_of_subclasses_are_left_to_python(
     compare('sub', {}, {'f': value}, 1.0, 'ms', {})
 
 
-@compiled_only
 def test_exact_bools_ints_floats_and_text_take_the_fast_path() -> None:
     fields = {
         'yes': True,
@@ -630,7 +630,6 @@ def test_exact_bools_ints_floats_and_text_take_the_fast_path() -> None:
     assert fast('exact', {}, fields, 1.0) == expected
 
 
-@compiled_only
 def test_tag_values_of_subclasses_equal_to_cached_text() -> None:
     # A str subclass equal to a remembered tag value finds its prefix, in
     # both encoders alike.
@@ -643,7 +642,6 @@ def test_tag_values_of_subclasses_equal_to_cached_text() -> None:
         assert fast('subtag', {'k': value}, {'f': 1}, 1.0) is None
 
 
-@compiled_only
 @pytest.mark.parametrize(
     ('timestamp', 'precision', 'expected'),
     [
@@ -671,7 +669,6 @@ def test_timestamps_on_the_fast_path(
     assert str(expected) == line_protocol.exact_timestamp(timestamp, precision)
 
 
-@compiled_only
 @pytest.mark.parametrize(
     ('timestamp', 'precision'),
     [
@@ -697,7 +694,6 @@ def test_other_timestamps_are_left_to_python(
     compare('ts', {}, {'f': 1}, timestamp, precision, {})
 
 
-@compiled_only
 @pytest.mark.parametrize(
     'value', ['héllo', 'snow ☃', '日本', 'say "hi"', 'back\\slash', 'x' * 5000]
 )
@@ -708,7 +704,6 @@ def test_text_fields_the_fast_path_leaves_to_python(value: str) -> None:
     assert expected is not None
 
 
-@compiled_only
 @pytest.mark.parametrize(
     'value',
     [
@@ -731,7 +726,6 @@ def test_field_values_python_refuses_are_left_to_it(value: object) -> None:
     assert expected is None
 
 
-@compiled_only
 def test_what_was_never_seen_is_left_to_python() -> None:
     clear_caches()
     assert fast('seen', {'k': 'v'}, {'f': 1}, 1.0) is None
@@ -760,7 +754,6 @@ def test_what_was_never_seen_is_left_to_python() -> None:
     assert fast('seen', {}, {'f': 1}, 1.0) is None
 
 
-@compiled_only
 def test_other_types_of_arguments_are_left_to_python() -> None:
     tags = {'k': 'v'}
     fields = {'f': 1}
@@ -783,7 +776,6 @@ def test_other_types_of_arguments_are_left_to_python() -> None:
         compare(name, tag_set, field_set, 1.0, 'ms', last)
 
 
-@compiled_only
 @pytest.mark.parametrize('size', range(4076, 4094))
 @pytest.mark.parametrize('last', [{}, {'edge': [1000, 1000]}])
 def test_lines_about_the_size_of_the_buffer(
@@ -795,7 +787,6 @@ def test_lines_about_the_size_of_the_buffer(
     compare('edge', {}, {'f': 'x' * size}, 1.0, 'ms', copy.deepcopy(last))
 
 
-@compiled_only
 @pytest.mark.parametrize(
     'run',
     [
@@ -813,7 +804,6 @@ def test_runs_beyond_64_bits_left_by_the_python_path(run: list[int]) -> None:
     compare('huge', {'k': 'v'}, {'f': 1}, 1.0, 'ms', {'huge,k=v': run})
 
 
-@compiled_only
 def test_a_huge_timestamp_does_not_break_the_series() -> None:
     last: Last = {}
     compare(
@@ -845,10 +835,8 @@ def _doubles(count: int, seed: int) -> list[float]:
     return values
 
 
-@compiled_only
 def test_the_fast_float_text_is_repr() -> None:
-    from sprockets_influxdb import _speedups
-
+    _speedups = speedups()
     fast = 0
     for value in _doubles(200_000, seed=20261125):
         text = _speedups.float_repr(value)
@@ -866,7 +854,6 @@ def test_the_fast_float_text_is_repr() -> None:
     assert fast > 100_000
 
 
-@compiled_only
 @pytest.mark.parametrize(
     'value',
     [
@@ -886,8 +873,7 @@ def test_the_fast_float_text_is_repr() -> None:
     ],
 )
 def test_float_text_at_the_edges(value: float) -> None:
-    from sprockets_influxdb import _speedups
-
+    _speedups = speedups()
     assert _speedups.float_repr(value) in (None, repr(value))
     assert _speedups.float_repr(-value) in (None, repr(-value))
 
@@ -922,7 +908,6 @@ def _encode_entries_in_python(
     return result
 
 
-@compiled_only
 @settings(max_examples=300, deadline=None)
 @given(
     points=batches(),
@@ -940,8 +925,7 @@ def test_the_slice_fast_path_gives_the_python_lines(
     known: tuple[str, ...],
     unique: bool,
 ) -> None:
-    fast_slice = line_protocol.fast_slice
-    assert fast_slice is not None
+    fast_slice = speedups().encode_slice
     values: list[object] = []
     for sequence, (point, database) in enumerate(zip(points, databases)):
         values.extend((sequence, database, *point))
@@ -961,27 +945,20 @@ def test_the_slice_fast_path_gives_the_python_lines(
         at = fast_slice(values, at, len(values), 'ms', base_tags, outputs)
         if at >= len(values):
             break
-        sequence, database, name, tags, fields, when = values[at : at + 6]
+        entry = values[at : at + 6]
         at += 6
         output = outputs.setdefault(
-            database,  # type: ignore[arg-type]
+            entry[1],  # type: ignore[arg-type]
             [[], [], {} if unique else None],
         )
-        if base_tags:
-            tags = {**base_tags, **tags}  # type: ignore[dict-item]
-        try:
-            line = line_protocol.encode(
-                name,  # type: ignore[arg-type]
-                tags,  # type: ignore[arg-type]
-                fields,  # type: ignore[arg-type]
-                when,  # type: ignore[arg-type]
-                'ms',
-                output[2],
-            )
-        except (ValueError, TypeError):
-            continue
-        output[0].append(sequence)
-        output[1].append(line)
+        done = _encode_entries_in_python(
+            entry,
+            base_tags,
+            {entry[1]: output[2]},  # type: ignore[dict-item]
+        )
+        for sequences, lines in done.values():
+            output[0].extend(sequences)
+            output[1].extend(lines)
     got = {
         database: (sequences, lines)
         for database, (sequences, lines, _) in outputs.items()
@@ -1072,11 +1049,9 @@ def test_str_enum_names_and_keys_are_written_as_their_text(
     )
 
 
-@compiled_only
 @pytest.mark.parametrize(('start', 'stop'), [(-6, 6), (3, 6), (6, 0)])
 def test_the_slice_fast_path_checks_its_bounds(start: int, stop: int) -> None:
-    fast_slice = line_protocol.fast_slice
-    assert fast_slice is not None
+    fast_slice = speedups().encode_slice
     values = [0, 'db', 'm', {}, {'f': 1}, 1.0] * 2
     with pytest.raises(ValueError, match='start'):
         fast_slice(values, start, stop, 'ms', None, {'db': [[], [], None]})
