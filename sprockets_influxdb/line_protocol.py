@@ -364,14 +364,9 @@ def tag_fragment(key: str, value: object) -> str:
     """
     if value is None or value == '':
         return ''
-    if type(value) is str:
-        text = value
-    elif isinstance(value, str):
-        # A str subclass (a str enum) is written as its text, as the
-        # cached plain string equal to it is.
-        text = str.__str__(value)
-    else:
-        text = str(value)
+    # A str subclass (a str enum) is not passed through str(), which gives
+    # its name: escape_tag_value() writes its text.
+    text = value if isinstance(value, str) else str(value)
     fragment = (
         f',{_tag_key_cache.get(key) or escape_tag_key(key)}='
         f'{_tag_value_cache.get(text) or escape_tag_value(text)}'
