@@ -41,14 +41,10 @@ if ROOT not in sys.path:
 import sprockets_influxdb  # noqa: E402
 from sprockets_influxdb.wsgi import ENVIRON_KEY, InfluxDBMiddleware  # noqa: E402
 
-# Several gunicorn workers record the same series (endpoint, status, host):
-# two requests in the same millisecond in two workers would be one point in
-# InfluxDB.  Microseconds keep them apart (the library keeps points of one
-# process apart at any precision).  Configuring starts no thread, so the
-# workers forked from a --preload master start their own writers.
-sprockets_influxdb.install(
-    precision=os.environ.get('INFLUXDB_PRECISION') or 'us'
-)
+# Optional (the first request would configure the library from the
+# environment); configuring starts no thread, so the workers forked from a
+# --preload master start their own writers.
+sprockets_influxdb.install()
 
 api = Blueprint('api', __name__)
 
@@ -122,6 +118,7 @@ def main() -> None:
     parser.add_argument('--port', type=int, default=8000)
     parser.add_argument('--workers', type=int, default=2)
     parser.add_argument('--worker-class', default='sync')
+    parser.add_argument('--threads', type=int, default=1)
     arguments = parser.parse_args()
 
     class Server(BaseApplication):  # type: ignore[misc]
@@ -129,6 +126,7 @@ def main() -> None:
             self.cfg.set('bind', f'127.0.0.1:{arguments.port}')
             self.cfg.set('workers', arguments.workers)
             self.cfg.set('worker_class', arguments.worker_class)
+            self.cfg.set('threads', arguments.threads)
             self.cfg.set('preload_app', True)
             self.cfg.set('loglevel', 'warning')
 

@@ -5,14 +5,19 @@
  * already in the encoder's prefix cache, a non-empty dict of fields whose
  * keys are all in the field key cache and whose values are exactly bool,
  * int (64-bit), finite float or ASCII str without a double quote or a
- * backslash, and a float timestamp at a precision of s, ms or u within the
- * range where multiplying is exact.  For anything else it returns None and
+ * backslash, and a timestamp that is either an int of nanoseconds (a time
+ * the library chose) at a precision of n, u, ms or s, or a float of
+ * seconds (a time the user gave) at s, ms or u within the range where
+ * multiplying is exact.  For anything else it returns None and
  * the Python encoder, which validates, escapes and fills the caches, does
  * the work: both give the same line, which the tests check on generated
  * points.
  *
  * The caches and limits are the Python module's own objects, handed over
  * once by configure().
+ *
+ * The module also holds the library's clock (now_ns), the compiled form of
+ * sprockets_influxdb.clock._now_python.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -23,8 +28,12 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #define LINE_BUFFER 4096
+/* How many steps past its own time a point may be moved to keep it apart
+ * from the points of its series already written (line_protocol.MAX_STEPS). */
+#define MAX_STEPS 4
 
 /* The Python encoder's caches, per module object (so per interpreter). */
 typedef struct {
@@ -32,6 +41,11 @@ typedef struct {
     PyObject *measurement_cache; /* name -> escaped name */
     PyObject *field_key_cache;   /* key -> escaped key */
     Py_ssize_t series_limit;
+    /* The clock: the discriminator, the resolution (ns) and the last time
+     * handed out. */
+    long long clock_offset;
+    long long clock_resolution;
+    long long clock_last;
 } State;
 
 static State *
@@ -424,24 +438,34 @@ put_fields(State *state, Line *line, PyObject *fields)
     return first ? 0 : 1;
 }
 
-/* The scale and limit of a precision this path covers; 0 for others. */
+/* What a precision means here: floats of seconds are multiplied by scale
+ * (0: not covered) below limit; ints of nanoseconds are divided by
+ * divisor; step is the distance between two times of one process. */
+typedef struct {
+    double scale;
+    double limit;
+    long long divisor;
+    long long step;
+} Precision;
+
+/* 1 and the precision's figures when this path covers it, else 0. */
 static int
-precision_scale(PyObject *precision, double *scale, double *limit)
+precision_of(PyObject *precision, Precision *result)
 {
     if (!PyUnicode_Check(precision)) {
         return 0;
     }
-    if (PyUnicode_CompareWithASCIIString(precision, "ms") == 0) {
-        *scale = 1000.0;
-        *limit = 9000000000.0;
+    if (PyUnicode_CompareWithASCIIString(precision, "n") == 0) {
+        *result = (Precision){0.0, 0.0, 1LL, 1000LL};
+    }
+    else if (PyUnicode_CompareWithASCIIString(precision, "ms") == 0) {
+        *result = (Precision){1000.0, 9000000000.0, 1000000LL, 1LL};
     }
     else if (PyUnicode_CompareWithASCIIString(precision, "u") == 0) {
-        *scale = 1000000.0;
-        *limit = 4294967296.0;
+        *result = (Precision){1000000.0, 4294967296.0, 1000LL, 1LL};
     }
     else if (PyUnicode_CompareWithASCIIString(precision, "s") == 0) {
-        *scale = 1.0;
-        *limit = 9e9;
+        *result = (Precision){1.0, 9e9, 1000000000LL, 1LL};
     }
     else {
         return 0;
@@ -449,18 +473,81 @@ precision_scale(PyObject *precision, double *scale, double *limit)
     return 1;
 }
 
-/* The timestamp as an integer at the precision, truncated on the decimal
- * digits of the float, exactly as format_timestamp() does it.  0 when the
- * value is not one this path covers. */
+/* Seconds as nanoseconds, from the decimal digits of repr(seconds) as
+ * exact_timestamp() takes them: 1 when done, 0 for what is left to Python
+ * (a negative time, one repr() writes with an exponent, one beyond the
+ * 64-bit range of nanoseconds). */
 static int
-scale_timestamp(PyObject *timestamp, double scale, double limit,
+nanoseconds_of(double seconds, long long *result)
+{
+    char text[40];
+    if (!(seconds >= 0.0 && seconds < 9e9)) {
+        return 0;
+    }
+    int length = short_repr(seconds, text);
+    if (length == 0) {
+        return 0;
+    }
+    long long value = 0;
+    int index = 0, decimals = -1;
+    for (; index < length; index++) {
+        char c = text[index];
+        if (c == '.') {
+            decimals = 0;
+            continue;
+        }
+        if (c < '0' || c > '9') {
+            return 0;
+        }
+        if (decimals >= 9) {
+            break; /* truncated below the nanosecond */
+        }
+        value = value * 10 + (c - '0');
+        if (decimals >= 0) {
+            decimals++;
+        }
+    }
+    if (decimals < 0) {
+        return 0; /* repr() always writes a point for these */
+    }
+    for (; decimals < 9; decimals++) {
+        value *= 10;
+    }
+    *result = value;
+    return 1;
+}
+
+/* The timestamp as an integer at the precision: an int of nanoseconds is
+ * divided (truncated toward zero); a float of seconds is truncated on its
+ * decimal digits, exactly as format_timestamp() does it.  Returns 2 for an
+ * int (a time to keep apart from others), 1 for a float, 0 when the value
+ * is not one this path covers (or -1 with an exception). */
+static int
+scale_timestamp(PyObject *timestamp, const Precision *precision,
                 long long *result)
 {
+    if (PyLong_CheckExact(timestamp)) {
+        int overflow = 0;
+        long long nanoseconds =
+            PyLong_AsLongLongAndOverflow(timestamp, &overflow);
+        if (nanoseconds == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+        if (overflow) {
+            return 0;
+        }
+        *result = nanoseconds / precision->divisor;
+        return 2;
+    }
     if (!PyFloat_CheckExact(timestamp)) {
         return 0;
     }
     double seconds = PyFloat_AS_DOUBLE(timestamp);
-    if (!(seconds >= 0.0 && seconds < limit)) {
+    if (precision->scale == 0.0) {
+        return nanoseconds_of(seconds, result);
+    }
+    double scale = precision->scale;
+    if (!(seconds >= 0.0 && seconds < precision->limit)) {
         return 0;
     }
     long long value = (long long)(seconds * scale);
@@ -476,7 +563,9 @@ scale_timestamp(PyObject *timestamp, double scale, double limit,
 
 /* Keep points of one series apart, as the Python encoder does with its
  * ``last`` argument: each series maps to a list [first, end], the last run
- * of consecutive times written.  -1 on an error, 0 to leave it to Python. */
+ * of times written, step apart.  -1 on an error, 0 to leave it to Python
+ * (a run it does not hold as two ints, or a point that would move more
+ * than MAX_STEPS steps, which Python reports), 1 when done. */
 static int
 set_time(PyObject *run, Py_ssize_t index, long long value)
 {
@@ -484,12 +573,14 @@ set_time(PyObject *run, Py_ssize_t index, long long value)
     if (number == NULL) {
         return -1;
     }
-    /* Steals the new reference and releases the old item. */
+    /* Steals the new reference and releases the old item, an exact int:
+     * no Python code runs. */
     return PyList_SetItem(run, index, number);
 }
 
 static int
-make_unique(State *state, PyObject *last, PyObject *head, long long *value)
+make_unique(State *state, PyObject *last, PyObject *head, long long *value,
+            long long step)
 {
     PyObject *run = PyDict_GetItemWithError(last, head);
     long long number = *value;
@@ -508,41 +599,51 @@ make_unique(State *state, PyObject *last, PyObject *head, long long *value)
         Py_DECREF(fresh);
         return failed ? -1 : 1;
     }
-    if (!PyList_CheckExact(run) || PyList_GET_SIZE(run) != 2) {
-        return 0;
+    Py_INCREF(run); /* held while it is read and changed */
+    int status = 0;
+    if (!PyList_CheckExact(run) || PyList_GET_SIZE(run) != 2
+        || !PyLong_CheckExact(PyList_GET_ITEM(run, 0))
+        || !PyLong_CheckExact(PyList_GET_ITEM(run, 1))) {
+        goto done;
     }
     int overflow_first = 0, overflow_end = 0;
     long long first =
         PyLong_AsLongLongAndOverflow(PyList_GET_ITEM(run, 0), &overflow_first);
     long long end =
         PyLong_AsLongLongAndOverflow(PyList_GET_ITEM(run, 1), &overflow_end);
-    if ((first == -1 || end == -1) && PyErr_Occurred()) {
-        return -1;
-    }
-    if (overflow_first || overflow_end || end == LLONG_MAX) {
-        return 0; /* times beyond 64 bits: Python's integers do it */
+    if (overflow_first || overflow_end || end > LLONG_MAX - step) {
+        goto done; /* times beyond 64 bits: Python's integers do it */
     }
     if (number > end) {
         if (set_time(run, 0, number) < 0 || set_time(run, 1, number) < 0) {
-            return -1;
+            status = -1;
+            goto done;
         }
     }
     else if (number >= first) {
-        /* Within the run: moved one unit past its end. */
-        number = end + 1;
-        if (set_time(run, 1, number) < 0) {
-            return -1;
+        /* Within the run: moved one step past its end, unless that is
+         * too far from its own time (Python reports it). */
+        long long moved = end + step;
+        if (moved - number > MAX_STEPS * step) {
+            goto done;
         }
-        *value = number;
+        if (set_time(run, 1, moved) < 0) {
+            status = -1;
+            goto done;
+        }
+        *value = moved;
     }
-    return 1;
+    status = 1;
+done:
+    Py_DECREF(run);
+    return status;
 }
 
 /* Encode one point: a new str, Py_None (a new reference) for a point left
  * to Python, or NULL with an exception. */
 static PyObject *
 encode_point(State *state, PyObject *name, PyObject *tags, PyObject *fields,
-             PyObject *timestamp, double scale, double limit, PyObject *last)
+             PyObject *timestamp, const Precision *precision, PyObject *last)
 {
     if (state->prefix_cache == NULL) {
         Py_RETURN_NONE; /* not configured */
@@ -553,7 +654,11 @@ encode_point(State *state, PyObject *name, PyObject *tags, PyObject *fields,
         Py_RETURN_NONE;
     }
     long long number;
-    if (!scale_timestamp(timestamp, scale, limit, &number)) {
+    int kind = scale_timestamp(timestamp, precision, &number);
+    if (kind < 0) {
+        return NULL;
+    }
+    if (kind == 0) {
         Py_RETURN_NONE;
     }
     PyObject *head = find_head(state, name, tags);
@@ -574,8 +679,9 @@ encode_point(State *state, PyObject *name, PyObject *tags, PyObject *fields,
     if (status == 1 && line.size + 22 > LINE_BUFFER) {
         status = 0;
     }
-    if (status == 1 && last != Py_None) {
-        status = make_unique(state, last, head, &number);
+    /* Only the times the library chose (ints) are kept apart. */
+    if (status == 1 && kind == 2 && last != Py_None) {
+        status = make_unique(state, last, head, &number, precision->step);
     }
     Py_DECREF(head);
     if (status < 0) {
@@ -601,12 +707,12 @@ encode(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "encode() takes 6 arguments");
         return NULL;
     }
-    double scale, limit;
-    if (!precision_scale(args[4], &scale, &limit)) {
+    Precision precision;
+    if (!precision_of(args[4], &precision)) {
         Py_RETURN_NONE; /* not a precision for here */
     }
     return encode_point(get_state(module), args[0], args[1], args[2],
-                        args[3], scale, limit, args[5]);
+                        args[3], &precision, args[5]);
 }
 
 /* encode_slice(values, start, stop, precision, base_tags, outputs) -> int
@@ -643,8 +749,8 @@ encode_slice(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                         "multiple of 6");
         return NULL;
     }
-    double scale, limit;
-    if (!precision_scale(args[3], &scale, &limit)) {
+    Precision precision;
+    if (!precision_of(args[3], &precision)) {
         return PyLong_FromSsize_t(start);
     }
     State *state = get_state(module);
@@ -701,7 +807,7 @@ encode_slice(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         }
         if (done == 0) {
             line = encode_point(state, entry[2], tags, entry[4], entry[5],
-                                scale, limit, last);
+                                &precision, last);
             if (line == NULL) {
                 done = -1;
             }
@@ -750,6 +856,73 @@ finally:
     return result;
 }
 
+/* ------------------------------------------------------------------------
+ * The library's clock: see sprockets_influxdb/clock.py, whose _now_python
+ * this does the same as, atomically under the GIL.
+ * ------------------------------------------------------------------------
+ */
+
+#if defined(CLOCK_REALTIME)
+static PyObject *
+now_ns(PyObject *module, PyObject *unused)
+{
+    (void)unused;
+    State *state = get_state(module);
+    const long long step = 1000;
+    long long offset = state->clock_offset;
+    long long resolution = state->clock_resolution;
+    long long last = state->clock_last;
+    long long moment;
+    for (;;) {
+        struct timespec now;
+        if (clock_gettime(CLOCK_REALTIME, &now) != 0) {
+            return PyErr_SetFromErrno(PyExc_OSError);
+        }
+        long long reading = (long long)now.tv_sec * 1000000000LL
+                            + (long long)now.tv_nsec;
+        long long remainder = (reading - offset) % step;
+        if (remainder < 0) {
+            remainder += step;
+        }
+        moment = reading - remainder;
+        if (moment > last) {
+            break;
+        }
+        long long following = last + step;
+        if (following <= reading + resolution - 1) {
+            moment = following; /* within the tick of a coarse clock */
+            break;
+        }
+        if (last - moment > resolution + step) {
+            break; /* the system clock was set back */
+        }
+        /* The same microsecond as the last time: wait for the next. */
+    }
+    state->clock_last = moment;
+    return PyLong_FromLongLong(moment);
+}
+
+static PyObject *
+configure_clock(PyObject *module, PyObject *args)
+{
+    long long offset, resolution;
+    if (!PyArg_ParseTuple(args, "LL", &offset, &resolution)) {
+        return NULL;
+    }
+    if (offset < 0 || offset >= 1000 || resolution < 1) {
+        PyErr_SetString(PyExc_ValueError,
+                        "configure_clock() needs 0 <= offset < 1000 and "
+                        "resolution >= 1");
+        return NULL;
+    }
+    State *state = get_state(module);
+    state->clock_offset = offset;
+    state->clock_resolution = resolution;
+    state->clock_last = 0;
+    Py_RETURN_NONE;
+}
+#endif
+
 static PyObject *
 configure(PyObject *module, PyObject *args)
 {
@@ -784,6 +957,13 @@ static PyMethodDef methods[] = {
     {"configure", configure, METH_VARARGS,
      "configure(prefix_cache, measurement_cache, field_key_cache, "
      "series_limit)"},
+#if defined(CLOCK_REALTIME)
+    {"now_ns", now_ns, METH_NOARGS,
+     "now_ns() -> int: a time for a new point (see clock.py)"},
+    {"configure_clock", configure_clock, METH_VARARGS,
+     "configure_clock(offset, resolution): the discriminator and the "
+     "clock's resolution in ns; forgets the last time"},
+#endif
     {NULL, NULL, 0, NULL},
 };
 
@@ -795,6 +975,9 @@ exec_module(PyObject *module)
     state->measurement_cache = NULL;
     state->field_key_cache = NULL;
     state->series_limit = 100000;
+    state->clock_offset = 0;
+    state->clock_resolution = 1;
+    state->clock_last = 0;
     return 0;
 }
 

@@ -70,7 +70,8 @@ class Stats:
     #: Measurements dropped, by reason: ``overflow`` (the buffer was full),
     #: ``rejected`` (the server refused the line), ``shutdown`` (added after
     #: shutdown, or not delivered by its deadline), ``sampled`` (left out by
-    #: sampling), ``invalid`` (could not be encoded).
+    #: sampling), ``invalid`` (could not be encoded), ``collision`` (would
+    #: have replaced another point of its series: see :ref:`timestamps`).
     dropped: Mapping[str, int]
     #: Requests that were retried after an error.
     retries: int
@@ -271,7 +272,7 @@ class Client:
             measurement.name,
             dict(measurement.tags),
             dict(fields),
-            measurement.timestamp,
+            measurement._time,
         )
         if signal > 0:
             self._writer.wake()

@@ -187,7 +187,7 @@ class Settings:
     trigger_size: int = 5000
     sample_probability: float = 1.0
     base_tags: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    precision: str = 'ms'
+    precision: str = 'n'
     request_timeout: float = 10.0
     flush_timeout: float = 30.0
     shutdown_timeout: float = 5.0
@@ -248,7 +248,7 @@ class Settings:
         precision = pick(
             'precision',
             lambda value, name: _precision(value, name),
-            'ms',
+            'n',
         )
         retention_policy = pick('retention_policy', _text, None)
         tag_hostname = pick('tag_hostname', _boolean, True)

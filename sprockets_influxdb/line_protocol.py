@@ -34,7 +34,9 @@ from typing import Any, Union
 
 __all__ = [
     'COMPILED',
+    'MAX_STEPS',
     'PRECISIONS',
+    'CollisionError',
     'FieldValue',
     'encode',
     'encode_python',
@@ -69,6 +71,34 @@ PRECISIONS: Mapping[str, str] = {
 }
 
 _DECIMAL_DIGITS = {'n': 9, 'u': 6, 'ms': 3, 's': 0}
+# Nanoseconds per unit of each precision: times the library chose are
+# integers of nanoseconds.
+_NANOSECONDS = {
+    'n': 1,
+    'u': 1000,
+    'ms': 1_000_000,
+    's': 1_000_000_000,
+    'm': 60_000_000_000,
+    'h': 3_600_000_000_000,
+}
+
+#: How many steps past its own time a point the library timed may be moved
+#: to keep it apart from the points of its series already written: a step
+#: is one microsecond at ``ns`` (keeping the process's digits below it) and
+#: one unit at the other precisions.
+MAX_STEPS = 4
+
+
+class CollisionError(ValueError):
+    """A point cannot be kept apart from the points of its series.
+
+    Its series already has points at its time and at each of the
+    :data:`MAX_STEPS` steps after it: the series is recorded faster than
+    one point per step.  Moving it further would move it away from its real
+    time; writing it would replace a point.
+    """
+
+
 # Precisions whose scaled timestamps stay exact in a float, up to a limit
 # (microseconds until 2106, milliseconds and seconds until 2255):
 # multiplying is then safe.
@@ -382,7 +412,7 @@ def encode_python(
     name: str,
     tags: Mapping[str, object],
     fields: Mapping[str, object],
-    timestamp: float,
+    timestamp: float | int,
     precision: str = 'ms',
     last: dict[str, list[int]] | None = None,
 ) -> str:
@@ -457,37 +487,69 @@ def encode_python(
         except KeyError:
             append(f'{escape_field_key(key)}={text}')
     values = ','.join(texts)
-    scale = _FAST_SCALES.get(precision)
-    if scale is not None and 0 <= timestamp < _FAST_LIMITS[precision]:
-        number = int(timestamp * scale)
-        if (number + 1) / scale <= timestamp:
-            number += 1
-        elif number / scale > timestamp:
-            number -= 1
+    if type(timestamp) is int:
+        number = _scale_nanoseconds(timestamp, precision)
+        if last is not None:
+            number = _keep_apart(last, head, number, precision)
     else:
-        number = int(exact_timestamp(timestamp, precision))
-    if last is not None:
-        # InfluxDB keeps one point per series and time: a second point at
-        # a time already written would replace the first.  Each series
-        # remembers its last run of consecutive times (first, last): a
-        # point within it moves past its end; an older one stays put.
-        run = last.get(head)
-        if run is None:
-            if len(last) >= _SERIES_LIMIT:
-                last.clear()
-            last[head] = [number, number]
-        elif number > run[1]:
-            run[0] = run[1] = number
-        elif number >= run[0]:
-            number = run[1] = run[1] + 1
+        scale = _FAST_SCALES.get(precision)
+        if scale is not None and 0 <= timestamp < _FAST_LIMITS[precision]:
+            number = int(timestamp * scale)
+            if (number + 1) / scale <= timestamp:
+                number += 1
+            elif number / scale > timestamp:
+                number -= 1
+        else:
+            number = int(exact_timestamp(timestamp, precision))
     return f'{head} {values} {number}'
+
+
+def _scale_nanoseconds(nanoseconds: int, precision: str) -> int:
+    """Nanoseconds at a precision, truncated toward zero."""
+    divisor = _NANOSECONDS[precision]
+    if nanoseconds >= 0:
+        return nanoseconds // divisor
+    return -(-nanoseconds // divisor)
+
+
+def _keep_apart(
+    last: dict[str, list[int]], head: str, number: int, precision: str
+) -> int:
+    """The time to write a point of the series *head* at.
+
+    InfluxDB keeps one point per series and time: a second point at a time
+    already written would replace the first.  Each series remembers its
+    last run of times written, a step apart (``[first, end]``): a point
+    within it moves one step past its end, at most :data:`MAX_STEPS` steps
+    from its own time; an older one (a backfill, a slow request) stays put.
+
+    :raises CollisionError: when the point would move further
+    """
+    run = last.get(head)
+    if run is None:
+        if len(last) >= _SERIES_LIMIT:
+            last.clear()
+        last[head] = [number, number]
+    elif number > run[1]:
+        run[0] = run[1] = number
+    elif number >= run[0]:
+        step = 1000 if precision == 'n' else 1
+        moved = run[1] + step
+        if moved - number > MAX_STEPS * step:
+            raise CollisionError(
+                f'series {head!r} already has points at every time up to '
+                f'{MAX_STEPS} steps after this one: it is recorded faster '
+                'than one point per step'
+            )
+        number = run[1] = moved
+    return number
 
 
 def encode(
     name: str,
     tags: Mapping[str, object],
     fields: Mapping[str, object],
-    timestamp: float,
+    timestamp: float | int,
     precision: str = 'ms',
     last: dict[str, list[int]] | None = None,
 ) -> str:
@@ -496,25 +558,31 @@ def encode(
     Tags are written sorted by key; tags with an empty value (or ``None``)
     are left out.
 
-    With *last*, each series (measurement and tags) keeps there its last
-    run of consecutive times written, and a point whose time falls within
-    that run is moved one unit of the precision after its end, so that it
-    does not replace a point already written; a point older than the run
-    (a backfill, a slow request) keeps its time.
+    A timestamp is an :class:`int` of nanoseconds for a time the library
+    chose, or a :class:`float` of seconds for a time the user gave (written
+    as given).  With *last*, each series (measurement and tags) keeps there
+    its last run of times written, and a point the library timed whose time
+    falls within that run is moved one step after its end (one microsecond
+    at ``n``, one unit at the other precisions), at most
+    :data:`MAX_STEPS` steps, so that it does not replace a point already
+    written; a point older than the run (a backfill, a slow request) keeps
+    its time.
 
     The common point (cached names and tags; bool, int, float and plain
-    ASCII text fields; a float timestamp at ``s``, ``ms`` or ``u``) is
-    encoded by a compiled fast path when the package was built with it;
-    see :data:`COMPILED`.
+    ASCII text fields; an int timestamp at ``n``, ``u``, ``ms`` or ``s``, a
+    float one at ``s``, ``ms`` or ``u``) is encoded by a compiled fast path
+    when the package was built with it; see :data:`COMPILED`.
 
     :param name: the measurement name
     :param tags: tag keys and values
     :param fields: at least one field
-    :param timestamp: seconds since the epoch
+    :param timestamp: nanoseconds (:class:`int`) or seconds
+        (:class:`float`) since the epoch
     :param precision: a value returned by :func:`normalize_precision`
     :param last: the last run of times written of each series (a list
         ``[first, last]``), updated
     :returns: the line
+    :raises CollisionError: when a point cannot be kept apart
     :raises ValueError: when something cannot be represented, naming it
     """
     if fast_encode is not None:

@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 
-from sprockets_influxdb import line_protocol
+from sprockets_influxdb import clock, line_protocol
 from sprockets_influxdb.line_protocol import FieldValue
 
 __all__ = ['Measurement']
@@ -23,6 +23,7 @@ _FLOAT_MIN = -_FLOAT_MAX
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
 _PRECISIONS = line_protocol.PRECISIONS
+_now_ns = clock.now_ns
 
 # The base tags every new Measurement starts with: those of the default
 # client, set when it is configured (``install()`` or first use).
@@ -90,10 +91,11 @@ class Measurement:
 
        Field keys and values.
 
-    .. attribute:: timestamp
-       :type: float
-
-       Seconds since the epoch, set to the current time at construction.
+    The time of the point is taken at construction from the library's
+    clock (:mod:`sprockets_influxdb.clock`), in nanoseconds: no other
+    point the library times, in this process or in another one on the
+    host, gets the same time (see :ref:`timestamps`).  A time given with
+    :meth:`set_timestamp` is written as given.
     """
 
     def __init__(self, database: str, name: str) -> None:
@@ -112,7 +114,9 @@ class Measurement:
             tags.copy() if tags is not None else _initial_tags()
         )
         self.fields: dict[str, FieldValue] = {}
-        self.timestamp: float = time.time()
+        # An int: nanoseconds the library chose, kept apart from other
+        # points; a float: seconds the user gave, written as given.
+        self._time: int | float = _now_ns()
 
     def __repr__(self) -> str:
         return (
@@ -120,6 +124,31 @@ class Measurement:
             f'tags={self.tags!r} fields={self.fields!r} '
             f'timestamp={self.timestamp!r}>'
         )
+
+    @property
+    def timestamp(self) -> float:
+        """The time of the point, in seconds since the epoch.
+
+        Assigning a number is the same as calling :meth:`set_timestamp`.
+        """
+        value = self._time
+        return value / 1e9 if type(value) is int else value
+
+    @timestamp.setter
+    def timestamp(self, value: float | datetime.datetime) -> None:
+        self.set_timestamp(value)
+
+    @property
+    def time_ns(self) -> int:
+        """The time of the point, in nanoseconds since the epoch.
+
+        Exact for a time the library chose; for a time given in seconds,
+        the decimal digits of the number given, truncated.
+        """
+        value = self._time
+        if type(value) is int:
+            return value
+        return int(line_protocol.exact_timestamp(value, 'n'))
 
     @contextlib.contextmanager
     def duration(self, name: str) -> Iterator[None]:
@@ -146,8 +175,8 @@ class Measurement:
     def marshall(self, precision: str = 'ms') -> str:
         """Return the point as one line of line protocol.
 
-        :param precision: the timestamp precision (``ms`` by default, as the
-            library writes them)
+        :param precision: the timestamp precision (``ms`` by default, as
+            2.x wrote it; the library writes ``ns`` by default)
         :returns: the line, without a trailing newline
         :raises ValueError: when the measurement has no fields, or holds a
             value that was put into :attr:`tags` or :attr:`fields` directly
@@ -157,7 +186,7 @@ class Measurement:
             self.name,
             self.tags,
             self.fields,
-            self.timestamp,
+            self._time,
             _PRECISIONS.get(precision)
             or line_protocol.normalize_precision(precision),
         )
@@ -231,22 +260,39 @@ class Measurement:
             else:
                 self.tags[name] = text
 
-    def set_timestamp(self, value: float | datetime.datetime) -> None:
+    def set_timestamp(
+        self, value: float | datetime.datetime, *, unique: bool = False
+    ) -> None:
         """Set the time of the point.
+
+        The time is written as given, truncated to the precision: another
+        point of the same series at the same time replaces it in InfluxDB.
+        With *unique*, it is kept apart from the other points of its series
+        as a time the library chose is: rounded up to this process's
+        digits below the microsecond (see :ref:`timestamps`) and, when the
+        series already has a point there, moved a step later (a
+        microsecond at ``ns``, a unit at coarser precisions), a few steps
+        at most.
 
         :param value: seconds since the epoch, or a :class:`datetime.datetime`
             (a naive one is local time, as :meth:`datetime.datetime.timestamp`
             reads it)
+        :param unique: keep it apart from the other points of its series
         :raises ValueError: for NaN, an infinity or another type
         """
         if isinstance(value, datetime.datetime):
-            self.timestamp = value.timestamp()
-            return
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            seconds = value.timestamp()
+        elif isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(
                 'timestamp must be a float (seconds since the epoch) or a '
                 f'datetime, not {type(value).__name__}'
             )
-        if not math.isfinite(value):
+        elif not math.isfinite(value):
             raise ValueError(f'timestamp {value!r} is not finite')
-        self.timestamp = float(value)
+        else:
+            seconds = float(value)
+        if unique:
+            nanoseconds = int(line_protocol.exact_timestamp(seconds, 'n'))
+            self._time = clock.align(nanoseconds, up=True)
+        else:
+            self._time = seconds

@@ -23,6 +23,7 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Callable
 
+from sprockets_influxdb import clock
 from sprockets_influxdb.measurement import Measurement
 
 if TYPE_CHECKING:
@@ -168,14 +169,27 @@ class RequestRecord:
         self._recorder = recorder
         #: The HTTP method, the ``method`` tag.
         self.method = method
-        #: :func:`time.monotonic` at the start of the request; an
-        #: integration that learns of a request late moves it back (and
-        #: the measurement's timestamp with it).
+        #: :func:`time.monotonic` at the start of the request (see
+        #: :meth:`date_back`).
         self.started = time.monotonic()
         #: The measurement the request becomes.
         self.measurement = Measurement(recorder.database, recorder.measurement)
         #: Whether :meth:`finish` was called.
         self.finished = False
+
+    def date_back(self, seconds: float) -> None:
+        """Move the start of the request back to its arrival.
+
+        For an integration that learns of a request after it arrived.  The
+        measurement's time moves back too and stays a time the library
+        chose (kept apart from the other points of its series).
+
+        :param seconds: how long ago the request arrived
+        """
+        self.started -= seconds
+        measurement = self.measurement
+        moment = measurement.time_ns - round(seconds * 1e9)
+        measurement._time = clock.align(moment)
 
     def finish(
         self,

@@ -193,9 +193,7 @@ class InfluxDBMixin:
         else:
             # The handler is made once the request has arrived (and its
             # body, unless streamed): date the start back to its arrival.
-            elapsed = request.request_time()
-            record.started -= elapsed
-            record.measurement.timestamp -= elapsed
+            record.date_back(request.request_time())
             self.influxdb = record.measurement
             if request.connection is not None:
                 counting = _CountingConnection(request.connection)

@@ -138,6 +138,7 @@ class Counters:
             'shutdown': 0,
             'sampled': 0,
             'invalid': 0,
+            'collision': 0,
         }
         self.retries = 0
         self.requests = 0
@@ -258,6 +259,8 @@ class Writer:
         self._retired: list[httpx.AsyncClient] = []
         self._overflow_unreported = 0
         self._overflow_reported_at = -_LOG_INTERVAL
+        self._collisions_unreported = 0
+        self._collisions_reported_at = -_LOG_INTERVAL
 
     # Called from any thread -------------------------------------------------
 
@@ -539,6 +542,11 @@ class Writer:
             line = line_protocol.encode_python(
                 name, tags, fields, when, settings.precision, output[2]
             )
+        except line_protocol.CollisionError as error:
+            self._counters.backlog -= 1
+            self._counters.dropped['collision'] += 1
+            self._report_collision(name, database, error)
+            return
         except Exception as error:
             self._counters.backlog -= 1
             self._counters.dropped['invalid'] += 1
@@ -552,6 +560,25 @@ class Writer:
             return
         output[0].append(sequence)
         output[1].append(line)
+
+    def _report_collision(
+        self, name: str, database: str, error: Exception
+    ) -> None:
+        """Warn of points dropped rather than replace others (throttled)."""
+        self._collisions_unreported += 1
+        now = time.monotonic()
+        if now - self._collisions_reported_at < _LOG_INTERVAL:
+            return
+        LOGGER.warning(
+            'Dropped %d measurements that would have replaced others of '
+            'their series (the last %r for database %r): %s',
+            self._collisions_unreported,
+            name,
+            database,
+            error,
+        )
+        self._collisions_unreported = 0
+        self._collisions_reported_at = now
 
     def _trim(self, limit: int) -> None:
         """Drop the oldest lines and entries held beyond *limit*."""

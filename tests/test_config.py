@@ -28,7 +28,9 @@ def test_historical_defaults() -> None:
     assert settings.max_buffer_size == 25000
     assert settings.max_clients == 10
     assert settings.sample_probability == 1.0
-    assert settings.precision == 'ms'
+    # Nanoseconds, not 2.x's milliseconds: the points of several processes
+    # recorded in one millisecond would replace each other.
+    assert settings.precision == 'n'
     assert settings.base_tags == {'hostname': socket.gethostname()}
 
 

@@ -155,7 +155,7 @@ def test_batches_are_bounded_and_grouped_by_database(
     assert all(len(request.lines) <= 7 for request in requests)
     assert sum(len(request.lines) for request in requests) == 30
     for request in requests:
-        assert request.query['precision'] == 'ms'
+        assert request.query['precision'] == 'n'
         assert request.headers['user-agent'].startswith('sprockets-influxdb/')
     assert indexes(influxdb, 'one') == [i for i in range(30) if i % 3]
     assert indexes(influxdb, 'two') == list(range(0, 30, 3))
@@ -623,7 +623,7 @@ def test_the_buffer_bound_is_on_the_total(
     assert indexes(influxdb) == list(range(150, 250))
 
 
-def test_a_timestamp_set_directly_to_infinity_is_dropped_alone(
+def test_a_value_put_directly_that_cannot_be_written_is_dropped_alone(
     influxdb: InfluxServer,
     client_factory: Factory,
     caplog: pytest.LogCaptureFixture,
@@ -631,7 +631,9 @@ def test_a_timestamp_set_directly_to_infinity_is_dropped_alone(
     influxdb.create_database('db')
     client = client_factory(influxdb.url)
     bad = point(1)
-    bad.timestamp = float('inf')  # a plain attribute: not checked here
+    with pytest.raises(ValueError, match='is not finite'):
+        bad.timestamp = float('inf')  # checked as set_timestamp() does
+    bad.fields['i'] = float('inf')  # a plain dict: not checked here
     with caplog.at_level(logging.ERROR, logger='sprockets_influxdb'):
         client.add_measurement(point(0))
         client.add_measurement(bad)
@@ -639,7 +641,7 @@ def test_a_timestamp_set_directly_to_infinity_is_dropped_alone(
         assert client.flush().result(timeout=10)
     assert indexes(influxdb) == [0, 2]
     assert client.stats().dropped['invalid'] == 1
-    assert any('is not finite' in r.message for r in caplog.records)
+    assert any('cannot store' in r.message for r in caplog.records)
     client.add_measurement(point(3))
     assert client.flush().result(timeout=10)
     assert indexes(influxdb) == [0, 2, 3]
@@ -647,23 +649,38 @@ def test_a_timestamp_set_directly_to_infinity_is_dropped_alone(
 
 @pytest.mark.parametrize('unique', [True, False])
 def test_points_of_one_series_at_one_time_are_kept_apart(
-    influxdb: InfluxServer, client_factory: Factory, unique: bool
+    influxdb: InfluxServer,
+    client_factory: Factory,
+    caplog: pytest.LogCaptureFixture,
+    unique: bool,
 ) -> None:
     influxdb.create_database('db')
-    client = client_factory(influxdb.url, unique_timestamps=unique)
-    for index in range(5):
-        measurement = point(index, endpoint='/')
-        measurement.set_timestamp(1_700_000_000.5)  # the same millisecond
-        client.add_measurement(measurement)
-    assert client.flush().result(timeout=10)
+    client = client_factory(
+        influxdb.url, precision='ms', unique_timestamps=unique
+    )
+    with caplog.at_level(logging.WARNING, logger='sprockets_influxdb'):
+        for index in range(7):
+            measurement = point(index, endpoint='/')
+            # The same millisecond, to be kept apart as the library's own.
+            measurement.set_timestamp(1_700_000_000.5, unique=True)
+            client.add_measurement(measurement)
+        assert client.flush().result(timeout=10)
     rows = influxdb.rows('db', 'm')
     if unique:
+        # One millisecond apart, at most four past their own time: the
+        # last two are dropped, counted and reported, not moved further.
         assert [row['i'] for row in rows] == [0, 1, 2, 3, 4]
         assert [row['time'] for row in rows] == [
             1_700_000_000_500 + offset for offset in range(5)
         ]
+        assert client.stats().dropped['collision'] == 2
+        assert any(
+            'would have replaced others of their series' in record.message
+            for record in caplog.records
+        )
     else:  # InfluxDB keeps the last point of a series at one time
-        assert [row['i'] for row in rows] == [4]
+        assert [row['i'] for row in rows] == [6]
+        assert client.stats().dropped['collision'] == 0
 
 
 def test_a_new_precision_applies_to_lines_already_encoded(

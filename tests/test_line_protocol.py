@@ -273,18 +273,50 @@ def test_fast_timestamps_match_the_decimal_truncation(
 
 
 def test_unique_times_move_collisions_only() -> None:
-    last: dict[str, tuple[int, int]] = {}
+    last: dict[str, list[int]] = {}
 
-    def written(seconds: float, tag: str = 'a') -> int:
+    def written(milliseconds: int, tag: str = 'a') -> int:
+        # Times the library chose: ints of nanoseconds.
         line = line_protocol.encode(
-            'm', {'t': tag}, {'f': 1}, seconds, 'ms', last
+            'm', {'t': tag}, {'f': 1}, milliseconds * 10**6, 'ms', last
         )
         return int(line.rsplit(' ', 1)[1])
 
-    assert written(10.000) == 10_000
-    assert written(10.000) == 10_001  # the same time: moved past the run
-    assert written(10.001) == 10_002  # within the run: moved past it
-    assert written(10.000, 'b') == 10_000  # another series
-    assert written(5.0) == 5_000  # older than the run: a backfill stays
-    assert written(10.010) == 10_010  # after the run: a new run
-    assert written(10.005) == 10_005  # older than the new run: stays
+    assert written(10_000) == 10_000
+    assert written(10_000) == 10_001  # the same time: moved past the run
+    assert written(10_001) == 10_002  # within the run: moved past it
+    assert written(10_000, 'b') == 10_000  # another series
+    assert written(5_000) == 5_000  # older than the run: a backfill stays
+    assert written(10_010) == 10_010  # after the run: a new run
+    assert written(10_005) == 10_005  # older than the new run: stays
+    # Never more than MAX_STEPS units past its own time.
+    assert [written(20_000) for _ in range(5)] == [
+        20_000 + step for step in range(line_protocol.MAX_STEPS + 1)
+    ]
+    with pytest.raises(line_protocol.CollisionError, match="'m,t=a'"):
+        written(20_000)
+    assert written(20_001) == 20_005  # four steps: still in reach
+    assert last['m,t=a'] == [20_000, 20_005]
+
+
+def test_nanosecond_steps_keep_the_process_digits() -> None:
+    last: dict[str, list[int]] = {}
+    time = 1_700_000_000_123_456_789
+
+    def written(nanoseconds: int) -> int:
+        line = line_protocol.encode('m', {}, {'f': 1}, nanoseconds, 'n', last)
+        return int(line.rsplit(' ', 1)[1])
+
+    assert written(time) == time
+    assert written(time) == time + 1000  # a microsecond: ...789 kept
+    assert written(time + 500) == time + 2000
+
+
+def test_times_given_in_seconds_are_written_as_given() -> None:
+    last: dict[str, list[int]] = {}
+    lines = {
+        line_protocol.encode('m', {}, {'f': 1}, 10.0, 'ms', last)
+        for _ in range(3)
+    }
+    assert lines == {'m f=1i 10000'}
+    assert last == {}

@@ -297,7 +297,16 @@ field_sets = st.one_of(
     st.dictionaries(keys, field_values, min_size=1, max_size=3),
     st.dictionaries(keys, field_values, max_size=3),
 )
+# Ints are nanoseconds the library chose, floats seconds the user gave.
+nanoseconds = st.one_of(
+    st.integers(min_value=0, max_value=2**63 - 1),
+    st.integers(
+        min_value=1_600_000_000 * 10**9, max_value=1_900_000_000 * 10**9
+    ),
+    st.integers(min_value=-(2**63), max_value=-1),
+)
 fast_timestamps = st.one_of(
+    nanoseconds,
     st.floats(min_value=0, max_value=4294967296.0, exclude_max=True),
     st.floats(min_value=1.6e9, max_value=1.9e9),
     st.integers(min_value=0, max_value=4_294_967_295_999).map(
@@ -369,6 +378,12 @@ plain_timestamps = st.one_of(
     st.floats(min_value=1.6e9, max_value=1.9e9),
     st.integers(min_value=0, max_value=3_999_999_999_999).map(
         lambda ms: ms / 1000
+    ),
+)
+plain_nanoseconds = st.one_of(
+    st.integers(min_value=0, max_value=2**63 - 1),
+    st.integers(
+        min_value=1_600_000_000 * 10**9, max_value=1_900_000_000 * 10**9
     ),
 )
 
@@ -457,18 +472,26 @@ def test_the_fast_path_gives_the_python_line_or_none(
     name=plain_names,
     tags=plain_tag_sets,
     fields=plain_field_sets,
-    timestamp=plain_timestamps,
-    precision=st.sampled_from(['ms', 'u', 's']),
+    timestamp_and_precision=st.one_of(
+        st.tuples(plain_timestamps, st.sampled_from(['ms', 'u', 's'])),
+        st.tuples(
+            st.floats(min_value=1e-4, max_value=9e9, exclude_max=True).filter(
+                lambda seconds: math.frexp(seconds)[0] != 0.5
+            ),
+            st.just('n'),
+        ),
+        st.tuples(plain_nanoseconds, st.sampled_from(['n', 'u', 'ms', 's'])),
+    ),
     unique=st.booleans(),
 )
 def test_the_fast_path_encodes_plain_points(
     name: str,
     tags: dict[str, str],
     fields: dict[str, object],
-    timestamp: float,
-    precision: str,
+    timestamp_and_precision: tuple[float | int, str],
     unique: bool,
 ) -> None:
+    timestamp, precision = timestamp_and_precision
     clear_caches()  # so that no cache fills up and empties meanwhile
     last: Last = {} if unique else None
     for _ in range(2):  # the second time, at the same time
@@ -482,29 +505,49 @@ def test_the_fast_path_encodes_plain_points(
 def test_points_of_one_series_at_one_time_get_consecutive_times() -> None:
     last: Last = {}
 
-    def written(seconds: float, host: str = 'a') -> int:
-        _, line = compare(
-            'runs', {'host': host}, {'f': 1}, seconds, 'ms', last
+    def written(milliseconds: int, host: str = 'a') -> int | None:
+        expected, line = compare(
+            'runs', {'host': host}, {'f': 1}, milliseconds * 10**6, 'ms', last
         )
-        assert line is not None
-        return time_of(line)
+        assert line is not None or expected is None
+        return None if line is None else time_of(line)
 
-    assert [written(10.0) for _ in range(4)] == [
+    assert [written(10_000) for _ in range(4)] == [
         10_000,
         10_001,
         10_002,
         10_003,
     ]
-    assert written(10.002) == 10_004  # within the run: moved past it
-    assert written(9.0) == 9_000  # older than the run: stays
+    assert written(10_002) == 10_004  # within the run: moved past it
+    assert written(10_000) is None  # five past its time: refused by both
+    assert written(9_000) == 9_000  # older than the run: stays
     assert last == {'runs,host=a': [10_000, 10_004]}
-    assert written(10.0, 'b') == 10_000  # another series
-    assert written(11.0) == 11_000  # after the run: a new run
-    assert written(10.5) == 10_500  # older than the new run
+    assert written(10_000, 'b') == 10_000  # another series
+    assert written(11_000) == 11_000  # after the run: a new run
+    assert written(10_500) == 10_500  # older than the new run
     assert last == {
         'runs,host=a': [11_000, 11_000],
         'runs,host=b': [10_000, 10_000],
     }
+
+
+def test_nanosecond_runs_step_a_microsecond() -> None:
+    last: Last = {}
+    time = 1_700_000_000_000_000_042
+    lines = [compare('ns', {}, {'f': 1}, time, 'n', last)[1] for _ in range(3)]
+    assert [time_of(line) for line in lines] == [
+        time,
+        time + 1000,
+        time + 2000,
+    ]
+
+
+def test_times_given_in_seconds_are_not_moved() -> None:
+    last: Last = {}
+    for _ in range(3):
+        line = compare('given', {}, {'f': 1}, 10.0, 'ms', last)[1]
+        assert line == 'given f=1i 10000'
+    assert last == {}
 
 
 @pytest.fixture
@@ -532,11 +575,12 @@ def test_a_new_series_beyond_the_limit_clears_the_runs(
 ) -> None:
     series_limit(2)
     last: Last = {}
+    five = 5 * 10**9
     for host in ('a', 'b', 'c'):
-        assert compare('limit', {'host': host}, {'f': 1}, 5.0, 'ms', last)[1]
+        assert compare('limit', {'host': host}, {'f': 1}, five, 'ms', last)[1]
     assert last == {'limit,host=c': [5_000, 5_000]}
     for host in ('d', 'c'):  # a known series is not a new one
-        assert compare('limit', {'host': host}, {'f': 1}, 5.0, 'ms', last)[1]
+        assert compare('limit', {'host': host}, {'f': 1}, five, 'ms', last)[1]
     assert last == {
         'limit,host=c': [5_000, 5_001],
         'limit,host=d': [5_000, 5_000],
@@ -556,8 +600,9 @@ def test_tags_in_another_order_give_the_same_line() -> None:
     assert fast('order', second, {'f': 1.5}, 2.0) == expected
     # One series whatever the order.
     last: Last = {}
-    assert time_of(compare('order', first, {'f': 1.5}, 2.0, 'ms', last)[1])
-    assert compare('order', second, {'f': 1.5}, 2.0, 'ms', last)[1] == (
+    two = 2 * 10**9
+    assert time_of(compare('order', first, {'f': 1.5}, two, 'ms', last)[1])
+    assert compare('order', second, {'f': 1.5}, two, 'ms', last)[1] == (
         'order,a=1,b=2,c=3 f=1.5 2001'
     )
 
@@ -572,7 +617,7 @@ def test_empty_tags() -> None:
     assert fast('empty', {'k': None}, {'f': 1}, 3.0) is None
     last: Last = {}
     lines = [
-        compare('empty', tags, {'f': 1}, 3.0, 'ms', last)[0]
+        compare('empty', tags, {'f': 1}, 3 * 10**9, 'ms', last)[0]
         for tags in ({}, {'k': ''}, {'k': None}, {'j': '', 'k': ''})
     ]
     assert lines == [
@@ -657,6 +702,16 @@ def test_tag_values_of_subclasses_equal_to_cached_text() -> None:
         (8999999999.5, 's', 8999999999),
         (0.0, 'ms', 0),
         (-0.0, 'ms', 0),
+        (1700000000.123, 'n', 1700000000123000000),
+        (1700000000.1234567, 'n', 1700000000123456700),
+        (8999999999.5, 'n', 8999999999500000000),
+        (1_700_000_000_123_456_789, 'n', 1_700_000_000_123_456_789),
+        (1_700_000_000_123_456_789, 'u', 1_700_000_000_123_456),
+        (1_700_000_000_123_456_789, 'ms', 1_700_000_000_123),
+        (1_700_000_000_123_456_789, 's', 1_700_000_000),
+        (2**63 - 1, 'n', 2**63 - 1),
+        (-1_500_000, 'ms', -1),
+        (0, 'n', 0),
     ],
 )
 def test_timestamps_on_the_fast_path(
@@ -666,7 +721,10 @@ def test_timestamps_on_the_fast_path(
     line = fast('ts', {}, {'f': 1}, timestamp, precision)
     assert line == f'ts f=1i {expected}'
     assert line == python('ts', {}, {'f': 1}, timestamp, precision)
-    assert str(expected) == line_protocol.exact_timestamp(timestamp, precision)
+    if isinstance(timestamp, float):
+        assert str(expected) == line_protocol.exact_timestamp(
+            timestamp, precision
+        )
 
 
 @pytest.mark.parametrize(
@@ -678,10 +736,15 @@ def test_timestamps_on_the_fast_path(
         (-1.5, 'ms'),
         (-1e-300, 'ms'),
         (1e17, 'ms'),
-        (1.5, 'n'),
+        (0.5, 'n'),
+        (-1.5, 'n'),
+        (9e9, 'n'),
+        (1e20, 'n'),
         (1.5, 'm'),
         (1.5, 'h'),
-        (1, 'ms'),
+        (10**9, 'm'),
+        (2**63, 'n'),
+        (-(2**63) - 1, 'ms'),
         (True, 'ms'),
         (Real(1.5), 'ms'),
     ],
@@ -801,16 +864,14 @@ def test_runs_beyond_64_bits_left_by_the_python_path(run: list[int]) -> None:
     # timestamp of time.time_ns() taken as seconds at ms precision; the
     # next point of that series must still be encoded.
     python('huge', {'k': 'v'}, {'f': 1}, 1.0)
-    compare('huge', {'k': 'v'}, {'f': 1}, 1.0, 'ms', {'huge,k=v': run})
+    compare('huge', {'k': 'v'}, {'f': 1}, 10**9, 'ms', {'huge,k=v': run})
 
 
 def test_a_huge_timestamp_does_not_break_the_series() -> None:
     last: Last = {}
-    compare(
-        'huge', {'k': 'v'}, {'f': 1}, 1_700_000_000_000_000_000, 'ms', last
-    )
-    assert last == {'huge,k=v': [1_700_000_000_000_000_000_000] * 2}
-    expected, _ = compare('huge', {'k': 'v'}, {'f': 1}, 1.0, 'ms', last)
+    compare('huge', {'k': 'v'}, {'f': 1}, 10**25, 'ms', last)
+    assert last == {'huge,k=v': [10**19] * 2}
+    expected, _ = compare('huge', {'k': 'v'}, {'f': 1}, 10**9, 'ms', last)
     assert expected == 'huge,k=v f=1i 1000'
 
 

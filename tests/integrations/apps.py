@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 
 import httpx
 
@@ -23,6 +24,8 @@ class AppServer:
         influxdb: InfluxServer,
         database: str,
         env: dict[str, str] | None = None,
+        *,
+        defaults: bool = False,
     ) -> None:
         self.port = free_port()
         self.url = f'http://127.0.0.1:{self.port}'
@@ -31,12 +34,19 @@ class AppServer:
             for key, value in os.environ.items()
             if not key.startswith(('INFLUXDB_', 'SERVICE', 'ENVIRONMENT'))
         }
-        environ.update(
-            {
-                'PYTHONPATH': ROOT,
+        if defaults:
+            # As a new user runs it: the server's URL and nothing else.
+            settings = {'INFLUXDB_URL': influxdb.url}
+        else:
+            settings = {
                 'INFLUXDB_HOST': influxdb.host,
                 'INFLUXDB_PORT': str(influxdb.port),
                 'INFLUXDB_INTERVAL': '200',
+            }
+        environ.update(
+            {
+                'PYTHONPATH': ROOT,
+                **settings,
                 'REQUEST_DATABASE': database,
                 **(env or {}),
             }
@@ -94,3 +104,31 @@ class AppServer:
             if self.process.poll() is not None:
                 self._log.close()
         return self._stopped_output
+
+
+def drive(url: str, path: str, count: int, concurrency: int = 16) -> int:
+    """Send *count* GET requests to *path*, *concurrency* at a time.
+
+    :returns: how many were answered with 200
+    """
+    requests = iter(range(count))
+    lock = threading.Lock()
+    answered = 0
+
+    def work() -> None:
+        nonlocal answered
+        with httpx.Client(base_url=url, timeout=30) as client:
+            while True:
+                with lock:
+                    if next(requests, None) is None:
+                        return
+                if client.get(path).status_code == 200:
+                    with lock:
+                        answered += 1
+
+    threads = [threading.Thread(target=work) for _ in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return answered

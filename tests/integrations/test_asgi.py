@@ -15,7 +15,7 @@ import pytest
 from sprockets_influxdb import Client
 from sprockets_influxdb.asgi import InfluxDBMiddleware
 from tests.helpers import run_script
-from tests.integrations.apps import AppServer
+from tests.integrations.apps import AppServer, drive
 from tests.servers import InfluxServer
 
 # name, method, path, endpoint, status, handler, error
@@ -248,6 +248,39 @@ def test_every_case_of_the_schema_under_uvicorn(
     finally:
         output = app.stop()
     check_rows(influxdb, module, cases, responses, output)
+
+
+def test_one_endpoint_under_uvicorn_workers_loses_nothing(
+    influxdb: InfluxServer,
+) -> None:
+    """Default settings, ``uvicorn --workers 2``: every request is a row."""
+    influxdb.create_database('fastapi')
+    app = AppServer(
+        [
+            '{python}',
+            '-m',
+            'uvicorn',
+            'integrations.fastapi_app:app',
+            '--workers',
+            '2',
+            '--port',
+            '{port}',
+            '--log-level',
+            'warning',
+        ],
+        influxdb,
+        'fastapi',
+        env={'SERVICE': 'shop'},
+        defaults=True,
+    )
+    try:
+        answered = drive(app.url, '/items/1', 2000)
+    finally:
+        output = app.stop()
+    assert answered == 2000
+    rows = influxdb.rows('fastapi', 'shop')
+    items = [row for row in rows if row['endpoint'] == '/items/{item_id}']
+    assert len(items) == 2000, output
 
 
 def test_starlette_under_hypercorn_on_trio(influxdb: InfluxServer) -> None:

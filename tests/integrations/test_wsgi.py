@@ -19,7 +19,7 @@ from werkzeug.wrappers import Response
 from sprockets_influxdb import Client
 from sprockets_influxdb.wsgi import ENVIRON_KEY, InfluxDBMiddleware
 from tests.helpers import wait_for
-from tests.integrations.apps import AppServer
+from tests.integrations.apps import AppServer, drive
 from tests.servers import InfluxServer
 
 FLASK = 'integrations.flask_app'
@@ -130,6 +130,43 @@ def test_every_request_under_gunicorn_with_preload(
         if row.get('item_id') not in (None, 42)
     )
     assert items == list(range(1000, 1060))
+
+
+@pytest.mark.parametrize(
+    ('worker_class', 'workers', 'threads'),
+    [('sync', 4, 1), ('gthread', 2, 8)],
+)
+def test_one_endpoint_under_load_from_every_worker_loses_nothing(
+    influxdb: InfluxServer, worker_class: str, workers: int, threads: int
+) -> None:
+    """Default settings: every request of one series is one row."""
+    influxdb.create_database('flask')
+    app = AppServer(
+        [
+            '{python}',
+            'integrations/flask_app.py',
+            '--port',
+            '{port}',
+            '--workers',
+            str(workers),
+            '--worker-class',
+            worker_class,
+            '--threads',
+            str(threads),
+        ],
+        influxdb,
+        'flask',
+        env={'SERVICE': 'shop'},
+        defaults=True,
+    )
+    try:
+        answered = drive(app.url, '/items/1', 2000)
+    finally:
+        output = app.stop()
+    assert answered == 2000
+    rows = influxdb.rows('flask', 'shop')
+    items = [row for row in rows if row['endpoint'] == '/items/<int:item_id>']
+    assert len(items) == 2000, output
 
 
 def test_a_killed_worker_is_replaced_and_the_new_one_records(

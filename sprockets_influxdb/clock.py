@@ -1,0 +1,143 @@
+"""The library's clock: point times no other point on the host shares.
+
+InfluxDB keys a point by its series and its time, so two points of one
+series at one time are one point: the later replaces the earlier.  Every
+time the library chooses itself (when a
+:class:`~sprockets_influxdb.Measurement` is made, when a request starts)
+comes from :func:`now_ns`, which makes such a time unique on the host
+without any shared state:
+
+* **Across processes**: a time is an integer number of nanoseconds whose
+  last three digits are the process id modulo 1000 (the process's
+  *discriminator*, derived again in a child after :func:`os.fork`).  Two
+  processes whose ids differ modulo 1000 never produce the same time.
+* **Within a process**: the times are strictly increasing.  A time is the
+  clock's reading rounded down to the process's last microsecond digit
+  pattern, so a second reading within the same microsecond would give the
+  same time again: the clock then waits, under a lock and for less than a
+  microsecond, for the next one.
+
+So the recorded time of a point is never after the moment the clock was
+read and less than one microsecond before it: there is no drift, whatever
+the rate; a process cannot take more than one time per microsecond.
+
+On a clock coarser than a microsecond (the resolution
+:func:`time.get_clock_info` reports), the digits below its resolution carry
+no information: times within one tick are handed out one microsecond apart
+from its start, and the clock waits for the next tick only once they are
+used up.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from typing import Callable
+
+__all__ = ['COMPILED', 'STEP', 'align', 'discriminator', 'now_ns']
+
+#: Nanoseconds between two times of one process: the digits below hold the
+#: process's discriminator.
+STEP = 1000
+
+_time_ns = time.time_ns
+
+
+def _resolution() -> int:
+    """The clock's resolution in nanoseconds, at least 1."""
+    seconds = time.get_clock_info('time').resolution
+    if not math.isfinite(seconds) or seconds <= 0:
+        return 1
+    return max(1, math.ceil(seconds * 1e9))
+
+
+_RESOLUTION = _resolution()
+_offset = os.getpid() % STEP
+_last = 0
+_lock = threading.Lock()
+
+
+def discriminator() -> int:
+    """Return the last three digits of this process's times.
+
+    :returns: the process id modulo 1000
+    """
+    return _offset
+
+
+def align(nanoseconds: int, *, up: bool = False) -> int:
+    """Round a time to the nearest one ending in the discriminator.
+
+    :param nanoseconds: a time in nanoseconds since the epoch
+    :param up: round up (a time given by the user: written at the same
+        time at any coarser precision when it is a round number), not down
+        (a time read from a clock: never later than the reading)
+    :returns: the time, less than one microsecond away
+    """
+    if up:
+        return nanoseconds + (_offset - nanoseconds) % STEP
+    return nanoseconds - (nanoseconds - _offset) % STEP
+
+
+def _now_python() -> int:
+    global _last
+    with _lock:
+        while True:
+            reading = _time_ns()
+            moment = reading - (reading - _offset) % STEP
+            if moment > _last:
+                break
+            following = _last + STEP
+            if following <= reading + _RESOLUTION - 1:
+                # Within the tick of a coarse clock: the next free time.
+                moment = following
+                break
+            if _last - moment > _RESOLUTION + STEP:
+                # The system clock was set back: start again from it.
+                break
+            # The same microsecond as the last time: wait for the next.
+        _last = moment
+        return moment
+
+
+def _load() -> Callable[[], int]:
+    if os.environ.get('SPROCKETS_INFLUXDB_PURE_PYTHON', '') not in ('', '0'):
+        return _now_python
+    try:
+        from sprockets_influxdb import _speedups
+    except ImportError:
+        return _now_python
+    clock: Callable[[], int] | None = getattr(_speedups, 'now_ns', None)
+    if clock is None:  # no clock_gettime() on this platform
+        return _now_python
+    _speedups.configure_clock(_offset, _RESOLUTION)
+    return clock
+
+
+#: Return a time for a new point, in nanoseconds since the epoch: never
+#: after the moment of the call, less than a microsecond before it, ending
+#: in this process's discriminator, and later than any time returned
+#: before in this process.
+now_ns: Callable[[], int] = _load()
+
+#: Whether :func:`now_ns` is the compiled clock.
+COMPILED = now_ns is not _now_python
+
+
+def _after_fork_in_child() -> None:
+    global _offset, _lock, _last
+    # Its own discriminator, and no time taken yet on its own lattice.
+    _offset = os.getpid() % STEP
+    _last = 0
+    # A thread of the parent may have held the lock at the fork.
+    _lock = threading.Lock()
+    if COMPILED:
+        from sprockets_influxdb import _speedups
+
+        _speedups.configure_clock(_offset, _RESOLUTION)
+
+
+if hasattr(os, 'register_at_fork'):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,214 @@
+"""Timestamps: no point replaces another, across processes and under load.
+
+InfluxDB keys a point by its series and its time: a second point of a
+series at a time already stored replaces the first.  These tests record
+one identical series from many processes at once, forked as gunicorn forks
+its workers and started independently as ``uvicorn --workers`` starts
+them, with default settings, and count what the real server stored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+import typing
+
+import pytest
+
+from sprockets_influxdb import Client, Measurement
+from tests.helpers import ROOT, run_script
+from tests.servers import InfluxServer
+
+PROCESSES = 8
+POINTS = 5000
+
+# Each process records POINTS points of one series (the same measurement
+# and tags in every process) as fast as it can, then shuts down.
+RECORD = """
+def record(number):
+    for index in range(POINTS):
+        measurement = influxdb.Measurement('db', 'load')
+        measurement.set_tag('endpoint', '/')
+        measurement.set_field('process', number)
+        measurement.set_field('index', index)
+        influxdb.add_measurement(measurement)
+    return influxdb.shutdown().result(timeout=120)
+"""
+
+
+def stored(influxdb: InfluxServer) -> list[tuple[int, int]]:
+    rows = influxdb.rows('db', 'load')
+    return sorted((int(row['process']), int(row['index'])) for row in rows)  # type: ignore[call-overload]
+
+
+def expected(processes: int = PROCESSES) -> list[tuple[int, int]]:
+    return [(n, i) for n in range(processes) for i in range(POINTS)]
+
+
+def test_processes_forked_from_one_parent_never_replace_points(
+    influxdb: InfluxServer,
+) -> None:
+    influxdb.create_database('db')
+    source = f"""
+        import os
+        import sprockets_influxdb as influxdb
+        POINTS = {POINTS}
+        {textwrap.indent(RECORD, ' ' * 8).strip()}
+        influxdb.install()  # in the parent, as gunicorn --preload does
+        children = []
+        for number in range({PROCESSES}):
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    os._exit(0 if record(number) else 3)
+                except BaseException:
+                    os._exit(2)
+            children.append(pid)
+        codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+                 for pid in children]
+        assert codes == [0] * {PROCESSES}, codes
+    """
+    result = run_script(
+        source, env={'INFLUXDB_URL': influxdb.url}, timeout=240
+    )
+    assert result.returncode == 0, result.stderr
+    assert stored(influxdb) == expected()
+
+
+def test_processes_started_independently_never_replace_points(
+    influxdb: InfluxServer,
+) -> None:
+    influxdb.create_database('db')
+    # Every process waits for the same moment, so that they record at
+    # once, as the workers of one server do.
+    start = time.time() + 3.0
+    source = f"""
+        import sys
+        import time
+        import sprockets_influxdb as influxdb
+        POINTS = {POINTS}
+        {textwrap.indent(RECORD, ' ' * 8).strip()}
+        while time.time() < {start!r}:
+            time.sleep(0.001)
+        sys.exit(0 if record(int(sys.argv[1])) else 3)
+    """
+    environ = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(('INFLUXDB_', 'SERVICE', 'ENVIRONMENT'))
+    }
+    environ.update({'PYTHONPATH': ROOT, 'INFLUXDB_URL': influxdb.url})
+    processes = [
+        subprocess.Popen(
+            [sys.executable, '-c', textwrap.dedent(source), str(number)],
+            env=environ,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for number in range(PROCESSES)
+    ]
+    errors = [process.communicate(timeout=240)[1] for process in processes]
+    assert [process.returncode for process in processes] == [0] * PROCESSES, (
+        errors
+    )
+    assert stored(influxdb) == expected()
+
+
+def test_a_series_recorded_20000_times_a_second_keeps_real_times(
+    influxdb: InfluxServer,
+) -> None:
+    """Every point keeps the time it was recorded at, within 1 µs."""
+    influxdb.create_database('db')
+    client = Client(influxdb.url, tag_hostname=False)
+    moments: list[tuple[int, int]] = []
+    count = 20_000
+    begin = time.perf_counter()
+    for index in range(count):
+        # Paced to 20,000 points a second.
+        while time.perf_counter() - begin < index / count:
+            pass
+        before = time.time_ns()
+        measurement = Measurement('db', 'paced')
+        after = time.time_ns()
+        measurement.set_tag('endpoint', '/')
+        measurement.set_field('index', index)
+        client.add_measurement(measurement)
+        moments.append((before, after))
+    assert client.shutdown().result(timeout=60) is True
+    payload = influxdb.query('SELECT "index" FROM paced', 'db', epoch='ns')
+    (series,) = payload['results'][0]['series']
+    times = {int(index): int(stamp) for stamp, index in series['values']}
+    assert len(times) == count
+    late = [
+        (index, times[index] - after)
+        for index, (before, after) in enumerate(moments)
+        if not before - 1000 < times[index] <= after
+    ]
+    assert late == []
+
+
+def test_clock_discriminator_is_the_process_id_even_after_a_fork() -> None:
+    result = run_script(
+        """
+        import json, os, sys
+        from sprockets_influxdb import Measurement
+        def residues():
+            return sorted({Measurement('db', 'm').time_ns % 1000
+                           for _ in range(100)})
+        parent = residues()
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.write(write, json.dumps([os.getpid(), residues()]).encode())
+            os._exit(0)
+        os.waitpid(pid, 0)
+        child_pid, child = json.loads(os.read(read, 1000))
+        print(json.dumps({'parent': [os.getpid(), parent],
+                          'child': [child_pid, child]}))
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout)
+    for pid, residues in seen.values():
+        assert residues == [pid % 1000]
+
+
+def test_library_times_in_one_process_are_all_distinct() -> None:
+    times = [Measurement('db', 'm').time_ns for _ in range(50_000)]
+    assert len(set(times)) == len(times)
+    assert times == sorted(times)
+
+
+Factory = typing.Callable[..., Client]
+
+
+def point(index: int, seconds: float, *, unique: bool = False) -> Measurement:
+    measurement = Measurement('db', 'm')
+    measurement.tags.clear()
+    measurement.set_tag('endpoint', '/')
+    measurement.set_field('i', index)
+    measurement.set_timestamp(seconds, unique=unique)
+    return measurement
+
+
+@pytest.mark.parametrize('unique', [False, True])
+def test_given_times_are_written_as_given_unless_asked(
+    influxdb: InfluxServer, unique: bool
+) -> None:
+    influxdb.create_database('db')
+    client = Client(influxdb.url, tag_hostname=False)
+    for index in range(3):
+        client.add_measurement(point(index, 1_700_000_000.5, unique=unique))
+    assert client.shutdown().result(timeout=10) is True
+    payload = influxdb.query('SELECT i FROM m', 'db', epoch='ns')
+    rows = payload['results'][0]['series'][0]['values']
+    if unique:
+        # Ending in this process's digits, one microsecond apart.
+        base = 1_700_000_000_500_000_000 + os.getpid() % 1000
+        assert rows == [[base + step * 1000, step] for step in range(3)]
+    else:  # InfluxDB keeps the last point of a series at one time
+        assert rows == [[1_700_000_000_500_000_000, 2]]
