@@ -4,8 +4,17 @@ The script starts its own throwaway ``influxd`` (1.6.7; the ``InfluxServer``
 of ``tests/servers.py``: a temporary directory, free loopback ports,
 reporting, the monitor store and HTTP logging disabled) and stops it at the
 end.  The workload is N measurements of HTTP request metrics (3 tags from
-small sets, 3 varying fields, as in ``encode.py``) with distinct millisecond
-timestamps, so that the server stores every one of them.
+small sets, 3 varying fields, as in ``encode.py``), each at a time of its
+own, so that the server stores every one of them.  It is delivered twice
+in every round, at each precision:
+
+* at ``ns``, the library's default: the measurements keep the times the
+  library's clock gave them when they were built (nanoseconds, distinct);
+* at ``ms``, the precision 2.x wrote and the library's default before
+  nanoseconds: the measurements are given distinct millisecond times with
+  ``set_timestamp`` and the client is made with ``precision='ms'``.
+
+For each precision, two contenders:
 
 * ours: the measurements are built beforehand; what is timed runs from the
   first ``add_measurement`` to the end of ``client.flush(timeout=120)``, on
@@ -20,15 +29,16 @@ timestamps, so that the server stores every one of them.
   application thread is still adding.
 * bare loop: the same lines, encoded and joined into batches of 5000 before
   timing, posted one batch after the other on one ``http.client``
-  connection, connected before timing (``POST /write?db=...&precision=ms``,
-  each response read before the next request): the fastest a client can
-  possibly go without encoding anything.
+  connection, connected before timing (``POST /write?db=...&precision=n``,
+  or ``ms``, each response read before the next request): the fastest a
+  client can possibly go without encoding anything.
 
 Each round, each contender writes to a fresh database, the number of points
 stored is checked with a ``COUNT`` query, and the database is dropped.  The
-contenders alternate round by round (the order rotates) and the median
+four contenders alternate round by round (the order rotates) and the median
 throughput of each is compared.  Target (SPEC section 9): ours at least 80%
-of the bare loop's measurements per second.
+of the bare loop's measurements per second, at ``ns`` (the default); the
+same ratio at ``ms`` is printed beside it.
 """
 
 from __future__ import annotations
@@ -68,9 +78,10 @@ BATCH = 5000
 
 
 def build(
-    requests: Sequence[Request], start_ms: int
+    requests: Sequence[Request], start_ms: int | None
 ) -> list[sprockets_influxdb.Measurement]:
-    """One measurement per request, one millisecond apart."""
+    """One measurement per request: timed by the library's clock, or one
+    millisecond apart from *start_ms*."""
     measurements = []
     for index, request in enumerate(requests):
         measurement = sprockets_influxdb.Measurement('unset', MEASUREMENT)
@@ -80,17 +91,18 @@ def build(
         measurement.set_field('duration', request.duration)
         measurement.set_field('content_length', request.content_length)
         measurement.set_field('request_id', request.request_id)
-        # An exact decimal number of milliseconds: no two points share one.
-        measurement.set_timestamp((start_ms + index) / 1000)
+        if start_ms is not None:
+            # An exact decimal number of milliseconds: none shares one.
+            measurement.set_timestamp((start_ms + index) / 1000)
         measurements.append(measurement)
     return measurements
 
 
 def batches(
-    measurements: Sequence[sprockets_influxdb.Measurement],
+    measurements: Sequence[sprockets_influxdb.Measurement], precision: str
 ) -> list[bytes]:
     """The lines of *measurements*, joined into request bodies of BATCH."""
-    lines = [measurement.marshall() for measurement in measurements]
+    lines = [measurement.marshall(precision) for measurement in measurements]
     return [
         '\n'.join(lines[start : start + BATCH]).encode('utf-8')
         for start in range(0, len(lines), BATCH)
@@ -107,22 +119,28 @@ def count(server: InfluxServer, database: str) -> int:
 
 
 class Contest:
-    """Both contenders, writing to one server, a fresh database a round."""
+    """Both contenders at one precision, writing to one server, a fresh
+    database a round."""
 
     def __init__(
         self,
         server: InfluxServer,
         measurements: Sequence[sprockets_influxdb.Measurement],
+        precision: str,
     ) -> None:
         self.server = server
         self.measurements = measurements
-        self.bodies = batches(measurements)
+        self.precision = precision
+        self.bodies = batches(measurements, precision)
         self.rounds = 0
         self.counts: dict[str, list[int]] = {'ours': [], 'bare loop': []}
 
     def _database(self, contender: str) -> str:
         self.rounds += 1
-        name = f'bench_{contender.replace(" ", "_")}_{self.rounds}'
+        name = (
+            f'bench_{contender.replace(" ", "_")}_{self.precision}_'
+            f'{self.rounds}'
+        )
         self.server.create_database(name)
         return name
 
@@ -147,6 +165,7 @@ class Contest:
             max_batch_size=BATCH,
             max_buffer_size=len(self.measurements),
             tag_hostname=False,
+            precision=self.precision,
         )
         # A running application: the writer thread and a connection are up.
         warm = sprockets_influxdb.Measurement(database, 'warm_up')
@@ -170,7 +189,10 @@ class Contest:
         """One round of the bare loop; returns measurements per second."""
         database = self._database('bare loop')
         url = urllib.parse.urlsplit(self.server.url)
-        path = f'/write?db={database}&precision=ms'
+        wire = sprockets_influxdb.line_protocol.normalize_precision(
+            self.precision
+        )
+        path = f'/write?db={database}&precision={wire}'
         headers = {'Content-Type': 'text/plain; charset=utf-8'}
         connection = http.client.HTTPConnection(
             url.hostname or '127.0.0.1', url.port, timeout=120
@@ -199,32 +221,51 @@ def main() -> None:
     )
     requests = make_requests(args.number)
     start_ms = int(time.time() * 1000) - args.number - 60_000
-    measurements = build(requests, start_ms)
     with InfluxServer() as server:
-        contest = Contest(server, measurements)
-        contenders: dict[str, Callable[[], float]] = {
-            'ours': contest.ours,
-            'bare loop': contest.bare,
+        contests = {
+            'ns': Contest(server, build(requests, None), 'ns'),
+            'ms': Contest(server, build(requests, start_ms), 'ms'),
         }
-        warm_up = Contest(server, measurements[: BATCH * 4])
-        warm_up.ours()
-        warm_up.bare()
+        contenders: dict[str, Callable[[], float]] = {}
+        for precision, contest in contests.items():
+            suffix = '' if precision == 'ns' else f' at {precision}'
+            contenders[f'ours{suffix}'] = contest.ours
+            contenders[f'bare loop{suffix}'] = contest.bare
+            warm_up = Contest(
+                server, contest.measurements[: BATCH * 4], precision
+            )
+            warm_up.ours()
+            warm_up.bare()
         results = alternate(contenders, args.rounds)
-    for name, values in results.items():
-        print(
-            f'  {name:16} median {median(values):,.0f} measurements/s '
-            f'= {duration(args.number / median(values))} for '
-            f'{args.number} (min/max {spread(values)}); stored '
-            f'{sorted(set(contest.counts[name]))}'
+    ratios = {}
+    complete = True
+    for precision, contest in contests.items():
+        suffix = '' if precision == 'ns' else f' at {precision}'
+        for contender in ('ours', 'bare loop'):
+            values = results[contender + suffix]
+            print(
+                f'  {contender + suffix:16} median {median(values):,.0f} '
+                f'measurements/s = {duration(args.number / median(values))} '
+                f'for {args.number} (min/max {spread(values)}); stored '
+                f'{sorted(set(contest.counts[contender]))}'
+            )
+        ratios[precision] = median(results[f'ours{suffix}']) / median(
+            results[f'bare loop{suffix}']
         )
+        complete = complete and all(
+            stored == args.number
+            for counts in contest.counts.values()
+            for stored in counts
+        )
+    print(
+        f'  ns against ms: {ratios["ns"]:.0%} of the bare loop at ns, '
+        f'{ratios["ms"]:.0%} at ms; ours at ns '
+        f'{median(results["ours"]) / median(results["ours at ms"]) - 1:+.1%}'
+        ' measurements/s against ours at ms'
+    )
     ours = median(results['ours'])
     bare = median(results['bare loop'])
-    ratio = ours / bare
-    complete = all(
-        stored == args.number
-        for counts in contest.counts.values()
-        for stored in counts
-    )
+    ratio = ratios['ns']
     print(
         f'delivery: ours {ours:,.0f}/s, bare loop {bare:,.0f}/s -> '
         f'{ratio:.0%} of the bare loop (target >= {TARGET:.0%}'

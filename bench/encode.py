@@ -2,10 +2,14 @@
 
 What is timed, per operation and for each contender: create a measurement,
 set 3 tags and 3 fields, and marshall it to one line of line protocol with
-a millisecond timestamp.
+a millisecond timestamp (and, for ours, also with a nanosecond one).
 
 * ours: ``sprockets_influxdb.Measurement(...)``, ``set_tag`` x3,
-  ``set_field`` x3, ``marshall()`` (validation and escaping included);
+  ``set_field`` x3, ``marshall('ns')`` (validation and escaping included):
+  the nanoseconds the library writes by default;
+* ours at ms: the same with ``marshall('ms')``, the precision 2.x wrote
+  and the library's default until nanoseconds replaced it: the two are
+  compared in the same run;
 * historical: the same calls on sprockets-influxdb 2.2.1's ``Measurement``;
 * influxdb-client: ``Point(...).tag(...)`` x3 ``.field(...)`` x3
   ``.time(<ms>, WritePrecision.MS).to_line_protocol()``.
@@ -51,8 +55,8 @@ TARGET_CLIENT = 1.0
 Encoder = Callable[[Sequence[Request]], list[str]]
 
 
-def ours_encoder() -> Encoder:
-    """Encode with this library."""
+def ours_encoder(precision: str) -> Encoder:
+    """Encode with this library, at *precision*."""
     measurement_class = sprockets_influxdb.Measurement
 
     def encode(requests: Sequence[Request]) -> list[str]:
@@ -65,7 +69,7 @@ def ours_encoder() -> Encoder:
             measurement.set_field('duration', request.duration)
             measurement.set_field('content_length', request.content_length)
             measurement.set_field('request_id', request.request_id)
-            lines.append(measurement.marshall())
+            lines.append(measurement.marshall(precision))
         return lines
 
     return encode
@@ -151,7 +155,8 @@ def main() -> None:
     args = parse_args(__doc__.splitlines()[0], rounds=15, number=20_000)
     requests = make_requests(args.number)
     encoders = {
-        'ours': ours_encoder(),
+        'ours': ours_encoder('ns'),
+        'ours at ms': ours_encoder('ms'),
         'historical': historical_encoder(),
         'influxdb-client': client_encoder(),
     }
@@ -170,6 +175,13 @@ def main() -> None:
             f'(min/max {spread(values)})'
         )
     ours = median(results['ours'])
+    ours_ms = median(results['ours at ms'])
+    print(
+        f'  ns against ms: ours {duration(ours)} at ns, '
+        f'{duration(ours_ms)} at ms ({ours / ours_ms - 1:+.1%}); '
+        f'at ms: {median(results["historical"]) / ours_ms:.1f}x historical, '
+        f'{median(results["influxdb-client"]) / ours_ms:.1f}x influxdb-client'
+    )
     historical = median(results['historical'])
     client = median(results['influxdb-client'])
     versus_historical = historical / ours

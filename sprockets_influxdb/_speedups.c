@@ -959,7 +959,12 @@ static PyMethodDef methods[] = {
      "series_limit)"},
 #if defined(CLOCK_REALTIME)
     {"now_ns", now_ns, METH_NOARGS,
-     "now_ns() -> int: a time for a new point (see clock.py)"},
+     "now_ns($module, /)\n--\n\n"
+     "Return a time for a new point, in nanoseconds since the epoch.\n\n"
+     "Never after the moment of the call and less than a microsecond\n"
+     "before it, ending in this process's discriminator, and later than\n"
+     "any time returned before in this process.\n\n"
+     ":returns: the time"},
     {"configure_clock", configure_clock, METH_VARARGS,
      "configure_clock(offset, resolution): the discriminator and the "
      "clock's resolution in ns; forgets the last time"},

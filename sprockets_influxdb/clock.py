@@ -82,6 +82,14 @@ def align(nanoseconds: int, *, up: bool = False) -> int:
 
 
 def _now_python() -> int:
+    """Return a time for a new point, in nanoseconds since the epoch.
+
+    Never after the moment of the call and less than a microsecond before
+    it, ending in this process's discriminator, and later than any time
+    returned before in this process.
+
+    :returns: the time
+    """
     global _last
     with _lock:
         while True:
@@ -116,10 +124,6 @@ def _load() -> Callable[[], int]:
     return clock
 
 
-#: Return a time for a new point, in nanoseconds since the epoch: never
-#: after the moment of the call, less than a microsecond before it, ending
-#: in this process's discriminator, and later than any time returned
-#: before in this process.
 now_ns: Callable[[], int] = _load()
 
 #: Whether :func:`now_ns` is the compiled clock.
