@@ -17,7 +17,7 @@
  * once by configure().
  *
  * The module also holds the library's clock (now_ns), the compiled form of
- * sprockets_influxdb.clock._now_python.
+ * sprockets_influxdb.clock.Clock.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -857,8 +857,8 @@ finally:
 }
 
 /* ------------------------------------------------------------------------
- * The library's clock: see sprockets_influxdb/clock.py, whose _now_python
- * this does the same as, atomically under the GIL.
+ * The library's clock: see sprockets_influxdb/clock.py, whose Clock this
+ * does the same as, atomically under the GIL.
  * ------------------------------------------------------------------------
  */
 

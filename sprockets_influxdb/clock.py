@@ -12,10 +12,10 @@ without any shared state:
   *discriminator*, derived again in a child after :func:`os.fork`).  Two
   processes whose ids differ modulo 1000 never produce the same time.
 * **Within a process**: the times are strictly increasing.  A time is the
-  clock's reading rounded down to the process's last microsecond digit
-  pattern, so a second reading within the same microsecond would give the
-  same time again: the clock then waits, under a lock and for less than a
-  microsecond, for the next one.
+  system clock's reading rounded down to the nearest time ending in the
+  discriminator, so a second reading within the same microsecond would
+  give the same time again: the clock then waits, under a lock and for
+  less than a microsecond, for the next one.
 
 So the recorded time of a point is never after the moment the clock was
 read and less than one microsecond before it: there is no drift, whatever
@@ -36,14 +36,11 @@ import threading
 import time
 from typing import Callable
 
-__all__ = ['COMPILED', 'STEP', 'align', 'discriminator', 'now_ns']
+__all__ = ['COMPILED', 'STEP', 'Clock', 'align', 'discriminator', 'now_ns']
 
 #: Nanoseconds between two times of one process: the digits below hold the
 #: process's discriminator.
 STEP = 1000
-
-_time_ns = time.time_ns
-
 
 def _resolution() -> int:
     """The clock's resolution in nanoseconds, at least 1."""
@@ -55,8 +52,6 @@ def _resolution() -> int:
 
 _RESOLUTION = _resolution()
 _offset = os.getpid() % STEP
-_last = 0
-_lock = threading.Lock()
 
 
 def discriminator() -> int:
@@ -81,62 +76,93 @@ def align(nanoseconds: int, *, up: bool = False) -> int:
     return nanoseconds - (nanoseconds - _offset) % STEP
 
 
-def _now_python() -> int:
-    """Return a time for a new point, in nanoseconds since the epoch.
+class Clock:
+    """The clock in pure Python: what :func:`now_ns` is without the
+    compiled extension, and what the compiled one does.
 
-    Never after the moment of the call and less than a microsecond before
-    it, ending in this process's discriminator, and later than any time
-    returned before in this process.
+    Calling it returns a time for a new point, in nanoseconds since the
+    epoch: never after the moment of the call and less than a microsecond
+    before it (on a clock of nanosecond resolution), ending in *offset*,
+    and later than any time returned before.
 
-    :returns: the time
+    :param read: the system clock, in nanoseconds
+    :param resolution: its resolution, in nanoseconds
+    :param offset: the discriminator, 0 to 999
     """
-    global _last
-    with _lock:
-        while True:
-            reading = _time_ns()
-            moment = reading - (reading - _offset) % STEP
-            if moment > _last:
-                break
-            following = _last + STEP
-            if following <= reading + _RESOLUTION - 1:
-                # Within the tick of a coarse clock: the next free time.
-                moment = following
-                break
-            if _last - moment > _RESOLUTION + STEP:
-                # The system clock was set back: start again from it.
-                break
-            # The same microsecond as the last time: wait for the next.
-        _last = moment
-        return moment
+
+    def __init__(
+        self,
+        read: Callable[[], int] = time.time_ns,
+        resolution: int = _RESOLUTION,
+        offset: int = _offset,
+    ) -> None:
+        self._read = read
+        self._resolution = resolution
+        self._lock = threading.Lock()
+        self.reset(offset)
+
+    def reset(self, offset: int) -> None:
+        """Start again with another discriminator (in a forked child).
+
+        :param offset: the discriminator, 0 to 999
+        """
+        # A thread of the parent may have held the lock at the fork.
+        self._lock = threading.Lock()
+        self._offset = offset
+        self._last = 0
+
+    def __call__(self) -> int:
+        """Return a time for a new point (see :class:`Clock`)."""
+        read = self._read
+        offset = self._offset
+        with self._lock:
+            last = self._last
+            while True:
+                reading = read()
+                moment = reading - (reading - offset) % STEP
+                if moment > last:
+                    break
+                following = last + STEP
+                if following <= reading + self._resolution - 1:
+                    # Within the tick of a coarse clock: the next free time.
+                    moment = following
+                    break
+                if last - moment > self._resolution + STEP:
+                    # The system clock was set back: start again from it.
+                    break
+                # The same microsecond as the last time: wait for the next.
+            self._last = moment
+            return moment
+
+
+_python_clock = Clock()
 
 
 def _load() -> Callable[[], int]:
     if os.environ.get('SPROCKETS_INFLUXDB_PURE_PYTHON', '') not in ('', '0'):
-        return _now_python
+        return _python_clock
     try:
         from sprockets_influxdb import _speedups
     except ImportError:
-        return _now_python
+        return _python_clock
     clock: Callable[[], int] | None = getattr(_speedups, 'now_ns', None)
     if clock is None:  # no clock_gettime() on this platform
-        return _now_python
+        return _python_clock
     _speedups.configure_clock(_offset, _RESOLUTION)
     return clock
 
 
 now_ns: Callable[[], int] = _load()
 
-#: Whether :func:`now_ns` is the compiled clock.
-COMPILED = now_ns is not _now_python
+#: Whether :func:`now_ns` is the compiled clock (else a :class:`Clock`).
+COMPILED = now_ns is not _python_clock
 
 
 def _after_fork_in_child() -> None:
-    global _offset, _lock, _last
+    global _offset
     # Its own discriminator, and no time taken yet on its own lattice.
     _offset = os.getpid() % STEP
-    _last = 0
-    # A thread of the parent may have held the lock at the fork.
-    _lock = threading.Lock()
+    _python_clock.reset(_offset)
     if COMPILED:
         from sprockets_influxdb import _speedups
 

@@ -46,6 +46,7 @@ UNMATCHED = '<unmatched>'
 #: complete (nginx's convention).
 CLIENT_CLOSED_REQUEST = 499
 
+_align = clock.align
 _STATUS_CLASSES = {code: f'{code // 100}xx' for code in range(100, 600)}
 
 
@@ -188,8 +189,9 @@ class RequestRecord:
         """
         self.started -= seconds
         measurement = self.measurement
-        moment = measurement.time_ns - round(seconds * 1e9)
-        measurement._time = clock.align(moment)
+        # The clock's time of its creation, an int (no handler ran yet).
+        moment: int = measurement._time - int(seconds * 1e9)  # type: ignore[assignment]
+        measurement._time = _align(moment)
 
     def finish(
         self,

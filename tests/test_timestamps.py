@@ -20,6 +20,7 @@ import typing
 import pytest
 
 from sprockets_influxdb import Client, Measurement
+from sprockets_influxdb.clock import Clock
 from tests.helpers import ROOT, run_script
 from tests.servers import InfluxServer
 
@@ -212,3 +213,51 @@ def test_given_times_are_written_as_given_unless_asked(
         assert rows == [[base + step * 1000, step] for step in range(3)]
     else:  # InfluxDB keeps the last point of a series at one time
         assert rows == [[1_700_000_000_500_000_000, 2]]
+
+
+class Script:
+    """A system clock that reads the times it is given, then fails."""
+
+    def __init__(self, *readings: int) -> None:
+        self.readings = list(readings)
+
+    def __call__(self) -> int:
+        return self.readings.pop(0)
+
+
+def test_the_clock_waits_for_the_next_microsecond() -> None:
+    read = Script(5_000_042, 5_000_300, 5_000_999, 5_001_042, 5_001_500)
+    clock = Clock(read, resolution=1, offset=42)
+    assert clock() == 5_000_042
+    # Two readings in the same microsecond are skipped, never moved on.
+    assert clock() == 5_001_042
+    assert read.readings == [5_001_500]
+
+
+def test_the_clock_steps_within_the_tick_of_a_coarse_clock() -> None:
+    tick = 15_625_000  # a Windows clock before Python 3.13
+    read = Script(tick, tick, tick, 2 * tick)
+    clock = Clock(read, resolution=tick, offset=7)
+    start = tick - 1000 + 7
+    assert [clock(), clock(), clock()] == [start, start + 1000, start + 2000]
+    assert clock() == 2 * tick - 1000 + 7
+
+
+def test_the_clock_follows_the_system_clock_set_back() -> None:
+    read = Script(9_000_000_000, 1_000_000_000)
+    clock = Clock(read, resolution=1, offset=0)
+    assert clock() == 9_000_000_000
+    assert clock() == 1_000_000_000
+
+
+def test_a_measurement_reads_its_time_in_seconds_and_nanoseconds() -> None:
+    before = time.time_ns()
+    measurement = Measurement('db', 'm')
+    after = time.time_ns()
+    assert before - 1000 < measurement.time_ns <= after
+    assert measurement.timestamp == measurement.time_ns / 1e9
+    measurement.timestamp = 1_700_000_000.25  # as set_timestamp()
+    assert measurement.time_ns == 1_700_000_000_250_000_000
+    assert measurement.timestamp == 1_700_000_000.25
+    with pytest.raises(ValueError, match='not finite'):
+        measurement.timestamp = float('nan')

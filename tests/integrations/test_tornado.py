@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.helpers import run_script
-from tests.integrations.apps import AppServer
+from tests.integrations.apps import AppServer, drive
 from tests.servers import InfluxServer, free_port
 
 
@@ -115,6 +115,36 @@ CASES = [
         None,
     ),
 ]
+
+
+def test_one_endpoint_under_load_keeps_every_request_apart(
+    influxdb: InfluxServer,
+) -> None:
+    """Default settings: every request is a row, at a time of the server
+    process's own (its process id in the last three digits)."""
+    influxdb.create_database('tornado')
+    app = AppServer(
+        ['{python}', 'integrations/tornado_app.py', '--port', '{port}'],
+        influxdb,
+        'tornado',
+        env={'SERVICE': 'shop'},
+        defaults=True,
+    )
+    try:
+        answered = drive(app.url, '/items/1', 2000)
+    finally:
+        output = app.stop()
+    assert answered == 2000
+    payload = influxdb.query(
+        'SELECT "duration" FROM shop WHERE "endpoint" != \'/\'',
+        'tornado',
+        epoch='ns',
+    )
+    times = [
+        stamp for stamp, _ in payload['results'][0]['series'][0]['values']
+    ]
+    assert len(times) == 2000, output
+    assert {stamp % 1000 for stamp in times} == {app.process.pid % 1000}
 
 
 def test_every_case_of_the_schema(
