@@ -42,6 +42,7 @@ __all__ = ['COMPILED', 'STEP', 'Clock', 'align', 'discriminator', 'now_ns']
 #: process's discriminator.
 STEP = 1000
 
+
 def _resolution() -> int:
     """The clock's resolution in nanoseconds, at least 1."""
     seconds = time.get_clock_info('time').resolution
@@ -77,10 +78,10 @@ def align(nanoseconds: int, *, up: bool = False) -> int:
 
 
 class Clock:
-    """The clock in pure Python: what :func:`now_ns` is without the
-    compiled extension, and what the compiled one does.
+    """The clock in pure Python, and what the compiled :func:`now_ns` does.
 
-    Calling it returns a time for a new point, in nanoseconds since the
+    :func:`now_ns` is one when the compiled extension is not built.  Calling
+    it returns a time for a new point, in nanoseconds since the
     epoch: never after the moment of the call and less than a microsecond
     before it (on a clock of nanosecond resolution), ending in *offset*,
     and later than any time returned before.

@@ -35,6 +35,7 @@ from typing import Any, Union
 __all__ = [
     'COMPILED',
     'MAX_STEPS',
+    'NANOSECONDS',
     'PRECISIONS',
     'CollisionError',
     'FieldValue',
@@ -71,9 +72,9 @@ PRECISIONS: Mapping[str, str] = {
 }
 
 _DECIMAL_DIGITS = {'n': 9, 'u': 6, 'ms': 3, 's': 0}
-# Nanoseconds per unit of each precision: times the library chose are
-# integers of nanoseconds.
-_NANOSECONDS = {
+#: Nanoseconds per unit of each precision (as :func:`normalize_precision`
+#: returns it): times the library chose are integers of nanoseconds.
+NANOSECONDS: Mapping[str, int] = {
     'n': 1,
     'u': 1000,
     'ms': 1_000_000,
@@ -506,7 +507,7 @@ def encode_python(
 
 def _scale_nanoseconds(nanoseconds: int, precision: str) -> int:
     """Nanoseconds at a precision, truncated toward zero."""
-    divisor = _NANOSECONDS[precision]
+    divisor = NANOSECONDS[precision]
     if nanoseconds >= 0:
         return nanoseconds // divisor
     return -(-nanoseconds // divisor)

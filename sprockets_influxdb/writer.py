@@ -97,24 +97,13 @@ class _Batch:
         )
 
 
-# Nanoseconds per unit of each precision (as normalized by the settings).
-_NANOSECONDS = {
-    'n': 1,
-    'u': 1000,
-    'ms': 1_000_000,
-    's': 1_000_000_000,
-    'm': 60_000_000_000,
-    'h': 3_600_000_000_000,
-}
-
-
 def _rescale(lines: list[str], old: str, new: str) -> list[str]:
     """Convert the timestamps of lines from one precision to another.
 
     Truncated toward zero, as the encoder does.
     """
-    factor_old = _NANOSECONDS[old]
-    factor_new = _NANOSECONDS[new]
+    factor_old = line_protocol.NANOSECONDS[old]
+    factor_new = line_protocol.NANOSECONDS[new]
     converted = []
     for line in lines:
         head, _, stamp = line.rpartition(' ')

@@ -12,7 +12,7 @@ import threading
 import httpx
 
 from tests.helpers import ROOT, wait_for
-from tests.servers import InfluxServer, free_port
+from tests.servers import InfluxServer, free_port, quote_string
 
 
 class AppServer:
@@ -132,3 +132,18 @@ def drive(url: str, path: str, count: int, concurrency: int = 16) -> int:
     for thread in threads:
         thread.join()
     return answered
+
+
+def stored_times(
+    influxdb: InfluxServer, database: str, endpoint: str
+) -> list[int]:
+    """The times, in nanoseconds, of the requests stored for *endpoint*.
+
+    The measurement is ``shop`` (``SERVICE``), as the tests run the apps.
+    """
+    where = f'"endpoint" = {quote_string(endpoint)}'
+    payload = influxdb.query(
+        f'SELECT "duration" FROM shop WHERE {where}', database, epoch='ns'
+    )
+    series = payload['results'][0].get('series') or [{'values': []}]
+    return [int(stamp) for stamp, _ in series[0]['values']]

@@ -19,7 +19,7 @@ from werkzeug.wrappers import Response
 from sprockets_influxdb import Client
 from sprockets_influxdb.wsgi import ENVIRON_KEY, InfluxDBMiddleware
 from tests.helpers import wait_for
-from tests.integrations.apps import AppServer, drive
+from tests.integrations.apps import AppServer, drive, stored_times
 from tests.servers import InfluxServer
 
 FLASK = 'integrations.flask_app'
@@ -62,7 +62,13 @@ CASES = [
 
 
 def gunicorn(
-    influxdb: InfluxServer, database: str, worker_class: str, workers: int = 3
+    influxdb: InfluxServer,
+    database: str,
+    worker_class: str,
+    workers: int = 3,
+    threads: int = 1,
+    *,
+    defaults: bool = False,
 ) -> AppServer:
     return AppServer(
         [
@@ -74,10 +80,13 @@ def gunicorn(
             str(workers),
             '--worker-class',
             worker_class,
+            '--threads',
+            str(threads),
         ],
         influxdb,
         database,
         env={'SERVICE': 'shop', 'ENVIRONMENT': 'test'},
+        defaults=defaults,
     )
 
 
@@ -141,23 +150,8 @@ def test_one_endpoint_under_load_from_every_worker_loses_nothing(
 ) -> None:
     """Default settings: every request of one series is one row."""
     influxdb.create_database('flask')
-    app = AppServer(
-        [
-            '{python}',
-            'integrations/flask_app.py',
-            '--port',
-            '{port}',
-            '--workers',
-            str(workers),
-            '--worker-class',
-            worker_class,
-            '--threads',
-            str(threads),
-        ],
-        influxdb,
-        'flask',
-        env={'SERVICE': 'shop'},
-        defaults=True,
+    app = gunicorn(
+        influxdb, 'flask', worker_class, workers, threads, defaults=True
     )
     try:
         answered = drive(app.url, '/items/1', 2000)
@@ -165,14 +159,7 @@ def test_one_endpoint_under_load_from_every_worker_loses_nothing(
     finally:
         output = app.stop()
     assert answered == 2000
-    payload = influxdb.query(
-        'SELECT "duration" FROM shop WHERE "endpoint" != \'/\'',
-        'flask',
-        epoch='ns',
-    )
-    times = [
-        stamp for stamp, _ in payload['results'][0]['series'][0]['values']
-    ]
+    times = stored_times(influxdb, 'flask', '/items/<int:item_id>')
     assert len(times) == 2000, output
     # Each worker's times end in its own process id.
     assert {stamp % 1000 for stamp in times} <= {pid % 1000 for pid in pids}
