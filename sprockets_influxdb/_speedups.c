@@ -6,9 +6,10 @@
  * keys are all in the field key cache and whose values are exactly bool,
  * int (64-bit), finite float or ASCII str without a double quote or a
  * backslash, and a timestamp that is either an int of nanoseconds (a time
- * the library chose) at a precision of n, u, ms or s, or a float of
- * seconds (a time the user gave) at s, ms or u within the range where
- * multiplying is exact.  For anything else it returns None and
+ * the library chose) or a float of seconds (a time the user gave: at n
+ * when its repr() has no exponent, at s, ms or u within the range where
+ * multiplying is exact), at a precision of n, u, ms or s.  For anything
+ * else it returns None and
  * the Python encoder, which validates, escapes and fills the caches, does
  * the work: both give the same line, which the tests check on generated
  * points.
@@ -624,7 +625,10 @@ make_unique(State *state, PyObject *last, PyObject *head, long long *value,
         /* Within the run: moved one step past its end, unless that is
          * too far from its own time (Python reports it). */
         long long moved = end + step;
-        if (moved - number > MAX_STEPS * step) {
+        /* moved - number > MAX_STEPS * step, without overflow: end >=
+         * number, and a run may span the whole 64-bit range. */
+        if ((unsigned long long)end - (unsigned long long)number
+            > (unsigned long long)((MAX_STEPS - 1) * step)) {
             goto done;
         }
         if (set_time(run, 1, moved) < 0) {

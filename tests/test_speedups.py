@@ -381,7 +381,9 @@ plain_timestamps = st.one_of(
     ),
 )
 plain_nanoseconds = st.one_of(
-    st.integers(min_value=0, max_value=2**63 - 1),
+    # Not at the very end of the 64-bit range, where a point moved a step
+    # later would leave it (and is left to Python).
+    st.integers(min_value=0, max_value=2**62),
     st.integers(
         min_value=1_600_000_000 * 10**9, max_value=1_900_000_000 * 10**9
     ),
