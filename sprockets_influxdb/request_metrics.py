@@ -4,9 +4,12 @@ The Tornado mixin, the ASGI middleware and the WSGI middleware all describe
 a request to a :class:`RequestRecorder` and let it build the measurement, so
 that one request gives the same line whichever framework served it:
 
-* tags ``method``, ``endpoint`` (the route template, or
-  :data:`UNMATCHED`), ``handler``, ``status_code``, ``status_class`` and,
-  when an exception escaped, ``error``; plus the base tags;
+* tags ``method`` (one of :data:`STANDARD_METHODS` or of the methods
+  added by a setting, else :data:`OTHER_METHOD`), ``endpoint`` (the route
+  template, or :data:`UNMATCHED`), ``handler``, ``status_code``,
+  ``status_class`` and, when an exception escaped, ``error``; plus the base
+  tags.  None of them takes its value from what a client sends, so no
+  client can make a series of its own;
 * fields ``duration`` (seconds, monotonic clock, from the start of the
   request to the last byte of the response) and ``content_length`` (bytes of
   body actually sent).
@@ -30,10 +33,14 @@ if TYPE_CHECKING:
     from sprockets_influxdb.client import Client
 
 __all__ = [
+    'METHODS_VARIABLE',
+    'OTHER_METHOD',
+    'STANDARD_METHODS',
     'UNMATCHED',
     'RequestRecord',
     'RequestRecorder',
     'middleware_recorder',
+    'stand_in',
 ]
 
 LOGGER = logging.getLogger('sprockets_influxdb')
@@ -46,12 +53,76 @@ UNMATCHED = '<unmatched>'
 #: complete (nginx's convention).
 CLIENT_CLOSED_REQUEST = 499
 
+#: The methods recorded as they are: those of RFC 9110 and ``PATCH``.
+STANDARD_METHODS = frozenset(
+    {
+        'GET',
+        'HEAD',
+        'POST',
+        'PUT',
+        'DELETE',
+        'CONNECT',
+        'OPTIONS',
+        'TRACE',
+        'PATCH',
+    }
+)
+
+#: The ``method`` tag of a request with any other method (OpenTelemetry's
+#: convention): a client sending ``FOOBAR1``, ``FOOBAR2``... makes no new
+#: series.
+OTHER_METHOD = '_OTHER'
+
+#: The environment variable of methods to record beside the standard ones,
+#: separated by commas (``PROPFIND,PURGE``).
+METHODS_VARIABLE = 'INFLUXDB_HTTP_METHODS'
+
+# A method is an RFC 9110 token; longer ones are not worth a series.
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,32}")
+_LOG_INTERVAL = 5.0
+_LOGGED_LENGTH = 200
+
 _align = clock.align
 _STATUS_CLASSES = {code: f'{code // 100}xx' for code in range(100, 600)}
 
 
 def _default_measurement() -> str:
     return os.environ.get('SERVICE') or 'request'
+
+
+def _methods(extra: Iterable[str] | None) -> frozenset[str]:
+    """The standard methods and *extra* (default: from the environment)."""
+    name = 'methods'
+    if extra is None:
+        name = METHODS_VARIABLE
+        text = os.environ.get(METHODS_VARIABLE, '')
+        extra = [part.strip() for part in text.split(',') if part.strip()]
+    elif isinstance(extra, str):
+        raise ValueError(f'{name} must be a list of methods, not {extra!r}')
+    methods = set(STANDARD_METHODS)
+    for method in extra:
+        if not isinstance(method, str) or not _TOKEN.fullmatch(method):
+            raise ValueError(
+                f'{name}: {method!r} is not an HTTP method (a token of at '
+                "most 32 letters, digits and !#$%&'*+.^_`|~-)"
+            )
+        methods.add(method)
+    return frozenset(methods)
+
+
+def stand_in(
+    database: str | None = None, name: str | None = None
+) -> Measurement:
+    """A measurement handlers may use for a request that is not recorded.
+
+    For an excluded path, or an integration without a database: handlers
+    reach the request's measurement the same way, and what they set on it
+    goes nowhere.
+
+    :param database: the database it would have gone to
+    :param name: the measurement name it would have had
+    """
+    return Measurement(database or 'unrecorded', name or 'request')
 
 
 class RequestRecorder:
@@ -67,8 +138,16 @@ class RequestRecorder:
         one of them (:func:`re.match`, from the start) is not recorded
     :param add_measurement: what to hand finished measurements to (default:
         :func:`sprockets_influxdb.add_measurement`, the default client)
-    :raises ValueError: for an empty database, an invalid measurement name
-        or an invalid regular expression
+    :param methods: methods to record as they are beside
+        :data:`STANDARD_METHODS` (default: those of the
+        ``INFLUXDB_HTTP_METHODS`` environment variable); any other is
+        recorded as :data:`OTHER_METHOD`
+    :raises ValueError: for an empty database, an invalid measurement name,
+        an invalid regular expression or an invalid method
+
+    The expressions of *exclude_paths* run on the path of every request,
+    which the client chooses: use expressions that take linear time
+    (no nested repetition such as ``(a+)+``).
     """
 
     def __init__(
@@ -77,6 +156,7 @@ class RequestRecorder:
         measurement: str | None = None,
         exclude_paths: Iterable[str] = (),
         add_measurement: Callable[[Measurement], None] | None = None,
+        methods: Iterable[str] | None = None,
     ) -> None:
         if not isinstance(database, str) or not database:
             raise ValueError(
@@ -95,7 +175,10 @@ class RequestRecorder:
                 ) from None
         self.database = database
         self.measurement = name
+        self.methods = _methods(methods)
         self._excluded = patterns
+        # When each kind of failure was last logged, and how many since.
+        self._failures: dict[str, list[float]] = {}
         if add_measurement is None:
             import sprockets_influxdb
 
@@ -104,6 +187,37 @@ class RequestRecorder:
 
     def __repr__(self) -> str:
         return f'<RequestRecorder {self.database!r} {self.measurement!r}>'
+
+    def report_failure(self, what: str, error: BaseException) -> None:
+        """Log that something went wrong recording a request.
+
+        What goes wrong can come from what a client sent: each kind of
+        failure is logged at most every 5 seconds, with the number left
+        out meanwhile, and its text is cut short; the traceback goes to
+        the DEBUG level.
+
+        :param what: what could not be done
+        :param error: the exception
+        """
+        now = time.monotonic()
+        state = self._failures.setdefault(what, [-_LOG_INTERVAL, 0])
+        if now - state[0] < _LOG_INTERVAL:
+            state[1] += 1
+            return
+        text = str(error)
+        if len(text) > _LOGGED_LENGTH:
+            text = f'{text[:_LOGGED_LENGTH]}... ({len(text)} characters)'
+        more = int(state[1])
+        LOGGER.error(
+            '%s: %s: %s%s',
+            what,
+            type(error).__name__,
+            text,
+            f' ({more} more since the last report)' if more else '',
+        )
+        LOGGER.debug('%s', what, exc_info=error)
+        state[0] = now
+        state[1] = 0
 
     def excluded(self, path: str) -> bool:
         """Tell whether requests for *path* are left unrecorded.
@@ -121,7 +235,9 @@ class RequestRecorder:
         """
         if self._excluded and self.excluded(path):
             return None
-        return RequestRecord(self, method)
+        return RequestRecord(
+            self, method if method in self.methods else OTHER_METHOD
+        )
 
 
 def middleware_recorder(
@@ -129,6 +245,7 @@ def middleware_recorder(
     measurement: str | None,
     exclude_paths: Iterable[str],
     client: Client | None,
+    methods: Iterable[str] | None = None,
 ) -> RequestRecorder | None:
     """The recorder of an ``InfluxDBMiddleware``, or ``None`` without one.
 
@@ -140,8 +257,10 @@ def middleware_recorder(
     :param measurement: the measurement name
     :param exclude_paths: regular expressions of paths not to record
     :param client: the client to write with (default: the default client)
+    :param methods: methods to record beside the standard ones
     :returns: the recorder, or ``None`` when there is no database
-    :raises ValueError: for an invalid measurement name or expression
+    :raises ValueError: for an invalid measurement name, expression or
+        method
     """
     if not database:
         LOGGER.error(
@@ -154,6 +273,7 @@ def middleware_recorder(
         measurement,
         exclude_paths,
         add_measurement=client.add_measurement if client else None,
+        methods=methods,
     )
 
 
@@ -244,6 +364,8 @@ class RequestRecord:
             fields['duration'] = max(end - self.started, 0.0)
             fields['content_length'] = int(content_length)
             self._recorder._add(measurement)
-        except Exception:
+        except Exception as error:
             # Recording must never fail a request.
-            LOGGER.exception('Could not record a request measurement')
+            self._recorder.report_failure(
+                'Could not record a request measurement', error
+            )

@@ -5,7 +5,11 @@ from __future__ import annotations
 import pytest
 
 from sprockets_influxdb import Measurement
-from sprockets_influxdb.request_metrics import UNMATCHED, RequestRecorder
+from sprockets_influxdb.request_metrics import (
+    OTHER_METHOD,
+    UNMATCHED,
+    RequestRecorder,
+)
 
 
 @pytest.fixture
@@ -131,3 +135,80 @@ def test_recording_never_fails_the_request(
     assert record is not None
     record.finish(200, endpoint='/', handler='h', content_length=0)
     assert 'Could not record a request measurement' in caplog.text
+
+
+def test_methods_no_client_can_make_a_series_of(
+    recorder: RequestRecorder, recorded: list[Measurement]
+) -> None:
+    methods = ['GET', 'PATCH', 'FOOBAR1', 'FOOBAR2', 'get', 'FOO\\', 'X' * 60]
+    for method in methods:
+        record = recorder.start(method)
+        assert record is not None
+        record.finish(405, endpoint=None, handler=None, content_length=0)
+    assert [measurement.tags['method'] for measurement in recorded] == [
+        'GET',
+        'PATCH',
+        OTHER_METHOD,
+        OTHER_METHOD,
+        OTHER_METHOD,
+        OTHER_METHOD,
+        OTHER_METHOD,
+    ]
+
+
+def test_more_methods_by_argument_or_environment(
+    monkeypatch: pytest.MonkeyPatch, recorded: list[Measurement]
+) -> None:
+    monkeypatch.setenv('INFLUXDB_HTTP_METHODS', 'PROPFIND, PURGE')
+    by_environment = RequestRecorder('db', add_measurement=recorded.append)
+    assert {'PROPFIND', 'PURGE', 'GET'} <= by_environment.methods
+    by_argument = RequestRecorder(
+        'db', add_measurement=recorded.append, methods=['MKCOL']
+    )
+    assert 'MKCOL' in by_argument.methods
+    assert 'PROPFIND' not in by_argument.methods
+    for recorder in (by_environment, by_argument):
+        for method in ('PROPFIND', 'MKCOL'):
+            record = recorder.start(method)
+            assert record is not None
+            record.finish(200, endpoint='/', handler='h', content_length=0)
+    assert [measurement.tags['method'] for measurement in recorded] == [
+        'PROPFIND',
+        OTHER_METHOD,
+        OTHER_METHOD,
+        'MKCOL',
+    ]
+
+
+@pytest.mark.parametrize('method', ['BAD METHOD', 'A' * 33, '', 'FOO\\'])
+def test_a_method_that_is_no_token_is_refused(method: str) -> None:
+    with pytest.raises(ValueError, match=r'methods: .* is not an HTTP method'):
+        RequestRecorder('db', methods=[method])
+
+
+def test_a_bad_method_in_the_environment_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv('INFLUXDB_HTTP_METHODS', 'PROPFIND,BAD METHOD')
+    with pytest.raises(
+        ValueError, match="INFLUXDB_HTTP_METHODS: 'BAD METHOD' is not"
+    ):
+        RequestRecorder('db')
+
+
+def test_failures_are_logged_briefly_and_rarely(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(measurement: Measurement) -> None:
+        raise ValueError('x' * 10_000)
+
+    recorder = RequestRecorder('db', add_measurement=broken)
+    for _ in range(100):
+        record = recorder.start('GET')
+        assert record is not None
+        record.finish(200, endpoint='/', handler='h', content_length=0)
+    errors = [r for r in caplog.records if r.levelname == 'ERROR']
+    assert len(errors) == 1
+    assert len(errors[0].getMessage()) < 400
+    assert '(10000 characters)' in errors[0].getMessage()
+    assert errors[0].exc_info is None
