@@ -284,10 +284,11 @@ class RequestRecord:
     request runs.  :meth:`finish` records it once; later calls do nothing.
     """
 
-    __slots__ = ('_recorder', 'finished', 'measurement', 'method', 'started')
+    __slots__ = ('finished', 'measurement', 'method', 'recorder', 'started')
 
     def __init__(self, recorder: RequestRecorder, method: str) -> None:
-        self._recorder = recorder
+        #: The recorder that started it.
+        self.recorder = recorder
         #: The HTTP method, the ``method`` tag.
         self.method = method
         #: :func:`time.monotonic` at the start of the request (see
@@ -363,9 +364,9 @@ class RequestRecord:
             fields = measurement.fields
             fields['duration'] = max(end - self.started, 0.0)
             fields['content_length'] = int(content_length)
-            self._recorder._add(measurement)
+            self.recorder._add(measurement)
         except Exception as error:
             # Recording must never fail a request.
-            self._recorder.report_failure(
+            self.recorder.report_failure(
                 'Could not record a request measurement', error
             )

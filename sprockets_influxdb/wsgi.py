@@ -17,20 +17,33 @@ one measurement (see :mod:`sprockets_influxdb.request_metrics`).  The
 rule, or for another application the match of the werkzeug
 :class:`~werkzeug.routing.Map` given as ``url_map``; requests no rule
 matched (404, 405) get :data:`~sprockets_influxdb.request_metrics.UNMATCHED`.
-``duration`` ends when the server has consumed the response and called its
-``close()``, so streamed responses are timed in full; ``content_length``
-counts the bytes the application yielded or passed to ``write()`` (0 for
-``HEAD``).  A response built on the
-server's ``wsgi.file_wrapper`` is passed through untouched (so the server
-can send the file its own way): its ``content_length`` is the one its
-headers declare, and its ``duration`` ends when the application returns it.
+
+A request is recorded as soon as the last byte of its response is handed
+to the server, before the server can have sent it: when the bytes the
+application yielded reach the ``Content-Length`` it declared (before that
+last chunk is handed over), else when its body is exhausted.  So a
+response a client received in full is recorded already, whatever happens
+to the process next.  ``duration`` ends then, so streamed responses are
+timed in full; ``content_length`` counts the bytes the application yielded
+or passed to ``write()`` (0 for ``HEAD``).  A response the server closes
+before its end is recorded then: as 499 when the server stopped because
+sending failed (the client went away), else with the status the
+application gave; one neither exhausted nor closed (a test client that
+only looked at the status) is recorded with that status when it is
+released.  A response built on the server's ``wsgi.file_wrapper`` is passed
+through untouched (so the server can send the file its own way): its
+``content_length`` is the one its headers declare, and it is recorded when
+the application returns it.
+
 Handlers reach the measurement as
-``environ['sprockets_influxdb.measurement']``.
+``environ['sprockets_influxdb.measurement']``, also for a request that is
+not recorded (an excluded path, no database): a stand-in then.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterable, Iterator
 from types import TracebackType
 from typing import Any, Callable, Optional
@@ -43,6 +56,7 @@ from sprockets_influxdb.request_metrics import (
     UNMATCHED,
     RequestRecord,
     middleware_recorder,
+    stand_in,
 )
 
 __all__ = ['ENVIRON_KEY', 'InfluxDBMiddleware']
@@ -75,11 +89,14 @@ class InfluxDBMiddleware:
         (default: the module-level default client)
     :param url_map: the werkzeug :class:`~werkzeug.routing.Map` to find the
         URL rule of a request with, for applications other than Flask
-    :raises ValueError: for an invalid measurement name or regular
-        expression
+    :param methods: HTTP methods to record as they are beside the standard
+        ones (default: the ``INFLUXDB_HTTP_METHODS`` environment variable);
+        any other is recorded as ``_OTHER``
+    :raises ValueError: for an invalid measurement name, regular
+        expression or method
 
-    Without a database, an error is logged and requests are served
-    unrecorded.
+    Without a database, an error is logged once and requests are served
+    unrecorded, with a stand-in measurement for the handlers.
     """
 
     def __init__(
@@ -90,6 +107,7 @@ class InfluxDBMiddleware:
         exclude_paths: Iterable[str] = (),
         client: Client | None = None,
         url_map: Map | None = None,
+        methods: Iterable[str] | None = None,
     ) -> None:
         self.app = app
         self.client = client
@@ -97,8 +115,10 @@ class InfluxDBMiddleware:
         self.url_map = url_map or getattr(self._flask, 'url_map', None)
         self._handlers: dict[str, str] = {}
         self.recorder = middleware_recorder(
-            database, measurement, exclude_paths, client
+            database, measurement, exclude_paths, client, methods
         )
+        self._database = database
+        self._measurement = measurement
         self._signals = self._flask is not None and _watch_exceptions(
             self._flask
         )
@@ -107,13 +127,17 @@ class InfluxDBMiddleware:
         self, environ: dict[str, Any], start_response: StartResponse
     ) -> Iterable[bytes]:
         """Handle one request."""
-        recorder = self.recorder
-        if recorder is None or ENVIRON_KEY in environ:
+        if ENVIRON_KEY in environ:  # recorded by another one further out
             return self.app(environ, start_response)
-        record = recorder.start(
-            environ.get('REQUEST_METHOD', 'GET'), environ.get('PATH_INFO', '')
-        )
+        recorder = self.recorder
+        record = None
+        if recorder is not None:
+            record = recorder.start(
+                environ.get('REQUEST_METHOD', 'GET'),
+                environ.get('PATH_INFO', ''),
+            )
         if record is None:
+            environ[ENVIRON_KEY] = stand_in(self._database, self._measurement)
             return self.app(environ, start_response)
         environ[ENVIRON_KEY] = record.measurement
         return _Request(self, environ, record).run(start_response)
@@ -223,7 +247,6 @@ class _Request:
         'body_bytes',
         'declared',
         'environ',
-        'exhausted',
         'middleware',
         'record',
         'status',
@@ -240,8 +263,8 @@ class _Request:
         self.record = record
         self.status = 500
         self.body_bytes = 0
-        self.exhausted = False
-        self.declared: list[tuple[str, str]] = []
+        #: The Content-Length the application declared, if any.
+        self.declared: int | None = None
 
     def run(self, start_response: StartResponse) -> Iterable[bytes]:
         def start(
@@ -257,7 +280,7 @@ class _Request:
                 self.body_bytes += len(data)
                 return write(data)
 
-            self.declared = headers
+            self.declared = _declared_length(headers)
             return counting_write
 
         try:
@@ -268,7 +291,7 @@ class _Request:
         file_wrapper = self.environ.get('wsgi.file_wrapper')
         if isinstance(file_wrapper, type) and isinstance(result, file_wrapper):
             # The server sends such a file its own way (sendfile): leave it.
-            self.body_bytes = _declared_length(self.declared)
+            self.body_bytes = self.declared or 0
             self.finish(None)
             return result
         return _Body(self, result)
@@ -279,8 +302,10 @@ class _Request:
             return
         try:
             endpoint, handler = self.middleware.endpoint(self.environ)
-        except Exception:
-            LOGGER.exception('Could not find the URL rule of a request')
+        except Exception as failure:
+            record.recorder.report_failure(
+                'Could not find the URL rule of a request', failure
+            )
             endpoint = handler = None
         if error is None:
             error = self.environ.get(_ERROR_KEY)
@@ -295,18 +320,24 @@ class _Request:
         )
 
 
-def _declared_length(headers: list[tuple[str, str]]) -> int:
+def _declared_length(headers: list[tuple[str, str]]) -> int | None:
     for name, value in headers:
         if name.lower() == 'content-length':
             try:
                 return int(value)
             except ValueError:
-                return 0
-    return 0
+                return None
+    return None
 
 
 class _Body:
-    """The response iterable, counted, and recorded when closed."""
+    """The response iterable, counted, recorded once its last byte is out.
+
+    The server iterates over it and then closes it; a test client may do
+    neither.
+    """
+
+    __slots__ = ('_request', '_result')
 
     def __init__(self, request: _Request, result: Iterable[bytes]) -> None:
         self._request = request
@@ -314,20 +345,32 @@ class _Body:
 
     def __iter__(self) -> Iterator[bytes]:
         request = self._request
+        record = request.record
         try:
             for chunk in self._result:
                 request.body_bytes += len(chunk)
+                declared = request.declared
+                if (
+                    declared is not None
+                    and request.body_bytes >= declared
+                    and not record.finished
+                ):
+                    # The last chunk: recorded before the server has it.
+                    request.finish(None)
                 yield chunk
         except GeneratorExit:
             raise
         except Exception as error:
             request.finish(error)
             raise
-        request.exhausted = True
+        request.finish(None)
 
     def close(self) -> None:
         """Close the application's iterable, then record the request."""
         request = self._request
+        # Closed by a server whose sending failed: the exception is still
+        # on its way (a server closes the response in a finally clause).
+        sending_failed = sys.exc_info()[0] is not None
         error: BaseException | None = None
         try:
             close = getattr(self._result, 'close', None)
@@ -337,11 +380,17 @@ class _Body:
             error = caught
             raise
         finally:
-            # Closed before the end: the server stopped sending, the client
-            # having gone away (a HEAD response may go unread).
+            # A HEAD response may go unread.
             gone = (
                 error is None
-                and not request.exhausted
+                and sending_failed
                 and request.environ.get('REQUEST_METHOD') != 'HEAD'
             )
             request.finish(error, gone=gone)
+
+    def __del__(self) -> None:
+        # Neither exhausted nor closed (a test client that only looked at
+        # the status): recorded with the status the application gave.
+        request = self._request
+        if not request.record.finished:
+            request.finish(None)

@@ -4,6 +4,7 @@ WSGI application in process, read back from a real InfluxDB.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -18,7 +19,7 @@ from werkzeug.wrappers import Response
 
 from sprockets_influxdb import Client
 from sprockets_influxdb.wsgi import ENVIRON_KEY, InfluxDBMiddleware
-from tests.helpers import wait_for
+from tests.helpers import run_script, wait_for
 from tests.integrations.apps import AppServer, drive, stored_times
 from tests.servers import InfluxServer
 
@@ -401,3 +402,72 @@ def test_app_factories_proxies_and_class_based_views(
             '.<locals>.Item',
         )
     }
+
+
+def test_flask_test_client_records_every_request_as_served(
+    influxdb: InfluxServer,
+) -> None:
+    """However a test reads the response, the request is recorded once,
+    with the status the application gave (never 499)."""
+    influxdb.create_database('flask')
+    result = run_script(
+        """
+        import sprockets_influxdb as influxdb
+        from integrations.flask_app import make_app
+
+        app = make_app('flask')
+        client = app.test_client()
+        assert client.get('/items/1').data == b'{"item_id":1}\\n'
+        assert client.get('/items/2').status_code == 200  # body unread
+        response = client.get('/items/3')
+        response.close()  # closed unread
+        with client:
+            assert client.get('/items/4').status_code == 200
+        with app.test_client() as other:
+            assert other.get('/items/5').get_json() == {'item_id': 5}
+        streamed = client.get('/stream')
+        assert streamed.status_code == 200
+        del streamed  # a streamed body, unread and released
+        client.get('/stream').close()  # a streamed body, closed unread
+        print(influxdb.stats().added)
+        assert influxdb.shutdown().result(timeout=10)
+        """,
+        env={'INFLUXDB_URL': influxdb.url, 'SERVICE': 'shop'},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ['7']
+    rows = influxdb.rows('flask', 'shop')
+    assert sorted(
+        (row['endpoint'], row['status_code'], row['item_id']) for row in rows
+    ) == [
+        ('/items/<int:item_id>', '200', 1),
+        ('/items/<int:item_id>', '200', 2),
+        ('/items/<int:item_id>', '200', 3),
+        ('/items/<int:item_id>', '200', 4),
+        ('/items/<int:item_id>', '200', 5),
+        ('/stream', '200', None),
+        ('/stream', '200', None),
+    ]
+
+
+def test_without_a_database_requests_are_served_with_a_stand_in(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from integrations.flask_app import make_app
+
+    app = make_app('flask')
+    app.wsgi_app = InfluxDBMiddleware(  # type: ignore[method-assign]
+        app.wsgi_app.app,
+        database=None,  # type: ignore[attr-defined]
+    )
+    client = app.test_client()
+    with caplog.at_level(logging.ERROR, logger='sprockets_influxdb'):
+        for item in range(3):
+            response = client.get(f'/items/{item}')
+            assert response.status_code == 200
+            assert response.get_json() == {'item_id': item}
+    errors = [r for r in caplog.records if r.levelname == 'ERROR']
+    assert [r.getMessage() for r in errors] == [
+        'InfluxDBMiddleware has no database (database=...): requests are '
+        'served but not recorded'
+    ]
