@@ -18,10 +18,18 @@ route template as the application declares it, mount prefixes and included
 routers included (``/api/items/{item_id}``), found in the application's
 routes once it has routed the request; requests no route fully matched
 (404, 405) get :data:`~sprockets_influxdb.request_metrics.UNMATCHED`.
-``duration`` ends when the last body chunk is handed to the server, so a
-streaming response is timed in full and background tasks are not counted.
-Handlers reach the measurement as ``request.state.influxdb``.  Websocket
-scopes pass through untouched; at lifespan shutdown the client is flushed.
+
+A request is recorded as its last body chunk (or its ``pathsend``) is
+handed to the server, before the server can have sent it: a response a
+client received in full is recorded already, whatever happens to the
+process next.  (A 5xx response is recorded once the application returns or
+raises, so that the error an error middleware raises after sending its page
+is its ``error`` tag.)  ``duration`` ends then, so a streaming response is
+timed in full and background tasks are not counted.  Handlers reach the
+measurement as ``request.state.influxdb``, also for a request that is not
+recorded (an excluded path, no database): a stand-in then.  Websocket
+scopes pass through untouched; at lifespan shutdown the client is flushed,
+and what could not be delivered is reported in an error.
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ from sprockets_influxdb.request_metrics import (
     UNMATCHED,
     RequestRecord,
     middleware_recorder,
+    stand_in,
 )
 
 __all__ = ['InfluxDBMiddleware']
@@ -55,6 +64,9 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 # middleware further in (a mounted sub-application's) passes it through.
 _RECORDING = 'sprockets_influxdb.recording'
 _CACHE_LIMIT = 4096
+# A root path holds the raw path parameters of the mounts a request went
+# through (``Mount('/users/{uid}')``): long ones are not cached.
+_CACHED_ROOT_PATH = 256
 
 
 class InfluxDBMiddleware:
@@ -67,11 +79,15 @@ class InfluxDBMiddleware:
     :param exclude_paths: regular expressions of paths not to record
     :param client: the :class:`~sprockets_influxdb.Client` to write with
         (default: the module-level default client)
-    :raises ValueError: for an invalid measurement name or regular
-        expression, when the application starts
+    :param methods: HTTP methods to record as they are beside the standard
+        ones (default: the ``INFLUXDB_HTTP_METHODS`` environment variable);
+        any other is recorded as ``_OTHER``
+    :raises ValueError: for an invalid measurement name, regular
+        expression or method, when the application starts
 
-    Without a database, an error is logged and requests are served
-    unrecorded: a failed request would be worse than a missing metric.
+    Without a database, an error is logged once and requests are served
+    unrecorded, with a stand-in measurement for the handlers: a failed
+    request would be worse than a missing metric.
     """
 
     def __init__(
@@ -81,26 +97,34 @@ class InfluxDBMiddleware:
         measurement: str | None = None,
         exclude_paths: Iterable[str] = (),
         client: Client | None = None,
+        methods: Iterable[str] | None = None,
     ) -> None:
         self.app = app
         self.client = client
         self._templates: dict[tuple[int, int, str], tuple[object, str]] = {}
         self._handlers: dict[int, tuple[object, str]] = {}
         self.recorder = middleware_recorder(
-            database, measurement, exclude_paths, client
+            database, measurement, exclude_paths, client, methods
         )
+        self._database = database
+        self._measurement = measurement
 
     async def __call__(
         self, scope: Scope, receive: Receive, send: Send
     ) -> None:
         """Handle one ASGI connection."""
         kind = scope['type']
-        recorder = self.recorder
-        if kind == 'http' and recorder and not scope.get(_RECORDING):
-            record = recorder.start(scope['method'], scope['path'])
-            if record is not None:
-                await _Responder(self, scope, record).run(receive, send)
-                return
+        if kind == 'http' and not scope.get(_RECORDING):
+            recorder = self.recorder
+            if recorder is not None:
+                record = recorder.start(scope['method'], scope['path'])
+                if record is not None:
+                    await _Responder(self, scope, record).run(receive, send)
+                    return
+            # Not recorded: the handlers still find a measurement.
+            state = scope.setdefault('state', {})
+            if isinstance(state, dict):
+                state['influxdb'] = stand_in(self._database, self._measurement)
         elif kind == 'lifespan':
             await self.app(scope, receive, self._lifespan_send(send))
             return
@@ -123,12 +147,27 @@ class InfluxDBMiddleware:
             import sprockets_influxdb
 
             client = sprockets_influxdb.default_client()
-        # Bounded like a shutdown: the server must not wait on InfluxDB.
-        future = client.flush(timeout=client.settings.shutdown_timeout)
+        # Bounded like a shutdown: the server must not wait on InfluxDB,
+        # nor on a server that was never there (a test without one).
+        future = client.flush(
+            timeout=client.settings.shutdown_timeout, wait_for_server=False
+        )
         try:
-            await future
+            delivered = await future
         except Exception:  # pragma: no cover - never fail the shutdown
             LOGGER.exception('Could not flush at lifespan shutdown')
+            return
+        if not delivered:
+            # Servers often end the process right after (uvicorn raises
+            # its signal again): this may be the last word.
+            stats = client.stats()
+            LOGGER.error(
+                '%d measurements not delivered to InfluxDB at %s when the '
+                'application shut down (%s): lost if the process ends now',
+                stats.buffered + stats.in_flight,
+                client.settings.url,
+                stats.last_error or 'no time left',
+            )
 
     def endpoint(
         self, root: object, original: Scope, scope: Scope
@@ -154,7 +193,8 @@ class InfluxDBMiddleware:
         # relative to the router, and the full one in this context.
         context = _fastapi_context(scope)
         owner = route if context is None else context
-        key = (id(root), id(owner), scope.get('root_path', ''))
+        root_path = scope.get('root_path', '')
+        key = (id(root), id(owner), root_path)
         cached = self._templates.get(key)
         if cached is not None and cached[0] is owner:
             return cached[1]
@@ -166,9 +206,10 @@ class InfluxDBMiddleware:
             if match is not Match.FULL or path_format is None:
                 return None
         template = f'{prefix}{path_format}'
-        if len(self._templates) >= _CACHE_LIMIT:
-            self._templates.clear()
-        self._templates[key] = (owner, template)
+        if len(root_path) <= _CACHED_ROOT_PATH:
+            if len(self._templates) >= _CACHE_LIMIT:
+                self._templates.clear()
+            self._templates[key] = (owner, template)
         return template
 
     def handler_name(self, handler: object) -> str:
@@ -317,28 +358,18 @@ class _Responder:
                 await self.send(send, message)
             elif kind == 'http.response.pathsend':
                 # The server sends the file itself: the last of the body.
-                self.completed = True
-                await self.send(send, message)
                 self.body_bytes += _file_size(message.get('path'))
-                self.ended = time.monotonic()
-                if self.status < 500:
-                    self.finish(None)
+                self.last()
+                await self.send(send, message)
             elif kind == 'http.response.body':
+                size = len(message.get('body', b''))
                 if message.get('more_body', False):
                     await self.send(send, message)
-                    self.body_bytes += len(message.get('body', b''))
+                    self.body_bytes += size  # once the server took it
                     return
-                # Complete once handed over: a client that closes while the
-                # server sends this last chunk did get the whole response.
-                self.completed = True
+                self.body_bytes += size
+                self.last()
                 await self.send(send, message)
-                self.body_bytes += len(message.get('body', b''))
-                self.ended = time.monotonic()
-                # Recorded now, as background tasks run after this; but an
-                # error page may come from an error middleware further in,
-                # which raises the error right after: wait for it.
-                if self.status < 500:
-                    self.finish(None)
             else:
                 await send(message)
 
@@ -350,6 +381,22 @@ class _Responder:
             self.finish(error if isinstance(error, Exception) else None)
             raise
         self.finish(None)
+
+    def last(self) -> None:
+        """The last of the response is about to be handed to the server.
+
+        Recorded now, before the server has it: once the client has the
+        whole response, the measurement is in the buffer whatever happens
+        to the process; and background tasks run after this.  But an error
+        page may come from an error middleware further in, which raises
+        the error right after: a 5xx waits for it.
+        """
+        # Complete once handed over: a client that closes while the server
+        # sends this last chunk did get the whole response.
+        self.completed = True
+        self.ended = time.monotonic()
+        if self.status < 500:
+            self.finish(None)
 
     async def send(self, send: Send, message: Message) -> None:
         try:
@@ -372,8 +419,10 @@ class _Responder:
                     self.root, self.original, self.scope
                 )
             )
-        except Exception:
-            LOGGER.exception('Could not find the route of a request')
+        except Exception as failure:
+            record.recorder.report_failure(
+                'Could not find the route of a request', failure
+            )
             endpoint = None
         handler = self.scope.get('endpoint')
         name = None

@@ -317,13 +317,19 @@ class Client:
             )
             self._overflow_reported = total
 
-    def flush(self, timeout: float | None = None) -> Any:
+    def flush(
+        self, timeout: float | None = None, *, wait_for_server: bool = True
+    ) -> Any:
         """Write everything added so far, now.
 
         Any backoff wait in progress is cut short.
 
         :param timeout: seconds to wait at most (default: the
             ``flush_timeout`` setting)
+        :param wait_for_server: when false, give up (resolving ``False``)
+            as soon as a connection fails if no server was ever reached:
+            what an application that stops does, so that it does not wait
+            for a server that is not there
         :returns: a :class:`FlushFuture` (or, after :meth:`set_io_loop`, a
             future of that IOLoop) resolving ``True`` once everything added
             before the call was delivered or definitively dropped, ``False``
@@ -333,14 +339,16 @@ class Client:
             timeout = self._settings.flush_timeout
         if not self._enabled:
             return self._future(_resolved(True))
-        return self._future(self._writer.flush(timeout))
+        return self._future(self._writer.flush(timeout, wait_for_server))
 
     def shutdown(self, timeout: float | None = None) -> Any:
         """Stop intake, deliver what is pending within a deadline, stop.
 
         Measurements added afterwards are dropped and counted.  What is not
         delivered by the deadline is dropped, counted as ``shutdown`` and
-        reported in a warning.  Calling it again returns the same result.
+        reported in one error.  When no server was ever reached, it does
+        not wait for the deadline once a connection failed.  Calling it
+        again returns the same result.
 
         :param timeout: seconds to keep trying (default: the
             ``shutdown_timeout`` setting)
@@ -365,20 +373,38 @@ class Client:
         return result
 
     def _report_drops(self, _: concurrent.futures.Future[bool]) -> None:
-        """Sum up at shutdown what was dropped, whatever was logged before."""
+        """Sum up at shutdown what was dropped, whatever was logged before.
+
+        In one line: an error when measurements could not be delivered
+        before the writer stopped, else a warning for earlier drops.
+        """
         stats = self.stats()
         lost = {
             reason: count
             for reason, count in stats.dropped.items()
             if count and reason != 'sampled'
         }
-        if lost:
+        if not lost:
+            return
+        summary = ', '.join(
+            f'{count} ({reason})' for reason, count in lost.items()
+        )
+        undelivered = self._writer.lost_at_stop
+        if undelivered:
+            LOGGER.error(
+                'Shut down with %d measurements not delivered to InfluxDB '
+                'at %s (%s); written %d, dropped in all %s',
+                undelivered,
+                self._settings.url,
+                stats.last_error or 'no time left',
+                stats.written,
+                summary,
+            )
+        else:
             LOGGER.warning(
                 'Shut down having written %d measurements and dropped %s',
                 stats.written,
-                ', '.join(
-                    f'{count} ({reason})' for reason, count in lost.items()
-                ),
+                summary,
             )
 
     def _future(self, future: concurrent.futures.Future[bool]) -> Any:
@@ -435,7 +461,9 @@ class Client:
     def _flush_at_exit(self) -> None:
         if not self._enabled or self._shutdown_future is not None:
             return
-        self._writer.flush(self._settings.shutdown_timeout).result()
+        self._writer.flush(
+            self._settings.shutdown_timeout, patient=False
+        ).result()
 
     def _drain_at_exit(self) -> None:
         if not self._enabled or self._writer.stopped:

@@ -188,19 +188,27 @@ class _Delivery:
 
 
 class _Waiter:
-    """A flush or shutdown waiting for a sequence number to be resolved."""
+    """A flush or shutdown waiting for a sequence number to be resolved.
 
-    __slots__ = ('deadline', 'future', 'sequence')
+    An impatient one gives up as soon as a connection to a server that was
+    never reached has failed after it began waiting.
+    """
+
+    __slots__ = ('deadline', 'failures', 'future', 'patient', 'sequence')
 
     def __init__(
         self,
         sequence: int,
         deadline: float,
         future: concurrent.futures.Future[bool],
+        patient: bool = True,
+        failures: int = 0,
     ) -> None:
         self.sequence = sequence
         self.deadline = deadline
         self.future = future
+        self.patient = patient
+        self.failures = failures
 
 
 class Writer:
@@ -250,6 +258,12 @@ class Writer:
         self._overflow_reported_at = -_LOG_INTERVAL
         self._collisions_unreported = 0
         self._collisions_reported_at = -_LOG_INTERVAL
+        # Whether any server answered yet, and how many connections failed
+        # before one did.
+        self._reached = False
+        self._connect_failures = 0
+        #: Measurements dropped when the writer stopped.
+        self.lost_at_stop = 0
 
     # Called from any thread -------------------------------------------------
 
@@ -276,17 +290,27 @@ class Writer:
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(self._on_wake)
 
-    def flush(self, timeout: float) -> concurrent.futures.Future[bool]:
+    def flush(
+        self, timeout: float, patient: bool = True
+    ) -> concurrent.futures.Future[bool]:
         """Resolve when everything accepted so far is delivered or dropped.
 
         Any backoff wait is cut short.
 
         :param timeout: seconds before the future resolves ``False``
+        :param patient: wait for *timeout* even when no server was ever
+            reached and connections are refused
         :returns: a future resolving ``True`` on full delivery
         """
         future: concurrent.futures.Future[bool] = concurrent.futures.Future()
         sequence = self._buffer.last_sequence
-        waiter = _Waiter(sequence, time.monotonic() + timeout, future)
+        waiter = _Waiter(
+            sequence,
+            time.monotonic() + timeout,
+            future,
+            patient,
+            self._connect_failures,
+        )
         with self._lock:
             idle = self._thread is None or self._pid != os.getpid()
             empty = not len(self._buffer) and not self._counters.backlog
@@ -302,8 +326,10 @@ class Writer:
     def stop(self, timeout: float) -> concurrent.futures.Future[bool]:
         """Deliver what can be delivered within *timeout*, then stop.
 
-        What is still pending at the deadline is dropped, counted as
-        ``shutdown`` and reported in a warning.
+        What is still pending at the deadline is dropped and counted as
+        ``shutdown`` (:attr:`lost_at_stop`).  When no server was ever
+        reached and a connection fails, it stops without waiting for the
+        deadline: there is nobody to wait for.
 
         :param timeout: seconds to keep trying
         :returns: a future resolving ``True`` when nothing was lost
@@ -316,6 +342,8 @@ class Writer:
                 self._buffer.last_sequence,
                 time.monotonic() + timeout,
                 future,
+                False,
+                self._connect_failures,
             )
             self._force = True
             started = self._thread is not None and self._pid == os.getpid()
@@ -407,7 +435,7 @@ class Writer:
             if stopping is not None:
                 if self._outstanding() is None:
                     return
-                if now >= stopping.deadline:
+                if now >= stopping.deadline or self._unreachable(stopping):
                     return
             if draining:
                 await anyio.sleep(0)
@@ -417,6 +445,18 @@ class Writer:
             with anyio.move_on_after(max(deadline - now, 0)):
                 await self._event.wait()
             self._event = anyio.Event()
+
+    def _unreachable(self, waiter: _Waiter) -> bool:
+        """Whether an impatient waiter should give up.
+
+        It does when no server was ever reached and a connection failed
+        since it began waiting.
+        """
+        return (
+            not waiter.patient
+            and not self._reached
+            and self._connect_failures > waiter.failures
+        )
 
     def _change_precision(self, precision: str) -> None:
         """Convert the lines waiting to a new precision.
@@ -766,6 +806,7 @@ class Writer:
         response = await self._post(
             settings, target.database, body, batch.precision
         )
+        self._reached = True
         status = response.status_code
         counters = self._counters
         if 200 <= status < 300:
@@ -871,6 +912,10 @@ class Writer:
                 f'timed out after {settings.request_timeout} s '
                 f'({type(error).__name__})'
             ) from None
+        except httpx.ConnectError as error:
+            self._counters.failed_requests += 1
+            self._connect_failures += 1
+            raise _RetryError(f'{type(error).__name__}: {error}') from None
         except httpx.HTTPError as error:
             self._counters.failed_requests += 1
             raise _RetryError(f'{type(error).__name__}: {error}') from None
@@ -946,7 +991,7 @@ class Writer:
             for waiter in waiters:
                 if outstanding is None or outstanding > waiter.sequence:
                     _set_result(waiter.future, True)
-                elif now >= waiter.deadline:
+                elif now >= waiter.deadline or self._unreachable(waiter):
                     _set_result(waiter.future, False)
                 else:
                     keep.append(waiter)
@@ -966,14 +1011,16 @@ class Writer:
         counters.backlog = 0
         counters.in_flight = 0
         self._in_flight.clear()
+        self.lost_at_stop = lost
         if lost:
             counters.dropped['shutdown'] += lost
-            LOGGER.warning(
-                'Stopped with %d measurements not delivered to InfluxDB '
-                '(last error: %s)',
-                lost,
-                counters.last_error,
-            )
+            if self._stopping is None:  # else the client reports it
+                LOGGER.error(
+                    'The InfluxDB writer stopped with %d measurements not '
+                    'delivered (last error: %s)',
+                    lost,
+                    counters.last_error,
+                )
         with self._lock:
             self._stopped.set()
             waiters, self._waiters = self._waiters, []

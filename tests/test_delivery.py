@@ -18,7 +18,13 @@ import pytest
 
 from sprockets_influxdb import Client, Measurement
 from tests.helpers import wait_for
-from tests.servers import FORWARD, FaultServer, InfluxServer, Response
+from tests.servers import (
+    FORWARD,
+    FaultServer,
+    InfluxServer,
+    Response,
+    free_port,
+)
 
 Factory = typing.Callable[..., Client]
 
@@ -323,23 +329,47 @@ def test_shutdown_with_the_server_down_is_bounded_and_reports_losses(
     client_factory: Factory,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    influxdb.stop()
+    influxdb.create_database('db')
     client = client_factory(influxdb.url)
-    for index in range(10):
+    client.add_measurement(point(0))
+    assert client.flush().result(timeout=10)
+    influxdb.stop()  # it was reached before: worth waiting for
+    for index in range(1, 11):
         client.add_measurement(point(index))
     with caplog.at_level(logging.WARNING, logger='sprockets_influxdb'):
         future = client.shutdown(timeout=0.5)
         assert future.result(timeout=5) is False
     assert client.stats().dropped['shutdown'] == 10
-    assert any(
-        '10 measurements not delivered' in r.message for r in caplog.records
+    # One error says how many and why.
+    (error,) = [r for r in caplog.records if r.levelname == 'ERROR']
+    assert error.getMessage().startswith(
+        f'Shut down with 10 measurements not delivered to InfluxDB at '
+        f'{influxdb.url}/write (ConnectError: '
     )
-    assert any(
-        'written 0 measurements and dropped 10 (shutdown)' in r.message
-        for r in caplog.records
+    assert error.getMessage().endswith(
+        'written 1, dropped in all 10 (shutdown)'
     )
     # A second call is harmless and gives the same answer.
     assert client.shutdown().result(timeout=1) is False
+
+
+def test_a_server_never_reached_is_not_waited_for_at_shutdown(
+    client_factory: Factory, caplog: pytest.LogCaptureFixture
+) -> None:
+    nobody = f'http://127.0.0.1:{free_port()}'
+    client = client_factory(nobody)
+    for index in range(3):
+        client.add_measurement(point(index))
+    # A plain flush waits for its timeout: the server may be starting.
+    assert client.flush(timeout=0.3).result(timeout=10) is False
+    # Stopping (or an application's lifespan) gives up after the first
+    # connection refused, well before a deadline of a minute.
+    assert client.flush(timeout=60, wait_for_server=False).result(10) is False
+    with caplog.at_level(logging.ERROR, logger='sprockets_influxdb'):
+        assert client.shutdown(timeout=60).result(timeout=10) is False
+    (error,) = [r for r in caplog.records if r.levelname == 'ERROR']
+    assert '3 measurements not delivered' in error.getMessage()
+    assert client.stats().dropped['shutdown'] == 3
 
 
 def test_measurements_after_shutdown_are_counted_with_one_warning(

@@ -4,6 +4,7 @@ process on both anyio backends, read back from a real InfluxDB.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import socket
 import typing
@@ -559,6 +560,57 @@ async def test_a_missing_database_is_logged_and_requests_served(
         transport=transport, base_url='http://test'
     ) as http:
         assert (await http.get('/hello/x')).text == 'hello'
+
+
+@pytest.mark.parametrize('module', ['fastapi_app', 'starlette_app'])
+def test_without_a_database_handlers_get_a_stand_in(
+    caplog: pytest.LogCaptureFixture, module: str
+) -> None:
+    """The examples' handlers use request.state.influxdb: still 200s."""
+    from starlette.testclient import TestClient
+
+    example = importlib.import_module(f'integrations.{module}')
+    with caplog.at_level(logging.ERROR, logger='sprockets_influxdb'):
+        app = example.make_app(None)
+        with TestClient(app) as client:
+            for item in range(3):
+                response = client.get(f'/items/{item}')
+                assert response.status_code == 200
+                assert response.json() == {'item_id': item}
+    errors = [r.getMessage() for r in caplog.records]
+    assert errors == [
+        'InfluxDBMiddleware has no database (database=...): requests are '
+        'served but not recorded'
+    ]
+
+
+def test_handlers_of_excluded_paths_get_a_stand_in(
+    recorded: tuple[Client, InfluxServer],
+) -> None:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    client, influxdb = recorded
+
+    async def health(request: Request) -> PlainTextResponse:
+        request.state.influxdb.set_field('checks', 3)
+        return PlainTextResponse('ok')
+
+    app = InfluxDBMiddleware(
+        Starlette(routes=[Route('/health', health), Route('/work', health)]),
+        database='db',
+        client=client,
+        exclude_paths=[r'/health$'],
+    )
+    with TestClient(app) as http:
+        assert http.get('/health').text == 'ok'
+        assert http.get('/work').text == 'ok'
+    assert [row['endpoint'] for row in influxdb.rows('db', 'request')] == [
+        '/work'
+    ]
 
 
 def http_scope(path: str, **extra: object) -> dict[str, object]:
