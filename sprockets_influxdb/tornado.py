@@ -23,10 +23,17 @@ application setting (else the ``SERVICE`` environment variable, else
 ``request``) and written to the database of the
 :data:`~sprockets_influxdb.REQUEST_DATABASE` setting.  The ``endpoint`` tag
 is the URL pattern of the innermost matching rule, without its trailing
-``$``; ``duration`` runs from the arrival of the request until
-:meth:`~tornado.web.RequestHandler.finish` hands the last byte to the
-server, so a handler that flushes several times is timed in full;
-``content_length`` counts the body bytes written to the connection.
+``$``; ``duration`` runs from the arrival of the request until the last
+byte of the response is handed to the connection, so a handler that
+flushes several times is timed in full; ``content_length`` counts the body
+bytes written to the connection.
+
+A request is recorded as the last byte of its response is handed to the
+connection, before the connection can have sent it: when the body written
+reaches the ``Content-Length`` declared (Tornado declares it for every
+response it buffers), else when the handler finishes the response.  So a
+response a client received in full is recorded already, whatever happens
+to the process next (a Ctrl-C right after, say).
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ import logging
 import time
 import weakref
 from asyncio import Future
-from typing import Any
+from typing import Any, Callable
 
 from tornado import httputil, routing, web
 
@@ -111,10 +118,15 @@ def _pattern(
 
 
 class _CountingConnection(httputil.HTTPConnection):
-    """Wraps a request's connection to count the body bytes written."""
+    """Wraps a request's connection: counts the body bytes written.
 
-    def __init__(self, connection: Any) -> None:
+    It also records the request as the last byte is handed over.
+    """
+
+    def __init__(self, connection: Any, complete: Callable[[], None]) -> None:
         self._connection = connection
+        self._complete: Callable[[], None] | None = complete
+        self._declared: int | None = None
         self.body_bytes = 0
         #: :func:`time.monotonic` when the response was complete.
         self.finished: float | None = None
@@ -126,14 +138,27 @@ class _CountingConnection(httputil.HTTPConnection):
         # Called twice per request: spared the __getattr__ detour.
         self._connection.set_close_callback(callback)
 
+    def _last_bytes(self) -> None:
+        """The response is complete: record it before it leaves."""
+        complete = self._complete
+        if complete is not None:
+            self._complete = None  # and no cycle with the handler left
+            self.finished = time.monotonic()
+            complete()
+
     def write_headers(
         self,
         start_line: Any,
         headers: httputil.HTTPHeaders,
         chunk: bytes | None = None,
     ) -> Future[None]:
+        declared = headers.get('Content-Length')
+        if declared is not None and declared.isdigit():
+            self._declared = int(declared)
         if chunk:
             self.body_bytes += len(chunk)
+        if self._declared is not None and self.body_bytes >= self._declared:
+            self._last_bytes()
         result: Future[None] = self._connection.write_headers(
             start_line, headers, chunk
         )
@@ -141,12 +166,18 @@ class _CountingConnection(httputil.HTTPConnection):
 
     def write(self, chunk: bytes) -> Future[None]:
         self.body_bytes += len(chunk)
+        if self._declared is not None and self.body_bytes >= self._declared:
+            self._last_bytes()
         result: Future[None] = self._connection.write(chunk)
         return result
 
     def finish(self) -> None:
+        self._last_bytes()
         self._connection.finish()
-        self.finished = time.monotonic()
+
+    def forget(self) -> None:
+        """Record nothing more (the request was recorded another way)."""
+        self._complete = None
 
 
 class InfluxDBMixin:
@@ -196,7 +227,9 @@ class InfluxDBMixin:
             record.date_back(request.request_time())
             self.influxdb = record.measurement
             if request.connection is not None:
-                counting = _CountingConnection(request.connection)
+                counting = _CountingConnection(
+                    request.connection, self._influxdb_complete
+                )
                 request.connection = counting
                 self._influxdb_connection = counting
         self._influxdb_record = record
@@ -209,7 +242,10 @@ class InfluxDBMixin:
         super().log_exception(typ, value, tb)  # type: ignore[misc]
 
     def on_finish(self) -> None:
-        """Record the request, then run any ``on_finish`` further down."""
+        """Record the request, then run any ``on_finish`` further down.
+
+        The connection has usually recorded it already.
+        """
         self._influxdb_finish(disconnected=False)
         super().on_finish()  # type: ignore[misc]
 
@@ -218,15 +254,23 @@ class InfluxDBMixin:
         self._influxdb_finish(disconnected=True)
         super().on_connection_close()  # type: ignore[misc]
 
+    def _influxdb_complete(self) -> None:
+        self._influxdb_finish(disconnected=False)
+
     def _influxdb_finish(self, disconnected: bool) -> None:
         record = self._influxdb_record
         if record is None or record.finished:
             return
+        connection = self._influxdb_connection
+        if connection is not None:
+            connection.forget()
         try:
             self._influxdb_record_request(record, disconnected)
-        except Exception:
+        except Exception as error:
             # Recording must never disturb the application.
-            LOGGER.exception('Could not record a request measurement')
+            record.recorder.report_failure(
+                'Could not record a request measurement', error
+            )
 
     def _influxdb_record_request(
         self, record: RequestRecord, disconnected: bool
