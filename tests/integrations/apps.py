@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -147,3 +149,65 @@ def stored_times(
     )
     series = payload['results'][0].get('series') or [{'values': []}]
     return [int(stamp) for stamp, _ in series[0]['values']]
+
+
+def serve_then_signal(
+    command: list[str],
+    env: dict[str, str],
+    port: int,
+    path: str,
+    requests: int = 10,
+    signum: int = signal.SIGINT,
+) -> subprocess.CompletedProcess[str]:
+    """Serve an application, send it *requests* GETs and, as soon as the
+    last response was read, *signum*; wait for the process to end.
+
+    :param command: the command, run in the repository's root
+    :param env: variables to add to a clean environment (``INFLUXDB_*``,
+        ``SERVICE`` and ``ENVIRONMENT`` removed)
+    :param port: the port it listens on, polled (a connection, no request)
+        until it accepts
+    :param path: the path to GET
+    :returns: the process, its output in ``stdout``
+    """
+    environ = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(('INFLUXDB_', 'SERVICE', 'ENVIRONMENT'))
+    }
+    environ.update({'PYTHONPATH': ROOT, **env})
+    process = subprocess.Popen(
+        command,
+        env=environ,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+
+        def accepting() -> bool:
+            if process.poll() is not None:
+                raise RuntimeError(f'{command} exited: {process.stdout}')
+            try:
+                socket.create_connection(('127.0.0.1', port), 0.2).close()
+            except OSError:
+                return False
+            return True
+
+        wait_for(accepting, timeout=30, message=f'{command} to listen')
+        connection = http.client.HTTPConnection('127.0.0.1', port, timeout=10)
+        for _ in range(requests):
+            connection.request('GET', path)
+            response = connection.getresponse()
+            response.read()
+            if response.status != 200:
+                raise RuntimeError(f'{path}: HTTP {response.status}')
+        process.send_signal(signum)
+        connection.close()
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    return subprocess.CompletedProcess(command, process.returncode, output, '')

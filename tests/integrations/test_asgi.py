@@ -4,9 +4,12 @@ process on both anyio backends, read back from a real InfluxDB.
 
 from __future__ import annotations
 
+import concurrent.futures
 import importlib
 import logging
+import signal
 import socket
+import sys
 import typing
 
 import anyio
@@ -16,8 +19,13 @@ import pytest
 from sprockets_influxdb import Client
 from sprockets_influxdb.asgi import InfluxDBMiddleware
 from tests.helpers import run_script
-from tests.integrations.apps import AppServer, drive, stored_times
-from tests.servers import InfluxServer
+from tests.integrations.apps import (
+    AppServer,
+    drive,
+    serve_then_signal,
+    stored_times,
+)
+from tests.servers import InfluxServer, free_port
 
 # name, method, path, endpoint, status, handler, error
 STARLETTE = 'integrations.starlette_app'
@@ -700,3 +708,38 @@ async def test_a_send_refused_by_the_server_is_a_499_and_pathsend_counts(
     assert rows['<unmatched>']['content_length'] == 0
     assert rows['/file']['status_code'] == '200'
     assert rows['/file']['content_length'] == 1234
+
+
+def test_uvicorn_stopped_right_after_the_last_response_loses_nothing(
+    influxdb: InfluxServer,
+) -> None:
+    """SIGTERM as soon as the client read its tenth response, 50 times."""
+    influxdb.create_database('fastapi')
+
+    def run(_: int) -> None:
+        port = free_port()
+        result = serve_then_signal(
+            [
+                sys.executable,
+                '-m',
+                'uvicorn',
+                'integrations.fastapi_app:app',
+                '--port',
+                str(port),
+                '--log-level',
+                'warning',
+            ],
+            {
+                'INFLUXDB_URL': influxdb.url,
+                'REQUEST_DATABASE': 'fastapi',
+                'SERVICE': 'shop',
+            },
+            port,
+            '/items/1',
+            signum=signal.SIGTERM,
+        )
+        assert 'not delivered' not in result.stdout, result.stdout
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        list(pool.map(run, range(50)))
+    assert influxdb.count('fastapi', 'shop') == 500

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import signal
 import socket
+import sys
 import typing
 
 import httpx
 import pytest
 
+from tests.docs import code_blocks
 from tests.helpers import run_script
-from tests.integrations.apps import AppServer, drive, stored_times
+from tests.integrations.apps import (
+    AppServer,
+    drive,
+    serve_then_signal,
+    stored_times,
+)
 from tests.servers import InfluxServer, free_port
 
 
@@ -363,3 +372,29 @@ def test_excluded_paths_are_not_recorded(influxdb: InfluxServer) -> None:
 
 def test_httpx_is_available_for_the_examples() -> None:
     assert httpx.__version__
+
+
+def test_the_docs_example_loses_no_request_on_ctrl_c_or_sigterm(
+    influxdb: InfluxServer,
+) -> None:
+    """Stopped right after the client read its last response, 55 times:
+    every request is stored."""
+    example = code_blocks('tornado.rst')[0]
+    assert 'application.listen(8888)' in example
+    influxdb.create_database('example')
+
+    def run(signum: int) -> None:
+        port = free_port()
+        result = serve_then_signal(
+            [sys.executable, '-c', example.replace('8888', str(port))],
+            {'INFLUXDB_URL': influxdb.url},
+            port,
+            '/',
+            signum=signum,
+        )
+        assert result.returncode == 0, result.stdout
+
+    signals = [signal.SIGINT] * 50 + [signal.SIGTERM] * 5
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        list(pool.map(run, signals))
+    assert influxdb.count('example', 'example') == 10 * len(signals)

@@ -4,11 +4,13 @@ WSGI application in process, read back from a real InfluxDB.
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import typing
 
@@ -20,8 +22,13 @@ from werkzeug.wrappers import Response
 from sprockets_influxdb import Client
 from sprockets_influxdb.wsgi import ENVIRON_KEY, InfluxDBMiddleware
 from tests.helpers import run_script, wait_for
-from tests.integrations.apps import AppServer, drive, stored_times
-from tests.servers import InfluxServer
+from tests.integrations.apps import (
+    AppServer,
+    drive,
+    serve_then_signal,
+    stored_times,
+)
+from tests.servers import InfluxServer, free_port
 
 FLASK = 'integrations.flask_app'
 # name, method, path, endpoint, status, handler, error
@@ -471,3 +478,39 @@ def test_without_a_database_requests_are_served_with_a_stand_in(
         'InfluxDBMiddleware has no database (database=...): requests are '
         'served but not recorded'
     ]
+
+
+def test_gunicorn_stopped_right_after_the_last_response_loses_nothing(
+    influxdb: InfluxServer,
+) -> None:
+    """SIGTERM as soon as the client read its tenth response, 50 times."""
+    influxdb.create_database('flask')
+
+    def run(_: int) -> None:
+        port = free_port()
+        result = serve_then_signal(
+            [
+                sys.executable,
+                '-m',
+                'gunicorn',
+                '--preload',
+                '--workers',
+                '2',
+                '--bind',
+                f'127.0.0.1:{port}',
+                'integrations.flask_app:app',
+            ],
+            {
+                'INFLUXDB_URL': influxdb.url,
+                'REQUEST_DATABASE': 'flask',
+                'SERVICE': 'shop',
+            },
+            port,
+            '/items/1',
+            signum=signal.SIGTERM,
+        )
+        assert result.returncode == 0, result.stdout
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        list(pool.map(run, range(50)))
+    assert influxdb.count('flask', 'shop') == 500
