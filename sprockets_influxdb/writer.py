@@ -923,6 +923,7 @@ class Writer:
             # At interpreter exit, new threads (host name resolution) can
             # no longer start: a connection failure like any other.
             self._counters.failed_requests += 1
+            self._connect_failures += 1
             raise _RetryError(f'cannot connect now: {error}') from None
 
     def _client(self, settings: Settings) -> httpx.AsyncClient:
