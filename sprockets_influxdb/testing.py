@@ -63,6 +63,7 @@ class MemoryClient(Client):
         super().__init__(**settings)
         self._memory_lock = threading.Lock()
         self._invalid = 0
+        self._kept = 0
         self._stopped = False
         #: The measurements added, copied, oldest first.
         self.measurements: list[Measurement] = []
@@ -107,6 +108,7 @@ class MemoryClient(Client):
                 self._refused += 1
                 return
             self.measurements.append(copy)
+            self._kept += 1
 
     def find(self, name: str | None = None, **tags: str) -> list[Measurement]:
         """The measurements kept with this name and these tags.
@@ -135,7 +137,10 @@ class MemoryClient(Client):
         ]
 
     def clear(self) -> None:
-        """Forget the measurements kept so far."""
+        """Forget the measurements kept so far.
+
+        :meth:`stats` still counts them.
+        """
         with self._memory_lock:
             self.measurements.clear()
 
@@ -163,7 +168,7 @@ class MemoryClient(Client):
         What was kept counts as written.
         """
         with self._memory_lock:
-            kept = len(self.measurements)
+            kept = self._kept
             invalid = self._invalid
             refused = self._refused
         dropped = dict.fromkeys(
