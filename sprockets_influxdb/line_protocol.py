@@ -120,7 +120,11 @@ _CONTROL = re.compile('[\x00-\x1f\x7f]')
 
 # Bounded caches of validated, escaped strings.  A cache is simply emptied
 # when it grows past its bound: the common case is a small working set.
+# Bounded in size too: longer strings (and line heads) are not remembered,
+# so that 8192 entries stay a few megabytes whatever the values.
 _CACHE_LIMIT = 8192
+_CACHED_LENGTH = 256
+_CACHED_HEAD = 1024
 _measurement_cache: dict[str, str] = {}
 _tag_key_cache: dict[str, str] = {}
 _tag_value_cache: dict[str, str] = {}
@@ -177,6 +181,8 @@ def _check_unicode(value: str, what: str) -> None:
 
 
 def _remember(cache: dict[str, str], raw: str, escaped: str) -> str:
+    if len(raw) > _CACHED_LENGTH:
+        return escaped
     if len(cache) >= _CACHE_LIMIT:
         cache.clear()
     cache[raw] = escaped
@@ -402,7 +408,7 @@ def tag_fragment(key: str, value: object) -> str:
         f',{_tag_key_cache.get(key) or escape_tag_key(key)}='
         f'{_tag_value_cache.get(text) or escape_tag_value(text)}'
     )
-    if type(value) is str:
+    if type(value) is str and len(fragment) <= _CACHED_LENGTH:
         if len(_tag_pair_cache) >= _CACHE_LIMIT:
             _tag_pair_cache.clear()
         _tag_pair_cache[key, value] = fragment
@@ -456,8 +462,10 @@ def encode_python(
             ) + ''.join(fragments)
             # Only all-text tag sets are kept: 1, 1.0 and True are equal
             # keys but different tag values.
-            if prefix_key is not None and all(
-                type(value) is str for value in tags.values()
+            if (
+                prefix_key is not None
+                and len(head) <= _CACHED_HEAD
+                and all(type(value) is str for value in tags.values())
             ):
                 if len(_prefix_cache) >= _CACHE_LIMIT:
                     _prefix_cache.clear()

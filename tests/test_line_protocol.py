@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime
 import enum
+import gc
+import tracemalloc
 
 import pytest
 from hypothesis import given
@@ -320,3 +322,22 @@ def test_times_given_in_seconds_are_written_as_given() -> None:
     }
     assert lines == {'m f=1i 10000'}
     assert last == {}
+
+
+def test_long_distinct_values_leave_no_memory_behind() -> None:
+    """The encoder remembers the strings it validated, but not long ones:
+    10,000 distinct 10 KB tag values keep no megabytes alive."""
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        for index in range(10_000):
+            value = f'{index:010d}' * 1000
+            line_protocol.encode(
+                'long', {'k': value}, {'f': 1}, 10**18, 'n', {}
+            )
+        gc.collect()
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    kept = sum(stat.size_diff for stat in after.compare_to(before, 'lineno'))
+    assert kept < 2 * 1024 * 1024, kept
