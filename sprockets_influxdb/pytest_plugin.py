@@ -1,16 +1,9 @@
 """The pytest plugin of sprockets-influxdb: the ``influxdb_capture`` fixture.
 
 Registered through the ``pytest11`` entry point, so installing the package
-is all it takes:
-
-.. code-block:: python
-
-    def test_an_item_is_recorded(influxdb_capture):
-        response = app.test_client().get('/items/42')
-        (measurement,) = influxdb_capture.find(endpoint='/items/<int:item_id>')
-        assert measurement.fields['item_id'] == 42
-
-See :mod:`sprockets_influxdb.testing`.
+is all it takes: a test that names the fixture gets a
+:class:`~sprockets_influxdb.testing.MemoryClient` that is the default
+client while it runs.  See :mod:`sprockets_influxdb.testing`.
 """
 
 from __future__ import annotations

@@ -5,22 +5,10 @@ instead of writing them: make it the default client for a while with
 :func:`capture` (the module-level functions, the Tornado mixin and the
 middleware without a ``client`` argument then use it), or give it to a
 middleware as its ``client``.  Nothing waits on a server, and a test can
-look at exactly what a request recorded:
-
-.. code-block:: python
-
-    from sprockets_influxdb.testing import capture
-
-    def test_an_item_is_recorded():
-        with capture() as influxdb:
-            response = app.test_client().get('/items/42')
-        (measurement,) = influxdb.measurements
-        assert measurement.tags['endpoint'] == '/items/<int:item_id>'
-        assert measurement.fields['item_id'] == 42
-
-With pytest, the ``influxdb_capture`` fixture does the same for the whole
-test (the package registers it as a pytest plugin; there is nothing to
-configure).
+look at exactly what a request recorded.  With pytest, the
+``influxdb_capture`` fixture does the same for the whole test (the package
+registers it as a pytest plugin; there is nothing to configure).  The
+documentation's "Testing" page has an example for each framework.
 
 This module is imported only by tests: the library never imports it, so it
 costs an application nothing.

@@ -54,12 +54,17 @@ from sprockets_influxdb.request_metrics import (
     RequestRecorder,
 )
 
-__all__ = ['EXCLUDE_PATHS', 'InfluxDBMixin', 'NotFoundHandler']
+__all__ = ['EXCLUDE_PATHS', 'METHODS', 'InfluxDBMixin', 'NotFoundHandler']
 
 LOGGER = logging.getLogger('sprockets_influxdb')
 
 #: Application setting: regular expressions of paths not to record.
 EXCLUDE_PATHS = 'sprockets_influxdb.exclude_paths'
+
+#: Application setting: HTTP methods recorded as they are beside the
+#: standard ones (default: the ``INFLUXDB_HTTP_METHODS`` environment
+#: variable); any other is recorded as ``_OTHER``.
+METHODS = 'sprockets_influxdb.methods'
 
 _recorders: weakref.WeakKeyDictionary[web.Application, RequestRecorder | None]
 _recorders = weakref.WeakKeyDictionary()
@@ -86,6 +91,7 @@ def _recorder(application: web.Application) -> RequestRecorder | None:
                 database,
                 settings.get('service'),
                 settings.get(EXCLUDE_PATHS, ()),
+                methods=settings.get(METHODS),
             )
         except ValueError:
             LOGGER.exception(

@@ -14,10 +14,14 @@ _DIRECTIVE = re.compile(r'^(\s*)\.\. code-block:: (\w+)\s*$')
 def code_blocks(document: str, language: str = 'python') -> list[str]:
     """The code blocks of one language in a page of ``docs/``, in order.
 
-    :param document: the page's file name (``tornado.rst``)
+    :param document: the page's file name (``tornado.rst``), or the path of
+        a module whose docstrings the documentation renders
+        (``sprockets_influxdb/asgi.py``)
     :param language: the language of the ``code-block`` directive
     """
-    with open(os.path.join(ROOT, 'docs', document), encoding='utf-8') as file:
+    if '/' not in document:
+        document = f'docs/{document}'
+    with open(os.path.join(ROOT, document), encoding='utf-8') as file:
         lines = file.read().splitlines()
     blocks = []
     index = 0
