@@ -134,6 +134,14 @@ _prefix_cache: dict[tuple[object, ...], str] = {}
 _SERIES_LIMIT = 100_000
 
 
+def _shown(value: object) -> str:
+    """A value as an error message shows it: its repr, cut short."""
+    text = repr(value)
+    if len(text) > 80:
+        text = f'{text[:60]}...{text[-10:]} ({len(text)} characters)'
+    return text
+
+
 def _check_text(value: object, what: str) -> str:
     """Validate a name, key or tag value and return it.
 
@@ -145,24 +153,24 @@ def _check_text(value: object, what: str) -> str:
         raise ValueError(f'{what} must not be empty')
     if '\n' in value or '\r' in value:
         raise ValueError(
-            f'{what} {value!r} contains a line break, which line protocol '
-            'cannot carry'
+            f'{what} {_shown(value)} contains a line break, which line '
+            'protocol cannot carry'
         )
     if _CONTROL.search(value):
         raise ValueError(
-            f'{what} {value!r} contains a control character, which the '
+            f'{what} {_shown(value)} contains a control character, which the '
             'server reads as white space or cannot query'
         )
     if '\\' in value:
         if value.endswith('\\'):
             raise ValueError(
-                f'{what} {value!r} ends with a backslash, which line '
+                f'{what} {_shown(value)} ends with a backslash, which line '
                 'protocol cannot carry'
             )
         for index, char in enumerate(value[:-1]):
             if char == '\\' and value[index + 1] in _ESCAPABLE:
                 raise ValueError(
-                    f'{what} {value!r} has a backslash before '
+                    f'{what} {_shown(value)} has a backslash before '
                     f'{value[index + 1]!r}, which the server would read '
                     'as an escape sequence'
                 )
@@ -177,7 +185,9 @@ def _check_unicode(value: str, what: str) -> None:
     try:
         value.encode('utf-8')
     except UnicodeEncodeError as error:
-        raise ValueError(f'{what} {value!r} is not valid Unicode') from error
+        raise ValueError(
+            f'{what} {_shown(value)} is not valid Unicode'
+        ) from error
 
 
 def _remember(cache: dict[str, str], raw: str, escaped: str) -> str:
@@ -202,8 +212,8 @@ def escape_measurement(name: str) -> str:
     text = _check_text(name, 'measurement name')
     if text.startswith('#'):
         raise ValueError(
-            f'measurement name {name!r} starts with "#", which the server '
-            'reads as a comment'
+            f'measurement name {_shown(name)} starts with "#", which the '
+            'server reads as a comment'
         )
     escaped = text
     if ',' in escaped or ' ' in escaped:
@@ -292,7 +302,7 @@ def format_field_value(key: str, value: object) -> str:
     if kind is str:
         text: str = value  # type: ignore[assignment]
         if not text.isascii():
-            _check_unicode(text, f'field {key!r} value')
+            _check_unicode(text, f'field {_shown(key)} value')
         if '\\' in text or '"' in text:
             text = text.replace('\\', '\\\\').replace('"', '\\"')
         return f'"{text}"'
@@ -546,8 +556,8 @@ def _keep_apart(
         moved = run[1] + step
         if moved - number > MAX_STEPS * step:
             raise CollisionError(
-                f'series {head!r} already has points at every time up to '
-                f'{MAX_STEPS} steps after this one: it is recorded faster '
+                f'series {_shown(head)} already has points at every time up '
+                f'to {MAX_STEPS} steps after this one: it is recorded faster '
                 'than one point per step'
             )
         number = run[1] = moved

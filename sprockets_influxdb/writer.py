@@ -258,6 +258,8 @@ class Writer:
         self._overflow_reported_at = -_LOG_INTERVAL
         self._collisions_unreported = 0
         self._collisions_reported_at = -_LOG_INTERVAL
+        self._invalid_unreported = 0
+        self._invalid_reported_at = -_LOG_INTERVAL
         # Whether any server answered yet, and how many connections failed
         # before one did.
         self._reached = False
@@ -579,16 +581,34 @@ class Writer:
         except Exception as error:
             self._counters.backlog -= 1
             self._counters.dropped['invalid'] += 1
-            LOGGER.error(
-                'Dropping a measurement %r for database %r that cannot '
-                'be written: %s',
-                name,
-                database,
-                error,
-            )
+            self._report_invalid(name, database, error)
             return
         output[0].append(sequence)
         output[1].append(line)
+
+    def _report_invalid(
+        self, name: str, database: str, error: Exception
+    ) -> None:
+        """Log a measurement dropped as invalid (throttled).
+
+        Its values may come from the application's clients: at most one
+        line every few seconds, its text cut short.
+        """
+        self._invalid_unreported += 1
+        now = time.monotonic()
+        if now - self._invalid_reported_at < _LOG_INTERVAL:
+            return
+        more = self._invalid_unreported - 1
+        LOGGER.error(
+            'Dropping a measurement %.100r for database %.100r that cannot '
+            'be written: %.300s%s',
+            name,
+            database,
+            error,
+            f' ({more} more since the last report)' if more else '',
+        )
+        self._invalid_unreported = 0
+        self._invalid_reported_at = now
 
     def _report_collision(
         self, name: str, database: str, error: Exception

@@ -341,3 +341,12 @@ def test_long_distinct_values_leave_no_memory_behind() -> None:
         tracemalloc.stop()
     kept = sum(stat.size_diff for stat in after.compare_to(before, 'lineno'))
     assert kept < 2 * 1024 * 1024, kept
+
+
+def test_errors_show_a_huge_value_cut_short() -> None:
+    measurement = Measurement('db', 'm')
+    with pytest.raises(ValueError, match='line break') as raised:
+        measurement.set_tag('method', 'x' * 60_000 + '\n')
+    message = str(raised.value)
+    assert len(message) < 200
+    assert '(60003 characters)' in message

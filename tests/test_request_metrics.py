@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
+import os
+import re
+import typing
+
 import pytest
 
 from sprockets_influxdb import Measurement
@@ -10,6 +16,7 @@ from sprockets_influxdb.request_metrics import (
     UNMATCHED,
     RequestRecorder,
 )
+from tests.helpers import ROOT
 
 
 @pytest.fixture
@@ -212,3 +219,53 @@ def test_failures_are_logged_briefly_and_rarely(
     assert len(errors[0].getMessage()) < 400
     assert '(10000 characters)' in errors[0].getMessage()
     assert errors[0].exc_info is None
+
+
+def nested_repetition(pattern: str) -> bool:
+    """Whether a regular expression repeats something that repeats: what
+    makes a backtracking matcher take exponential time (``(a+)+``)."""
+    try:
+        import re._parser as parser  # type: ignore[import-not-found]
+    except ImportError:  # Python < 3.11
+        import sre_parse as parser
+
+    def walk(items: typing.Any, inside: bool) -> bool:
+        for op, value in items:
+            if op in (parser.MAX_REPEAT, parser.MIN_REPEAT):
+                _, high, body = value
+                many = high > 1  # MAXREPEAT (unbounded) included
+                if (inside and many) or walk(body, inside or many):
+                    return True
+            elif op == parser.SUBPATTERN:
+                if walk(value[-1], inside):
+                    return True
+            elif op == parser.BRANCH and any(
+                walk(branch, inside) for branch in value[1]
+            ):
+                return True
+        return False
+
+    return walk(parser.parse(pattern), False)
+
+
+def test_no_default_or_example_excludes_with_a_pathological_expression() -> (
+    None
+):
+    assert nested_repetition(r'(a+)+$')
+    assert nested_repetition(r'/((a|aa)*)*x')
+    assert not nested_repetition(r'/(\w|\d)*x*/health$')
+    default = inspect.signature(RequestRecorder).parameters['exclude_paths']
+    assert default.default == ()
+    patterns: list[str] = []
+    for folder, suffix in (('docs', '.rst'), ('integrations', '.py')):
+        for name in sorted(os.listdir(os.path.join(ROOT, folder))):
+            if not name.endswith(suffix):
+                continue
+            with open(os.path.join(ROOT, folder, name)) as file:
+                text = file.read()
+            for found in re.findall(
+                r'(?:exclude_paths=|EXCLUDE_PATHS: )(\[[^\]]*\])', text
+            ):
+                patterns.extend(ast.literal_eval(found))
+    assert patterns  # the docs do show some
+    assert [p for p in patterns if nested_repetition(p)] == []

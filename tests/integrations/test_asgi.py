@@ -743,3 +743,40 @@ def test_uvicorn_stopped_right_after_the_last_response_loses_nothing(
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         list(pool.map(run, range(50)))
     assert influxdb.count('fastapi', 'shop') == 500
+
+
+def test_uvicorn_stopped_with_influxdb_down_says_what_it_lost(
+    influxdb: InfluxServer,
+) -> None:
+    """uvicorn ends the process with the signal after the lifespan
+    shutdown, so no exit hook runs: the lifespan says what is lost."""
+    influxdb.stop()
+    port = free_port()
+    result = serve_then_signal(
+        [
+            sys.executable,
+            '-m',
+            'uvicorn',
+            'integrations.fastapi_app:app',
+            '--port',
+            str(port),
+            '--log-level',
+            'warning',
+        ],
+        {'INFLUXDB_URL': influxdb.url, 'REQUEST_DATABASE': 'fastapi'},
+        port,
+        '/items/1',
+        requests=20,
+        signum=signal.SIGTERM,
+    )
+    assert result.returncode == -signal.SIGTERM, result.stdout
+    errors = [
+        line
+        for line in result.stdout.splitlines()
+        if 'not delivered to InfluxDB' in line
+    ]
+    assert len(errors) == 1, result.stdout
+    assert errors[0].startswith(
+        f'20 measurements not delivered to InfluxDB at {influxdb.url}/write '
+        'when the application shut down (ConnectError: '
+    ), errors
