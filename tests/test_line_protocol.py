@@ -349,4 +349,4 @@ def test_errors_show_a_huge_value_cut_short() -> None:
         measurement.set_tag('method', 'x' * 60_000 + '\n')
     message = str(raised.value)
     assert len(message) < 200
-    assert '(60003 characters)' in message
+    assert "xxx\\n' (60004 characters) contains a line break" in message
