@@ -32,22 +32,29 @@ def wait_for(
         time.sleep(0.02)
 
 
-def run_script(
-    source: str,
-    env: dict[str, str] | None = None,
-    timeout: float = 60.0,
-) -> subprocess.CompletedProcess[str]:
-    """Run Python source in a fresh interpreter, as a user's script runs."""
+def clean_environment(**variables: str) -> dict[str, str]:
+    """This environment without the library's variables, with the
+    repository on ``PYTHONPATH`` and *variables* added: what a child
+    process of a test starts with."""
     environ = {
         key: value
         for key, value in os.environ.items()
         if not key.startswith(('INFLUXDB_', 'SERVICE', 'ENVIRONMENT'))
     }
     environ['PYTHONPATH'] = ROOT
-    environ.update(env or {})
+    environ.update(variables)
+    return environ
+
+
+def run_script(
+    source: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 60.0,
+) -> subprocess.CompletedProcess[str]:
+    """Run Python source in a fresh interpreter, as a user's script runs."""
     return subprocess.run(
         [sys.executable, '-c', textwrap.dedent(source)],
-        env=environ,
+        env=clean_environment(**(env or {})),
         capture_output=True,
         text=True,
         timeout=timeout,

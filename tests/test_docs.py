@@ -22,7 +22,7 @@ import typing
 import pytest
 
 from tests.docs import code_blocks
-from tests.helpers import ROOT
+from tests.helpers import ROOT, clean_environment
 from tests.servers import InfluxServer, free_port
 
 
@@ -525,13 +525,7 @@ def test_every_example_has_a_harness() -> None:
 
 
 def environment(influxdb: InfluxServer) -> dict[str, str]:
-    environ = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(('INFLUXDB_', 'SERVICE', 'ENVIRONMENT'))
-    }
-    environ.update({'PYTHONPATH': ROOT, 'INFLUXDB_URL': influxdb.url})
-    return environ
+    return clean_environment(INFLUXDB_URL=influxdb.url)
 
 
 EXAMPLES = [

@@ -7,7 +7,6 @@ test; the measurements captured are exactly those of the requests made.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import pytest
 
 import sprockets_influxdb
 from sprockets_influxdb.testing import MemoryClient, capture
-from tests.helpers import ROOT
+from tests.helpers import clean_environment
 
 FLASK = 'integrations.flask_app'
 
@@ -216,16 +215,10 @@ def test_a_fastapi_test_does_not_wait_for_an_absent_server(
         if probe.connect_ex(('127.0.0.1', 8086)) == 0:
             pytest.fail('this test needs nothing listening on localhost:8086')
     (tmp_path / 'test_app.py').write_text(textwrap.dedent(APP_TEST))
-    environ = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(('INFLUXDB_', 'SERVICE', 'ENVIRONMENT'))
-    }
-    environ['PYTHONPATH'] = ROOT
     result = subprocess.run(
         [sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider'],
         cwd=tmp_path,
-        env=environ,
+        env=clean_environment(),
         capture_output=True,
         text=True,
         timeout=120,

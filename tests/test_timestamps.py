@@ -21,7 +21,7 @@ import pytest
 
 from sprockets_influxdb import Client, Measurement
 from sprockets_influxdb.clock import Clock
-from tests.helpers import ROOT, run_script
+from tests.helpers import clean_environment, run_script
 from tests.servers import InfluxServer
 
 PROCESSES = 8
@@ -97,12 +97,7 @@ def test_processes_started_independently_never_replace_points(
             time.sleep(0.001)
         sys.exit(0 if record(int(sys.argv[1])) else 3)
     """
-    environ = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(('INFLUXDB_', 'SERVICE', 'ENVIRONMENT'))
-    }
-    environ.update({'PYTHONPATH': ROOT, 'INFLUXDB_URL': influxdb.url})
+    environ = clean_environment(INFLUXDB_URL=influxdb.url)
     processes = [
         subprocess.Popen(
             [sys.executable, '-c', textwrap.dedent(source), str(number)],

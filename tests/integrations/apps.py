@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import http.client
-import os
 import signal
 import socket
 import subprocess
@@ -13,7 +12,7 @@ import threading
 
 import httpx
 
-from tests.helpers import ROOT, wait_for
+from tests.helpers import ROOT, clean_environment, wait_for
 from tests.servers import InfluxServer, free_port, quote_string
 
 
@@ -31,11 +30,6 @@ class AppServer:
     ) -> None:
         self.port = free_port()
         self.url = f'http://127.0.0.1:{self.port}'
-        environ = {
-            key: value
-            for key, value in os.environ.items()
-            if not key.startswith(('INFLUXDB_', 'SERVICE', 'ENVIRONMENT'))
-        }
         if defaults:
             # As a new user runs it: the server's URL and nothing else.
             settings = {'INFLUXDB_URL': influxdb.url}
@@ -45,13 +39,8 @@ class AppServer:
                 'INFLUXDB_PORT': str(influxdb.port),
                 'INFLUXDB_INTERVAL': '200',
             }
-        environ.update(
-            {
-                'PYTHONPATH': ROOT,
-                **settings,
-                'REQUEST_DATABASE': database,
-                **(env or {}),
-            }
+        environ = clean_environment(
+            **settings, REQUEST_DATABASE=database, **(env or {})
         )
         # Output to a file: a pipe read only at the end would fill up with
         # the application's logs and stop it.
@@ -170,15 +159,9 @@ def serve_then_signal(
     :param path: the path to GET
     :returns: the process, its output in ``stdout``
     """
-    environ = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(('INFLUXDB_', 'SERVICE', 'ENVIRONMENT'))
-    }
-    environ.update({'PYTHONPATH': ROOT, **env})
     process = subprocess.Popen(
         command,
-        env=environ,
+        env=clean_environment(**env),
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

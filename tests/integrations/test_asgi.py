@@ -710,6 +710,20 @@ async def test_a_send_refused_by_the_server_is_a_499_and_pathsend_counts(
     assert rows['/file']['content_length'] == 1234
 
 
+def uvicorn_command(port: int) -> list[str]:
+    """The FastAPI example served by uvicorn, as its docs say."""
+    return [
+        sys.executable,
+        '-m',
+        'uvicorn',
+        'integrations.fastapi_app:app',
+        '--port',
+        str(port),
+        '--log-level',
+        'warning',
+    ]
+
+
 def test_uvicorn_stopped_right_after_the_last_response_loses_nothing(
     influxdb: InfluxServer,
 ) -> None:
@@ -719,16 +733,7 @@ def test_uvicorn_stopped_right_after_the_last_response_loses_nothing(
     def run(_: int) -> None:
         port = free_port()
         result = serve_then_signal(
-            [
-                sys.executable,
-                '-m',
-                'uvicorn',
-                'integrations.fastapi_app:app',
-                '--port',
-                str(port),
-                '--log-level',
-                'warning',
-            ],
+            uvicorn_command(port),
             {
                 'INFLUXDB_URL': influxdb.url,
                 'REQUEST_DATABASE': 'fastapi',
@@ -753,16 +758,7 @@ def test_uvicorn_stopped_with_influxdb_down_says_what_it_lost(
     influxdb.stop()
     port = free_port()
     result = serve_then_signal(
-        [
-            sys.executable,
-            '-m',
-            'uvicorn',
-            'integrations.fastapi_app:app',
-            '--port',
-            str(port),
-            '--log-level',
-            'warning',
-        ],
+        uvicorn_command(port),
         {'INFLUXDB_URL': influxdb.url, 'REQUEST_DATABASE': 'fastapi'},
         port,
         '/items/1',

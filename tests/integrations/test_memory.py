@@ -9,7 +9,6 @@ stays where the ``GET``s left it.  The figures are printed (``pytest -s``).
 from __future__ import annotations
 
 import http.client
-import os
 import random
 import string
 import subprocess
@@ -19,7 +18,7 @@ import typing
 
 import pytest
 
-from tests.helpers import ROOT
+from tests.helpers import clean_environment
 from tests.integrations.apps import AppServer
 from tests.servers import InfluxServer
 
@@ -225,7 +224,7 @@ def test_raw_path_parameters_of_mounts_do_not_grow_the_route_cache() -> None:
                     str(length),
                     middleware,
                 ],
-                env={**os.environ, 'PYTHONPATH': ROOT},
+                env=clean_environment(),
                 capture_output=True,
                 text=True,
                 timeout=300,
