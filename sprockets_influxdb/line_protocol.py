@@ -32,6 +32,8 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any, Union
 
+from sprockets_influxdb._logging import shorten
+
 __all__ = [
     'COMPILED',
     'MAX_STEPS',
@@ -136,10 +138,7 @@ _SERIES_LIMIT = 100_000
 
 def _shown(value: object) -> str:
     """A value as an error message shows it: its repr, cut short."""
-    text = repr(value)
-    if len(text) > 80:
-        text = f'{text[:60]}...{text[-10:]} ({len(text)} characters)'
-    return text
+    return shorten(repr(value), 80)
 
 
 def _check_text(value: object, what: str) -> str:

@@ -27,6 +27,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Callable
 
 from sprockets_influxdb import clock
+from sprockets_influxdb._logging import Throttle, shorten
 from sprockets_influxdb.measurement import Measurement
 
 if TYPE_CHECKING:
@@ -79,8 +80,6 @@ METHODS_VARIABLE = 'INFLUXDB_HTTP_METHODS'
 
 # A method is an RFC 9110 token; longer ones are not worth a series.
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,32}")
-_LOG_INTERVAL = 5.0
-_LOGGED_LENGTH = 200
 
 _align = clock.align
 _STATUS_CLASSES = {code: f'{code // 100}xx' for code in range(100, 600)}
@@ -177,8 +176,8 @@ class RequestRecorder:
         self.measurement = name
         self.methods = _methods(methods)
         self._excluded = patterns
-        # When each kind of failure was last logged, and how many since.
-        self._failures: dict[str, list[float]] = {}
+        # The logging of each kind of failure.
+        self._failures: dict[str, Throttle] = {}
         if add_measurement is None:
             import sprockets_influxdb
 
@@ -199,25 +198,20 @@ class RequestRecorder:
         :param what: what could not be done
         :param error: the exception
         """
-        now = time.monotonic()
-        state = self._failures.setdefault(what, [-_LOG_INTERVAL, 0])
-        if now - state[0] < _LOG_INTERVAL:
-            state[1] += 1
+        throttle = self._failures.get(what)
+        if throttle is None:
+            throttle = self._failures.setdefault(what, Throttle())
+        more = throttle.allow()
+        if more is None:
             return
-        text = str(error)
-        if len(text) > _LOGGED_LENGTH:
-            text = f'{text[:_LOGGED_LENGTH]}... ({len(text)} characters)'
-        more = int(state[1])
         LOGGER.error(
             '%s: %s: %s%s',
             what,
             type(error).__name__,
-            text,
-            f' ({more} more since the last report)' if more else '',
+            shorten(str(error)),
+            more,
         )
         LOGGER.debug('%s', what, exc_info=error)
-        state[0] = now
-        state[1] = 0
 
     def excluded(self, path: str) -> bool:
         """Tell whether requests for *path* are left unrecorded.

@@ -47,6 +47,7 @@ import anyio.abc
 import httpx
 
 from sprockets_influxdb import line_protocol
+from sprockets_influxdb._logging import Throttle, shorten
 from sprockets_influxdb._version import __version__
 from sprockets_influxdb.buffer import ENTRY_SIZE, Buffer
 
@@ -256,10 +257,8 @@ class Writer:
         self._retired: list[httpx.AsyncClient] = []
         self._overflow_unreported = 0
         self._overflow_reported_at = -_LOG_INTERVAL
-        self._collisions_unreported = 0
-        self._collisions_reported_at = -_LOG_INTERVAL
-        self._invalid_unreported = 0
-        self._invalid_reported_at = -_LOG_INTERVAL
+        self._collision_log = Throttle()
+        self._invalid_log = Throttle()
         # Whether any server answered yet, and how many connections failed
         # before one did.
         self._reached = False
@@ -591,43 +590,33 @@ class Writer:
     ) -> None:
         """Log a measurement dropped as invalid (throttled).
 
-        Its values may come from the application's clients: at most one
-        line every few seconds, its text cut short.
+        Its values may come from the application's clients.
         """
-        self._invalid_unreported += 1
-        now = time.monotonic()
-        if now - self._invalid_reported_at < _LOG_INTERVAL:
-            return
-        more = self._invalid_unreported - 1
-        LOGGER.error(
-            'Dropping a measurement %.100r for database %.100r that cannot '
-            'be written: %.300s%s',
-            name,
-            database,
-            error,
-            f' ({more} more since the last report)' if more else '',
-        )
-        self._invalid_unreported = 0
-        self._invalid_reported_at = now
+        more = self._invalid_log.allow()
+        if more is not None:
+            LOGGER.error(
+                'Dropping a measurement %s for database %s that cannot be '
+                'written: %s%s',
+                shorten(repr(name), 100),
+                shorten(repr(database), 100),
+                shorten(str(error), 300),
+                more,
+            )
 
     def _report_collision(
         self, name: str, database: str, error: Exception
     ) -> None:
         """Warn of points dropped rather than replace others (throttled)."""
-        self._collisions_unreported += 1
-        now = time.monotonic()
-        if now - self._collisions_reported_at < _LOG_INTERVAL:
-            return
-        LOGGER.warning(
-            'Dropped %d measurements that would have replaced others of '
-            'their series (the last %r for database %r): %s',
-            self._collisions_unreported,
-            name,
-            database,
-            error,
-        )
-        self._collisions_unreported = 0
-        self._collisions_reported_at = now
+        more = self._collision_log.allow()
+        if more is not None:
+            LOGGER.warning(
+                'Dropped measurements that would have replaced others of '
+                'their series (the last %s for database %s): %s%s',
+                shorten(repr(name), 100),
+                shorten(repr(database), 100),
+                shorten(str(error), 300),
+                more,
+            )
 
     def _trim(self, limit: int) -> None:
         """Drop the oldest lines and entries held beyond *limit*."""
