@@ -42,6 +42,7 @@ not recorded (an excluded path, no database): a stand-in then.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from collections.abc import Iterable, Iterator
@@ -393,4 +394,7 @@ class _Body:
         # the status): recorded with the status the application gave.
         request = self._request
         if not request.record.finished:
-            request.finish(None)
+            # Released at any time, the interpreter's exit included: never
+            # an error printed from a finalizer.
+            with contextlib.suppress(Exception):
+                request.finish(None)
