@@ -570,19 +570,20 @@ async def test_a_missing_database_is_logged_and_requests_served(
         assert (await http.get('/hello/x')).text == 'hello'
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize('module', ['fastapi_app', 'starlette_app'])
-def test_without_a_database_handlers_get_a_stand_in(
-    caplog: pytest.LogCaptureFixture, module: str
+async def test_without_a_database_handlers_get_a_stand_in(
+    caplog: pytest.LogCaptureFixture, module: str, anyio_backend: str
 ) -> None:
     """The examples' handlers use request.state.influxdb: still 200s."""
-    from starlette.testclient import TestClient
-
     example = importlib.import_module(f'integrations.{module}')
     with caplog.at_level(logging.ERROR, logger='sprockets_influxdb'):
-        app = example.make_app(None)
-        with TestClient(app) as client:
+        transport = httpx.ASGITransport(app=example.make_app(None))
+        async with httpx.AsyncClient(
+            transport=transport, base_url='http://test'
+        ) as client:
             for item in range(3):
-                response = client.get(f'/items/{item}')
+                response = await client.get(f'/items/{item}')
                 assert response.status_code == 200
                 assert response.json() == {'item_id': item}
     errors = [r.getMessage() for r in caplog.records]
@@ -592,14 +593,14 @@ def test_without_a_database_handlers_get_a_stand_in(
     ]
 
 
-def test_handlers_of_excluded_paths_get_a_stand_in(
-    recorded: tuple[Client, InfluxServer],
+@pytest.mark.anyio
+async def test_handlers_of_excluded_paths_get_a_stand_in(
+    recorded: tuple[Client, InfluxServer], anyio_backend: str
 ) -> None:
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import PlainTextResponse
     from starlette.routing import Route
-    from starlette.testclient import TestClient
 
     client, influxdb = recorded
 
@@ -613,9 +614,13 @@ def test_handlers_of_excluded_paths_get_a_stand_in(
         client=client,
         exclude_paths=[r'/health$'],
     )
-    with TestClient(app) as http:
-        assert http.get('/health').text == 'ok'
-        assert http.get('/work').text == 'ok'
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(
+        transport=transport, base_url='http://test'
+    ) as http:
+        assert (await http.get('/health')).text == 'ok'
+        assert (await http.get('/work')).text == 'ok'
+    assert await client.flush() is True
     assert [row['endpoint'] for row in influxdb.rows('db', 'request')] == [
         '/work'
     ]
