@@ -575,45 +575,43 @@ class Writer:
         except line_protocol.CollisionError as error:
             self._counters.backlog -= 1
             self._counters.dropped['collision'] += 1
-            self._report_collision(name, database, error)
+            self._report_drop(
+                'would have replaced another point of its series',
+                self._collision_log,
+                name,
+                database,
+                error,
+            )
             return
         except Exception as error:
             self._counters.backlog -= 1
             self._counters.dropped['invalid'] += 1
-            self._report_invalid(name, database, error)
+            self._report_drop(
+                'cannot be written', self._invalid_log, name, database, error
+            )
             return
         output[0].append(sequence)
         output[1].append(line)
 
-    def _report_invalid(
-        self, name: str, database: str, error: Exception
+    def _report_drop(
+        self,
+        reason: str,
+        throttle: Throttle,
+        name: str,
+        database: str,
+        error: Exception,
     ) -> None:
-        """Log a measurement dropped as invalid (throttled).
+        """Log a measurement the writer dropped (throttled per reason).
 
         Its values may come from the application's clients.
         """
-        more = self._invalid_log.allow()
+        more = throttle.allow()
         if more is not None:
             LOGGER.error(
-                'Dropping a measurement %s for database %s that cannot be '
-                'written: %s%s',
+                'Dropped a measurement %s for database %s that %s: %s%s',
                 shorten(repr(name), 100),
                 shorten(repr(database), 100),
-                shorten(str(error), 300),
-                more,
-            )
-
-    def _report_collision(
-        self, name: str, database: str, error: Exception
-    ) -> None:
-        """Warn of points dropped rather than replace others (throttled)."""
-        more = self._collision_log.allow()
-        if more is not None:
-            LOGGER.warning(
-                'Dropped measurements that would have replaced others of '
-                'their series (the last %s for database %s): %s%s',
-                shorten(repr(name), 100),
-                shorten(repr(database), 100),
+                reason,
                 shorten(str(error), 300),
                 more,
             )
