@@ -19,6 +19,7 @@ from typing import Any
 import anyio.to_thread
 import sniffio
 
+from sprockets_influxdb._logging import INTERVAL as _LOG_INTERVAL
 from sprockets_influxdb.buffer import Buffer
 from sprockets_influxdb.config import Settings
 from sprockets_influxdb.measurement import Measurement
@@ -27,8 +28,6 @@ from sprockets_influxdb.writer import Counters, Writer
 __all__ = ['Client', 'FlushFuture', 'Stats']
 
 LOGGER = logging.getLogger('sprockets_influxdb')
-
-_WARNING_INTERVAL = 5.0
 
 
 class FlushFuture(concurrent.futures.Future[bool]):
@@ -295,7 +294,7 @@ class Client:
     def _refuse(self) -> None:
         self._refused += 1
         now = time.monotonic()
-        if now - self._refused_warned_at >= _WARNING_INTERVAL:
+        if now - self._refused_warned_at >= _LOG_INTERVAL:
             self._refused_warned_at = now
             LOGGER.warning(
                 'Dropping measurements added after shutdown '
@@ -305,7 +304,7 @@ class Client:
 
     def _report_overflow(self) -> None:
         now = time.monotonic()
-        if now - self._overflow_warned_at >= _WARNING_INTERVAL:
+        if now - self._overflow_warned_at >= _LOG_INTERVAL:
             self._overflow_warned_at = now
             total = self._buffer.overflowed
             LOGGER.warning(

@@ -52,6 +52,7 @@ from sprockets_influxdb.request_metrics import (
     UNMATCHED,
     RequestRecord,
     RequestRecorder,
+    stand_in,
 )
 
 __all__ = ['EXCLUDE_PATHS', 'METHODS', 'InfluxDBMixin', 'NotFoundHandler']
@@ -223,9 +224,9 @@ class InfluxDBMixin:
             record = recorder.start(request.method or 'GET', request.path)
         if record is None:
             # Excluded or unrecorded: handlers may still use the attribute.
-            self.influxdb = Measurement(
-                recorder.database if recorder else 'unrecorded',
-                recorder.measurement if recorder else 'request',
+            self.influxdb = stand_in(
+                recorder.database if recorder else None,
+                recorder.measurement if recorder else None,
             )
         else:
             # The handler is made once the request has arrived (and its

@@ -47,6 +47,7 @@ import anyio.abc
 import httpx
 
 from sprockets_influxdb import line_protocol
+from sprockets_influxdb._logging import INTERVAL as _LOG_INTERVAL
 from sprockets_influxdb._logging import Throttle, shorten
 from sprockets_influxdb._version import __version__
 from sprockets_influxdb.buffer import ENTRY_SIZE, Buffer
@@ -63,7 +64,6 @@ USER_AGENT = f'sprockets-influxdb/v{__version__}'
 
 _DROPPED_RE = re.compile(r'dropped=(\d+)')
 _MAX_RETRY_AFTER = 3600.0
-_LOG_INTERVAL = 5.0
 # Entries encoded between two turns of the event loop (a few milliseconds).
 _ENCODE_SLICE = 1000
 
