@@ -23,6 +23,7 @@ import logging
 import threading
 from typing import Any, TypeVar
 
+from sprockets_influxdb import line_protocol
 from sprockets_influxdb._version import __version__, version_info
 from sprockets_influxdb.client import Client, FlushFuture, Stats
 from sprockets_influxdb.config import Settings
@@ -193,11 +194,12 @@ def install(
         return False
     LOGGER.info(
         'sprockets_influxdb v%s installed, writing to %s: %d measurements '
-        'or %.2f seconds trigger a write',
+        'or %.2f seconds trigger a write; %s encoder',
         __version__,
         resolved.url,
         resolved.trigger_size,
         resolved.submission_interval / 1000,
+        line_protocol.ENCODER,
     )
     return True
 

@@ -19,6 +19,7 @@ from typing import Any
 import anyio.to_thread
 import sniffio
 
+from sprockets_influxdb import line_protocol
 from sprockets_influxdb._logging import INTERVAL as _LOG_INTERVAL
 from sprockets_influxdb.buffer import Buffer
 from sprockets_influxdb.config import Settings
@@ -84,6 +85,15 @@ class Stats:
     in_flight: int
     #: The last error met, or ``None``.
     last_error: str | None
+    #: The line protocol encoder in use: ``'compiled'`` (the C extension
+    #: built with the package) or ``'python'`` (see :ref:`compiled-encoder`).
+    encoder: str = line_protocol.ENCODER
+    #: Measurements the writer encoded, by encoder: ``compiled`` and
+    #: ``python`` (which the compiled one leaves measurements of unusual
+    #: types to).
+    encoded: Mapping[str, int] = dataclasses.field(
+        default_factory=lambda: {'compiled': 0, 'python': 0}
+    )
 
     @property
     def dropped_total(self) -> int:
@@ -169,6 +179,8 @@ class Client:
         self._io_loop: Any = None
         self._setup()
         _clients.add(self)
+        if self._settings.enabled:
+            line_protocol.report_missing()
 
     def _setup(self) -> None:
         settings = self._settings
@@ -452,6 +464,8 @@ class Client:
             buffered=buffered,
             in_flight=counters.in_flight,
             last_error=counters.last_error,
+            encoder=line_protocol.ENCODER,
+            encoded=dict(counters.encoded),
         )
 
     def _after_fork(self) -> None:

@@ -25,6 +25,7 @@ the property tests:
 from __future__ import annotations
 
 import decimal
+import logging
 import math
 import os
 import re
@@ -36,7 +37,9 @@ from sprockets_influxdb._logging import shorten
 
 __all__ = [
     'COMPILED',
+    'ENCODER',
     'MAX_STEPS',
+    'MISSING',
     'NANOSECONDS',
     'PRECISIONS',
     'CollisionError',
@@ -53,8 +56,11 @@ __all__ = [
     'format_field_value',
     'format_timestamp',
     'normalize_precision',
+    'report_missing',
     'tag_fragment',
 ]
+
+LOGGER = logging.getLogger('sprockets_influxdb')
 
 FieldValue = Union[bool, int, float, str]
 """The Python types a field value can have."""
@@ -610,18 +616,26 @@ def encode(
     return encode_python(name, tags, fields, timestamp, precision, last)
 
 
-def _load_fast_path() -> tuple[Any, Any]:
-    """The compiled fast paths, if built and wanted: (one point, a slice)."""
+def _load_fast_path() -> tuple[Any, Any, str | None]:
+    """The compiled fast paths, if built and wanted.
+
+    :returns: the fast paths of one point and of a slice, and why they
+        are missing though expected (``None`` when they are there or
+        were not expected)
+    """
     if os.environ.get('SPROCKETS_INFLUXDB_PURE_PYTHON', '') not in ('', '0'):
-        return None, None
+        return None, None, None
     try:
         from sprockets_influxdb import _speedups
-    except ImportError:
-        return None, None
+    except ImportError as error:
+        # Built for CPython only: elsewhere pure Python is expected.
+        if sys.implementation.name != 'cpython':
+            return None, None, None
+        return None, None, f'{type(error).__name__}: {error}'
     _speedups.configure(
         _prefix_cache, _measurement_cache, _field_key_cache, _SERIES_LIMIT
     )
-    return _speedups.encode, _speedups.encode_slice
+    return _speedups.encode, _speedups.encode_slice, None
 
 
 _fast_paths = _load_fast_path()
@@ -644,3 +658,36 @@ fast_slice: Callable[..., int] | None = _fast_paths[1]
 #: was built with a C compiler and ``SPROCKETS_INFLUXDB_PURE_PYTHON`` is
 #: not set.
 COMPILED = fast_encode is not None
+
+#: The encoder in use, ``'compiled'`` or ``'python'``, as
+#: :func:`~sprockets_influxdb.stats` and the ``install()`` log line say.
+ENCODER = 'compiled' if COMPILED else 'python'
+
+#: Why the compiled encoder is missing on CPython, where it was expected
+#: (the package was installed without a C compiler, say), or ``None``.
+MISSING: str | None = _fast_paths[2]
+
+_missing_reported = False
+
+
+def report_missing() -> None:
+    """Warn, once per process, that the compiled encoder is missing.
+
+    Only when it was expected: on CPython, unless
+    ``SPROCKETS_INFLUXDB_PURE_PYTHON`` asks for pure Python.
+    """
+    global _missing_reported
+    if MISSING is None or _missing_reported:
+        return
+    _missing_reported = True
+    LOGGER.warning(
+        'The compiled line protocol encoder of sprockets-influxdb is '
+        'missing (%s): measurements are encoded in pure Python, which '
+        'costs about 3 times as much CPU.  Install a wheel built for '
+        'this platform, or reinstall with a C compiler and the Python '
+        'headers (pip install --no-cache-dir --force-reinstall --no-deps '
+        'sprockets-influxdb); set '
+        'SPROCKETS_INFLUXDB_PURE_PYTHON=1 to choose pure Python and '
+        'silence this warning',
+        MISSING,
+    )

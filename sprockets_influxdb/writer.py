@@ -46,7 +46,7 @@ import anyio
 import anyio.abc
 import httpx
 
-from sprockets_influxdb import line_protocol
+from sprockets_influxdb import _imports, line_protocol
 from sprockets_influxdb._logging import INTERVAL as _LOG_INTERVAL
 from sprockets_influxdb._logging import Throttle, shorten
 from sprockets_influxdb._version import __version__
@@ -61,6 +61,9 @@ LOGGER = logging.getLogger('sprockets_influxdb')
 
 #: The ``User-Agent`` header of every request.
 USER_AGENT = f'sprockets-influxdb/v{__version__}'
+
+# Before any writer thread exists: see _imports.
+_imports.import_eagerly()
 
 _DROPPED_RE = re.compile(r'dropped=(\d+)')
 _MAX_RETRY_AFTER = 3600.0
@@ -136,6 +139,8 @@ class Counters:
         self.last_error: str | None = None
         self.in_flight = 0
         self.backlog = 0
+        #: Measurements encoded, by encoder.
+        self.encoded: dict[str, int] = {'compiled': 0, 'python': 0}
 
 
 class _Target:
@@ -242,7 +247,6 @@ class Writer:
         # index _raw_at on; all of them newer than any encoded line.
         self._raw: list[Any] = []
         self._raw_at = 0
-        self._fast_failed = False
         # The precision of the encoded lines held in the targets' deques.
         self._lines_precision = settings.precision
         self._in_flight: dict[int, int] = {}
@@ -259,6 +263,7 @@ class Writer:
         self._overflow_reported_at = -_LOG_INTERVAL
         self._collision_log = Throttle()
         self._invalid_log = Throttle()
+        self._compiled_log = Throttle()
         # Whether any server answered yet, and how many connections failed
         # before one did.
         self._reached = False
@@ -520,25 +525,32 @@ class Writer:
             database: [[], [], target.last_times if unique else None]
             for database, target in targets.items()
         }
-        fast = None if self._fast_failed else line_protocol.fast_slice
+        fast = line_protocol.fast_slice
+        encoded = self._counters.encoded
         at = 0
         stop = len(chunk)
         while at < stop:
             if fast is not None:
+                begin = at
                 before = sum([len(output[0]) for output in outputs.values()])
                 try:
                     at = fast(chunk, at, stop, precision, base_tags, outputs)
-                except Exception:
-                    # A bug: encode in Python from the entry it failed on.
-                    LOGGER.exception(
-                        'The compiled encoder failed; the writer encodes in '
-                        'Python from now on'
-                    )
-                    self._fast_failed = True
-                    fast = None
+                except Exception as error:
+                    # Something in the entry it stopped at (a tag value
+                    # whose hash raises, say) or a bug: what it encoded
+                    # stands, that entry goes to Python, which encodes it
+                    # or drops it with a reason, and the next entries are
+                    # compiled again.  One bad entry costs only itself.
                     done = sum([len(output[0]) for output in outputs.values()])
-                    at += (done - before) * ENTRY_SIZE
+                    at = begin + (done - before) * ENTRY_SIZE
+                    encoded['compiled'] += done - before
+                    entry = chunk[at : at + ENTRY_SIZE]
+                    if self._encode_one(entry, settings, outputs):
+                        # Python encoded what the compiled path could not.
+                        self._report_compiled_failure(entry, error)
+                    at += ENTRY_SIZE
                     continue
+                encoded['compiled'] += (at - begin) // ENTRY_SIZE
                 if at >= stop:
                     break
             # An entry the compiled fast path leaves (or no fast path).
@@ -556,7 +568,8 @@ class Writer:
         entry: list[Any],
         settings: Settings,
         outputs: dict[str, list[Any]],
-    ) -> None:
+    ) -> bool:
+        """Encode one entry in Python; whether it was (else it is dropped)."""
         sequence, database, name, tags, fields, when = entry
         if self._merge_base_tags and settings.base_tags:
             tags = {**settings.base_tags, **tags}
@@ -582,16 +595,38 @@ class Writer:
                 database,
                 error,
             )
-            return
+            return False
         except Exception as error:
             self._counters.backlog -= 1
             self._counters.dropped['invalid'] += 1
             self._report_drop(
                 'cannot be written', self._invalid_log, name, database, error
             )
-            return
+            return False
         output[0].append(sequence)
         output[1].append(line)
+        self._counters.encoded['python'] += 1
+        return True
+
+    def _report_compiled_failure(
+        self, entry: list[Any], error: Exception
+    ) -> None:
+        """Log that the compiled encoder failed where Python did not.
+
+        A bug of the compiled encoder: the entry was written all the same.
+        """
+        more = self._compiled_log.allow()
+        if more is not None:
+            LOGGER.error(
+                'The compiled encoder failed on a measurement %s for '
+                'database %s that Python encoded (%s: %s); please report '
+                'it%s',
+                shorten(repr(entry[2]), 100),
+                shorten(repr(entry[1]), 100),
+                type(error).__name__,
+                shorten(str(error), 300),
+                more,
+            )
 
     def _report_drop(
         self,

@@ -50,10 +50,13 @@ def run_script(
     source: str,
     env: dict[str, str] | None = None,
     timeout: float = 60.0,
+    args: typing.Sequence[str] = (),
+    cwd: str | os.PathLike[str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run Python source in a fresh interpreter, as a user's script runs."""
     return subprocess.run(
-        [sys.executable, '-c', textwrap.dedent(source)],
+        [sys.executable, '-c', textwrap.dedent(source), *args],
+        cwd=cwd,
         env=clean_environment(**(env or {})),
         capture_output=True,
         text=True,
