@@ -122,6 +122,32 @@ def _text(value: object, name: str) -> str:
     return value
 
 
+def _secret(value: object, name: str) -> str:
+    """A string that may hold a credential: errors show only its type."""
+    if not isinstance(value, str):
+        raise TypeError(f'{name} must be a str, not {type(value).__name__}')
+    return value
+
+
+def redact_url(text: str) -> str:
+    """Return *text*, a URL or what should be one, without its userinfo.
+
+    Everything between the start of the authority and the last ``@`` is
+    replaced by ``***``: a password with an unencoded ``/``, ``?`` or
+    ``#`` spreads beyond what a URL parser reads as the userinfo, so the
+    text is cut, not parsed.
+
+    :param text: the URL as given
+    :returns: a text fit for an error message or a log line
+    """
+    start = text.find('://')
+    start = 0 if start < 0 else start + 3
+    at = text.rfind('@')
+    if at < start:
+        return text
+    return f'{text[:start]}***{text[at:]}'
+
+
 def normalize_url(url: object, name: str = 'url') -> tuple[str, str, str]:
     """Return the write endpoint for a server URL, and any credentials in it.
 
@@ -134,24 +160,37 @@ def normalize_url(url: object, name: str = 'url') -> tuple[str, str, str]:
     :param name: what to name in error messages
     :returns: ``(write_url, username, password)``, the last two empty when
         the URL holds none
-    :raises ValueError: for another scheme, a missing host or a query string
+    :raises ValueError: for another scheme, a missing host or a query
+        string; the message never shows the credentials
+    :raises TypeError: when it is not a string
     """
-    text = _text(url, name).strip()
-    parts = urllib.parse.urlsplit(text)
+    text = _secret(url, name).strip()
+    shown = redact_url(text)
+    try:
+        parts = urllib.parse.urlsplit(text)
+    except ValueError:
+        raise ValueError(f'{name} {shown!r} is not a valid URL') from None
     if parts.scheme not in ('http', 'https'):
         raise ValueError(
-            f'{name} {text!r} must start with http:// or https://'
+            f'{name} {shown!r} must start with http:// or https://'
         )
     if not parts.hostname:
-        raise ValueError(f'{name} {text!r} has no host')
+        raise ValueError(f'{name} {shown!r} has no host')
+    if '@' in parts.path + parts.query + parts.fragment:
+        # What the password held after a '/', '?' or '#' would be taken
+        # for the path, the query or the fragment, and shown in the URL.
+        raise ValueError(
+            f"{name} {shown!r} has an '@' after the host: write '/', '?' "
+            "and '#' in a password as %2F, %3F and %23"
+        )
     if parts.query or parts.fragment:
         raise ValueError(
-            f'{name} {text!r} must not have a query string or fragment'
+            f'{name} {shown!r} must not have a query string or fragment'
         )
     try:
         port = parts.port
     except ValueError:
-        raise ValueError(f'{name} {text!r} has an invalid port') from None
+        raise ValueError(f'{name} {shown!r} has an invalid port') from None
     host = parts.hostname
     if ':' in host:
         host = f'[{host}]'
@@ -243,8 +282,8 @@ class Settings:
             return lambda value, name: _number(value, name, minimum, maximum)
 
         url, url_user, url_password = cls._resolve_url(arguments, env)
-        username = pick('username', _text, url_user or None)
-        password = pick('password', _text, url_password or None)
+        username = pick('username', _secret, url_user or None)
+        password = pick('password', _secret, url_password or None)
         precision = pick(
             'precision',
             lambda value, name: _precision(value, name),
