@@ -23,6 +23,7 @@ import typing
 import pytest
 
 from sprockets_influxdb import Client, Measurement, Settings
+from tests.docs import code_blocks
 from tests.helpers import run_script
 from tests.servers import InfluxServer
 
@@ -650,3 +651,35 @@ def test_an_ssl_context_survives_install_and_configure(
     )
     assert result.returncode == 0, result.stderr
     assert tls_influxdb.count('db', 'm') == 1
+
+
+def test_the_documented_ssl_context(
+    client_cert_server: ClientCertServer, pki: PKI
+) -> None:
+    """The example of docs/configuration.rst, with this test's files."""
+    blocks = [
+        block
+        for block in code_blocks('configuration.rst')
+        if 'ssl_context=context' in block
+    ]
+    (example,) = blocks
+    for name, path in (
+        ('ca.pem', pki.ca),
+        ('client.pem', pki.client_cert),
+        ('client.key', pki.client_key_encrypted),
+    ):
+        example = example.replace(f"'/etc/ssl/influxdb/{name}'", repr(path))
+    example = example.replace(
+        "'https://influxdb.example.com:8086'", repr(client_cert_server.url)
+    )
+    result = run_script(
+        example + 'measurement = influxdb.Measurement("db", "m")\n'
+        'measurement.set_field("i", 0)\n'
+        'influxdb.add_measurement(measurement)\n'
+        'assert influxdb.shutdown().result(timeout=20) is True\n',
+        {'INFLUXDB_KEY_PASSWORD': 'x'},
+    )
+    assert result.returncode == 0, result.stderr
+    assert client_cert_server.subjects() == ['sprockets client']
+    (body,) = client_cert_server.bodies
+    assert b' i=0i ' in body
