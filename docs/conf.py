@@ -37,7 +37,7 @@ _BUILTINS = (
 _OTHER_PACKAGES = (
     'tornado|httpx|anyio|trio|werkzeug|flask|gunicorn'
     '|asyncio|collections|concurrent|contextlib|dataclasses|datetime|enum'
-    '|logging|multiprocessing|os|re|socket|sys|threading|time|typing'
+    '|logging|multiprocessing|os|re|socket|ssl|sys|threading|time|typing'
     '|wsgiref'
 )
 nitpick_ignore_regex = [

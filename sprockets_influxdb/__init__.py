@@ -18,7 +18,6 @@ environment on first use.  They keep the documented API of the historical
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 from typing import Any, TypeVar
@@ -182,7 +181,8 @@ def install(
             _default = _DefaultClient._from_settings(resolved)
         _installed = True
     client = _default
-    client.configure(**dataclasses.asdict(resolved))
+    # vars(), not dataclasses.asdict(): an SSL context cannot be copied.
+    client.configure(**vars(resolved))
     _set_default_tags(resolved.base_tags)
     if io_loop is not None:
         client.set_io_loop(io_loop)

@@ -13,9 +13,12 @@ import dataclasses
 import math
 import os
 import socket
+import ssl
 import urllib.parse
 from collections.abc import Mapping
 from typing import Any, Callable, TypeVar
+
+import httpx
 
 from sprockets_influxdb import line_protocol
 
@@ -49,7 +52,18 @@ ENVIRONMENT_VARIABLES: Mapping[str, str] = {
     'unique_timestamps': 'INFLUXDB_UNIQUE_TIMESTAMPS',
     'tag_hostname': 'INFLUXDB_TAG_HOSTNAME',
     'environment': 'ENVIRONMENT',
+    'verify': 'INFLUXDB_VERIFY_SSL',
+    'ca_bundle': 'INFLUXDB_CA_BUNDLE',
+    'client_cert': 'INFLUXDB_CLIENT_CERT',
+    'client_key': 'INFLUXDB_CLIENT_KEY',
 }
+
+# Read, in this order, when neither ca_bundle nor INFLUXDB_CA_BUNDLE is
+# given: the variables OpenSSL itself reads.
+_CA_VARIABLES = ('SSL_CERT_FILE', 'SSL_CERT_DIR')
+
+_PEM_CERTIFICATE = b'-----BEGIN CERTIFICATE-----'
+_PEM_KEY = b'PRIVATE KEY-----'
 
 
 def parse_bool(text: str, name: str) -> bool:
@@ -122,6 +136,103 @@ def _text(value: object, name: str) -> str:
     return value
 
 
+def _secret(value: object, name: str) -> str:
+    """A string that may hold a credential: errors show only its type."""
+    if not isinstance(value, str):
+        raise TypeError(f'{name} must be a str, not {type(value).__name__}')
+    return value
+
+
+def _verify(value: object, name: str) -> bool:
+    try:
+        return _boolean(value, name)
+    except ValueError as error:
+        raise ValueError(
+            f'{error}; give a CA certificate file as ca_bundle'
+        ) from None
+
+
+def _path(value: object, name: str) -> str:
+    if isinstance(value, str):
+        path = value.strip()
+    elif isinstance(value, os.PathLike):
+        path = os.fspath(value)
+    else:
+        raise TypeError(f'{name} must be a path (a str), not {value!r}')
+    if not isinstance(path, str):
+        raise TypeError(f'{name} must be a path (a str), not {value!r}')
+    path = os.path.expanduser(path)
+    if not os.path.exists(path):
+        raise ValueError(f'{name} {path!r} does not exist')
+    return path
+
+
+def _pem(path: str, name: str, marker: bytes, what: str) -> bytes:
+    if not os.path.isfile(path):
+        raise ValueError(f'{name} {path!r} is not a file')
+    try:
+        with open(path, 'rb') as file:
+            content = file.read()
+    except OSError as error:
+        raise ValueError(
+            f'{name} {path!r} cannot be read: {error.strerror}'
+        ) from None
+    if marker not in content:
+        raise ValueError(f'{name} {path!r} holds no {what} in PEM format')
+    return content
+
+
+def _ca_bundle(value: object, name: str) -> str:
+    path = _path(value, name)
+    if not os.path.isdir(path):
+        _pem(path, name, _PEM_CERTIFICATE, 'certificate')
+    return path
+
+
+def _client_cert(value: object, name: str) -> str:
+    path = _path(value, name)
+    _pem(path, name, _PEM_CERTIFICATE, 'certificate')
+    return path
+
+
+def _client_key(value: object, name: str) -> str:
+    path = _path(value, name)
+    if b'ENCRYPTED' in _pem(path, name, _PEM_KEY, 'private key'):
+        raise ValueError(
+            f'{name} {path!r} holds an encrypted key: load it into an '
+            'ssl.SSLContext (load_cert_chain with its password) and give '
+            'that as ssl_context'
+        )
+    return path
+
+
+def _ssl_context(value: object, name: str) -> ssl.SSLContext:
+    if not isinstance(value, ssl.SSLContext):
+        raise TypeError(
+            f'{name} must be an ssl.SSLContext, not {type(value).__name__}'
+        )
+    return value
+
+
+def redact_url(text: str) -> str:
+    """Return *text*, a URL or what should be one, without its userinfo.
+
+    Everything between the start of the authority and the last ``@`` is
+    replaced by ``***``: a password with an unencoded ``/``, ``?`` or
+    ``#`` spreads beyond what a URL parser reads as the userinfo, so the
+    text is cut, not parsed.
+
+    :param text: the URL as given
+    :returns: a text fit for an error message or a log line
+    """
+    start = text.find('://')
+    start = 0 if start < 0 else start + 3
+    at = text.rfind('@')
+    if at < start:
+        return text
+    return f'{text[:start]}***{text[at:]}'
+
+
 def normalize_url(url: object, name: str = 'url') -> tuple[str, str, str]:
     """Return the write endpoint for a server URL, and any credentials in it.
 
@@ -134,24 +245,37 @@ def normalize_url(url: object, name: str = 'url') -> tuple[str, str, str]:
     :param name: what to name in error messages
     :returns: ``(write_url, username, password)``, the last two empty when
         the URL holds none
-    :raises ValueError: for another scheme, a missing host or a query string
+    :raises ValueError: for another scheme, a missing host or a query
+        string; the message never shows the credentials
+    :raises TypeError: when it is not a string
     """
-    text = _text(url, name).strip()
-    parts = urllib.parse.urlsplit(text)
+    text = _secret(url, name).strip()
+    shown = redact_url(text)
+    try:
+        parts = urllib.parse.urlsplit(text)
+    except ValueError:
+        raise ValueError(f'{name} {shown!r} is not a valid URL') from None
     if parts.scheme not in ('http', 'https'):
         raise ValueError(
-            f'{name} {text!r} must start with http:// or https://'
+            f'{name} {shown!r} must start with http:// or https://'
         )
     if not parts.hostname:
-        raise ValueError(f'{name} {text!r} has no host')
+        raise ValueError(f'{name} {shown!r} has no host')
+    if '@' in parts.path + parts.query + parts.fragment:
+        # What the password held after a '/', '?' or '#' would be taken
+        # for the path, the query or the fragment, and shown in the URL.
+        raise ValueError(
+            f"{name} {shown!r} has an '@' after the host: write '/', '?' "
+            "and '#' in a password as %2F, %3F and %23"
+        )
     if parts.query or parts.fragment:
         raise ValueError(
-            f'{name} {text!r} must not have a query string or fragment'
+            f'{name} {shown!r} must not have a query string or fragment'
         )
     try:
         port = parts.port
     except ValueError:
-        raise ValueError(f'{name} {text!r} has an invalid port') from None
+        raise ValueError(f'{name} {shown!r} has an invalid port') from None
     host = parts.hostname
     if ':' in host:
         host = f'[{host}]'
@@ -197,6 +321,11 @@ class Settings:
     unique_timestamps: bool = True
     backoff_base: float = 0.5
     backoff_max: float = 30.0
+    verify: bool = True
+    ca_bundle: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+    ssl_context: ssl.SSLContext | None = None
 
     @classmethod
     def resolve(
@@ -216,10 +345,11 @@ class Settings:
         unknown = (
             set(arguments)
             - {field.name for field in dataclasses.fields(cls)}
-            - {'tag_hostname', 'environment'}
+            - {'tag_hostname', 'environment', 'cert'}
         )
         if unknown:
             raise TypeError(f'unknown settings: {", ".join(sorted(unknown))}')
+        _split_cert(arguments)
 
         def pick(
             name: str, convert: Callable[[object, str], _T], default: _T
@@ -243,8 +373,8 @@ class Settings:
             return lambda value, name: _number(value, name, minimum, maximum)
 
         url, url_user, url_password = cls._resolve_url(arguments, env)
-        username = pick('username', _text, url_user or None)
-        password = pick('password', _text, url_password or None)
+        username = pick('username', _secret, url_user or None)
+        password = pick('password', _secret, url_password or None)
         precision = pick(
             'precision',
             lambda value, name: _precision(value, name),
@@ -256,6 +386,21 @@ class Settings:
         base_tags = _base_tags(
             arguments.get('base_tags'), tag_hostname, environment
         )
+        ca_bundle = pick('ca_bundle', _ca_bundle, None)
+        for variable in _CA_VARIABLES:
+            text = env.get(variable, '').strip()
+            if ca_bundle is None and text:
+                ca_bundle = _ca_bundle(text, variable)
+        client_cert = pick('client_cert', _client_cert, None)
+        client_key = pick('client_key', _client_key, None)
+        if client_key is not None and client_cert is None:
+            raise ValueError(
+                'client_key is set without client_cert '
+                '(INFLUXDB_CLIENT_CERT): give the certificate too'
+            )
+        if client_cert is not None and client_key is None:
+            # One file holding both, as in ``cert='client.pem'``.
+            _client_key(client_cert, 'client_cert (without client_key)')
         settings = cls(
             enabled=pick('enabled', _boolean, True),
             url=url,
@@ -278,6 +423,11 @@ class Settings:
             unique_timestamps=pick('unique_timestamps', _boolean, True),
             backoff_base=pick('backoff_base', number(0.001), 0.5),
             backoff_max=pick('backoff_max', number(0.001), 30.0),
+            verify=pick('verify', _verify, True),
+            ca_bundle=ca_bundle,
+            client_cert=client_cert,
+            client_key=client_key,
+            ssl_context=pick('ssl_context', _ssl_context, None),
         )
         return settings
 
@@ -322,10 +472,84 @@ class Settings:
                     f'{name} applies when settings are first resolved; '
                     'change the tags with base_tags instead'
                 )
-        current = dataclasses.asdict(self)
+        # Not dataclasses.asdict(): it would copy the SSL context, which
+        # cannot be copied.
+        current = dict(vars(self))
+        if changes.get('cert') is not None:
+            current.pop('client_cert')
+            current.pop('client_key')
         current.update(changes)
         current['tag_hostname'] = False
         return Settings.resolve(environ={}, **current)
+
+    def tls_context(self) -> ssl.SSLContext:
+        """Build the SSL context that HTTPS connections use.
+
+        :attr:`ssl_context` when given; else a context that verifies the
+        server against :attr:`ca_bundle` (default: the certificates of
+        ``certifi``, as httpx does), or does not verify it at all when
+        :attr:`verify` is false, presenting :attr:`client_cert` when set.
+        Loading certificates takes tens of milliseconds: build it once.
+
+        :returns: the context
+        :raises ValueError: naming the setting whose file cannot be loaded
+        """
+        if self.ssl_context is not None:
+            return self.ssl_context
+        bundle = self.ca_bundle
+        try:
+            if not self.verify:
+                context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            elif bundle is None:
+                context = httpx.create_ssl_context(
+                    verify=True, trust_env=False
+                )
+            elif os.path.isdir(bundle):
+                context = ssl.create_default_context(capath=bundle)
+            else:
+                context = ssl.create_default_context(cafile=bundle)
+        except (OSError, ssl.SSLError) as error:
+            raise ValueError(
+                f'ca_bundle {bundle!r} cannot be loaded: {error}'
+            ) from None
+        if self.client_cert is not None:
+            try:
+                context.load_cert_chain(
+                    self.client_cert, self.client_key, password=_no_password
+                )
+            except (OSError, ssl.SSLError, ValueError) as error:
+                raise ValueError(
+                    f'client_cert {self.client_cert!r} cannot be loaded '
+                    f'with client_key {self.client_key!r}: {error}'
+                ) from None
+        return context
+
+
+def _no_password() -> str:
+    # Without it, OpenSSL would ask for the password on the terminal.
+    raise ValueError('the private key is encrypted')
+
+
+def _split_cert(arguments: dict[str, Any]) -> None:
+    """Turn ``cert``, as httpx and requests take it, into two settings."""
+    cert = arguments.pop('cert', None)
+    if cert is None:
+        return
+    if (
+        arguments.get('client_cert') is not None
+        or arguments.get('client_key') is not None
+    ):
+        raise TypeError('give cert or client_cert and client_key, not both')
+    if isinstance(cert, tuple):
+        if len(cert) != 2:
+            raise TypeError(
+                'cert must be a path or a (certificate, key) pair of paths'
+            )
+        arguments['client_cert'], arguments['client_key'] = cert
+    else:
+        arguments['client_cert'] = cert
 
 
 def _precision(value: object, name: str) -> str:

@@ -36,6 +36,7 @@ import math
 import os
 import random
 import re
+import ssl
 import threading
 import time
 from collections import deque
@@ -258,6 +259,8 @@ class Writer:
         self._body_limit = settings.max_body_size
         self._http: httpx.AsyncClient | None = None
         self._http_settings: Settings | None = None
+        # The SSL context of the HTTP client and the settings it came from.
+        self._tls: tuple[tuple[object, ...], ssl.SSLContext] | None = None
         self._retired: list[httpx.AsyncClient] = []
         self._overflow_unreported = 0
         self._overflow_reported_at = -_LOG_INTERVAL
@@ -957,10 +960,12 @@ class Writer:
         except httpx.ConnectError as error:
             self._counters.failed_requests += 1
             self._connect_failures += 1
-            raise _RetryError(f'{type(error).__name__}: {error}') from None
-        except httpx.HTTPError as error:
+            raise _RetryError(_describe(error)) from None
+        except (httpx.HTTPError, ssl.SSLError) as error:
+            # A TLS alert after the handshake (a client certificate the
+            # server refused) can come through httpx unwrapped.
             self._counters.failed_requests += 1
-            raise _RetryError(f'{type(error).__name__}: {error}') from None
+            raise _RetryError(_describe(error)) from None
         except RuntimeError as error:
             # At interpreter exit, new threads (host name resolution) can
             # no longer start: a connection failure like any other.
@@ -978,7 +983,9 @@ class Writer:
             != (settings.url, settings.username, settings.password)
             or previous.request_timeout != settings.request_timeout
             or previous.max_clients != settings.max_clients
+            or _tls_inputs(previous) != _tls_inputs(settings)
         ):
+            verify = self._tls_context(settings)
             if current is not None:
                 # Requests still using the old client finish with it; it is
                 # closed when the writer stops.  Changing servers is rare.
@@ -990,9 +997,7 @@ class Writer:
                 )
             current = httpx.AsyncClient(
                 auth=auth,
-                # Loading certificates costs tens of milliseconds: only for
-                # https.
-                verify=settings.url.startswith('https:'),
+                verify=verify,
                 timeout=settings.request_timeout,
                 headers={'User-Agent': USER_AGENT},
                 limits=httpx.Limits(
@@ -1004,6 +1009,37 @@ class Writer:
             self._http = current
             self._http_settings = settings
         return current
+
+    def _tls_context(self, settings: Settings) -> ssl.SSLContext | bool:
+        """The SSL context for these settings, built once for each change.
+
+        Loading certificates costs tens of milliseconds: it is done only
+        for an https URL, and again only when a TLS setting changes.
+        ``SSL_CERT_FILE`` and ``SSL_CERT_DIR`` were read with the settings
+        (as ``ca_bundle``): httpx's ``trust_env`` stays off, so that proxy
+        variables and ``.netrc`` are never used.
+        """
+        inputs = _tls_inputs(settings)
+        if not inputs:
+            return False
+        if self._tls is not None and self._tls[0] == inputs:
+            return self._tls[1]
+        try:
+            context = settings.tls_context()
+        except ValueError as error:
+            # Nothing can be sent: kept and tried again, like a server that
+            # cannot be reached.
+            self._connect_failures += 1
+            raise _RetryError(str(error), error=True) from None
+        if not settings.verify and settings.ssl_context is None:
+            LOGGER.warning(
+                'TLS certificate verification is off (verify=False): anyone '
+                'able to intercept the connection to %s can read and change '
+                'what is written',
+                settings.url,
+            )
+        self._tls = (inputs, context)
+        return context
 
     def _outstanding(self) -> int | None:
         """The lowest sequence number not yet delivered or dropped."""
@@ -1072,6 +1108,35 @@ class Writer:
             _set_result(waiter.future, lost == 0)
         if stopping is not None:
             _set_result(stopping.future, lost == 0)
+
+
+def _describe(error: BaseException) -> str:
+    """The error's type and the first message found along its chain.
+
+    httpx can raise an error without a message (``ReadError``) for a TLS
+    alert, whose text, naming the problem, is that of its cause.
+    """
+    cause: BaseException | None = error
+    seen = set()
+    while cause is not None and not str(cause) and id(cause) not in seen:
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    detail = str(cause) if cause is not None else ''
+    name = type(error).__name__
+    return f'{name}: {detail}' if detail else name
+
+
+def _tls_inputs(settings: Settings) -> tuple[object, ...]:
+    """What the SSL context is made of; nothing for a plain http URL."""
+    if not settings.url.startswith('https:'):
+        return ()
+    return (
+        settings.verify,
+        settings.ca_bundle,
+        settings.client_cert,
+        settings.client_key,
+        settings.ssl_context,
+    )
 
 
 def _set_result(future: concurrent.futures.Future[bool], value: bool) -> None:

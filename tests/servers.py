@@ -19,6 +19,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -98,9 +99,19 @@ class InfluxServer:
         max_body_size: int | None = None,
         port: int | None = None,
         executable: str | None = None,
+        https_certificate: str | None = None,
+        https_private_key: str | None = None,
+        https_ca: str | None = None,
     ) -> None:
         self.auth_enabled = auth_enabled
         self.max_body_size = max_body_size
+        # HTTPS: influxd's certificate and key; the helpers of this class
+        # trust https_ca (the CA that signed it).
+        self.https_certificate = https_certificate
+        self.https_private_key = https_private_key
+        self._verify: ssl.SSLContext | bool = True
+        if https_ca is not None:
+            self._verify = ssl.create_default_context(cafile=https_ca)
         self.executable = executable or shutil.which('influxd') or 'influxd'
         self._fixed_port = port is not None
         self._port = port if port is not None else free_port()
@@ -113,7 +124,7 @@ class InfluxServer:
         self._frozen = False
         self._started_once = False
         self._auth: tuple[str, str] | None = None
-        self._client = httpx.Client(timeout=10.0)
+        self._client = httpx.Client(timeout=10.0, verify=self._verify)
         self._write_config()
 
     # -- properties ---------------------------------------------------------
@@ -136,7 +147,8 @@ class InfluxServer:
     @property
     def url(self) -> str:
         """Base URL of the HTTP API, e.g. ``http://127.0.0.1:8086``."""
-        return f'http://{self.host}:{self.port}'
+        scheme = 'https' if self.https_certificate else 'http'
+        return f'{scheme}://{self.host}:{self.port}'
 
     @property
     def directory(self) -> str:
@@ -213,6 +225,12 @@ class InfluxServer:
         ]
         if self.max_body_size is not None:
             lines.append(f'  max-body-size = {int(self.max_body_size)}')
+        if self.https_certificate:
+            lines += [
+                '  https-enabled = true',
+                f'  https-certificate = "{self.https_certificate}"',
+                f'  https-private-key = "{self.https_private_key or ""}"',
+            ]
         lines += [
             '',
             '[logging]',
@@ -257,7 +275,7 @@ class InfluxServer:
         )
         self._frozen = False
         deadline = time.monotonic() + START_TIMEOUT
-        with httpx.Client(timeout=1.0) as client:
+        with httpx.Client(timeout=1.0, verify=self._verify) as client:
             while True:
                 if self._process.poll() is not None:
                     code = self._process.returncode

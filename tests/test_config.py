@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+import logging
 import socket
+import typing
 
 import pytest
 
 import sprockets_influxdb
-from sprockets_influxdb import Client, Settings
+from sprockets_influxdb import Client, Measurement, Settings
+from tests.helpers import run_script
+from tests.servers import InfluxServer, free_port
 
 
 def resolve(
@@ -220,3 +225,182 @@ def test_configure_refuses_what_applies_only_at_first_resolution() -> None:
         client.configure(tag_hostname=False)
     with pytest.raises(TypeError, match='environment applies when'):
         client.configure(environment='prod')
+
+
+# A password no message, log line, repr or counter may ever show.
+SECRET = 'S3cr3tPw-q7Zx'
+
+
+@pytest.mark.parametrize(
+    ('env', 'arguments', 'named'),
+    [
+        ({'INFLUXDB_URL': f'http://bob:{SECRET}@h:80:80'}, {}, 'INFLUXDB_URL'),
+        ({'INFLUXDB_URL': f'http://bob:{SECRET}@'}, {}, 'INFLUXDB_URL'),
+        ({'INFLUXDB_URL': f'ftp://bob:{SECRET}@h'}, {}, 'INFLUXDB_URL'),
+        ({'INFLUXDB_URL': f'bob:{SECRET}@h:8086'}, {}, 'INFLUXDB_URL'),
+        ({'INFLUXDB_URL': f'//bob:{SECRET}@h:8086'}, {}, 'INFLUXDB_URL'),
+        ({'INFLUXDB_URL': f'http://bob:{SECRET}@[::1'}, {}, 'INFLUXDB_URL'),
+        (
+            {'INFLUXDB_URL': f'http://bob:{SECRET}@h/write?db=x'},
+            {},
+            'INFLUXDB_URL',
+        ),
+        # Unencoded '/', '?' and '#' in a password end the host early.
+        ({'INFLUXDB_URL': f'http://bob:a/{SECRET}@h'}, {}, 'INFLUXDB_URL'),
+        ({'INFLUXDB_URL': f'http://bob:12/{SECRET}@h'}, {}, 'INFLUXDB_URL'),
+        ({'INFLUXDB_URL': f'http://bob:a?{SECRET}@h'}, {}, 'INFLUXDB_URL'),
+        ({'INFLUXDB_URL': f'http://bob:a#{SECRET}@h'}, {}, 'INFLUXDB_URL'),
+        (
+            {'INFLUXDB_HOST': f'bob:{SECRET}@h:1', 'INFLUXDB_PORT': '8086'},
+            {},
+            'INFLUXDB_HOST',
+        ),
+        ({}, {'url': f'http://bob:{SECRET}@h:80:80'}, 'url'),
+        ({}, {'url': f'http://bob:{SECRET}@h'.encode()}, 'url'),
+        ({}, {'password': SECRET.encode()}, 'password'),
+        ({}, {'password': [SECRET]}, 'password'),
+        ({}, {'username': SECRET.encode()}, 'username'),
+    ],
+)
+def test_errors_never_show_a_password(
+    env: dict[str, str], arguments: dict[str, object], named: str
+) -> None:
+    with pytest.raises((ValueError, TypeError)) as caught:
+        resolve(env, **arguments)
+    error = caught.value
+    assert named in str(error)
+    for text in (str(error), repr(error), repr(error.args)):
+        assert SECRET not in text
+    # Nor in a chained exception a traceback would print.
+    assert error.__cause__ is None
+    assert error.__context__ is None or error.__suppress_context__
+
+
+@pytest.mark.parametrize(
+    'change',
+    [
+        {'url': f'https://bob:{SECRET}@h:x'},
+        {'url': f'https://bob:{SECRET}@h'.encode()},
+        {'password': SECRET.encode()},
+        {'username': 'bob', 'password': bytearray(SECRET.encode())},
+    ],
+)
+def test_configure_errors_never_show_a_password(
+    change: dict[str, object],
+) -> None:
+    client = Client(url=f'http://bob:{SECRET}@db:8086')
+    with pytest.raises((ValueError, TypeError)) as caught:
+        client.configure(**change)
+    assert SECRET not in str(caught.value)
+    assert SECRET not in repr(caught.value)
+    assert SECRET not in repr(client)
+    assert SECRET not in repr(client.settings)
+    assert SECRET not in repr(client.stats())
+
+
+def hidden(text: str) -> bool:
+    """Whether *text* shows the secret neither plainly nor in a header."""
+    encoded = base64.b64encode(f'bob:{SECRET}'.encode()).decode()
+    return SECRET not in text and encoded not in text
+
+
+def secret_free(client: Client, caplog: pytest.LogCaptureFixture) -> None:
+    stats = client.stats()
+    for text in (
+        caplog.text,
+        *(repr(record.args) for record in caplog.records),
+        repr(stats),
+        str(stats.last_error),
+        repr(client),
+        repr(client.settings),
+    ):
+        assert hidden(text), text
+
+
+def measurement() -> Measurement:
+    point = Measurement('db', 'm')
+    point.set_field('f', 1)
+    return point
+
+
+@pytest.fixture
+def debug_logs(
+    caplog: pytest.LogCaptureFixture,
+) -> typing.Iterator[pytest.LogCaptureFixture]:
+    # Every logger, httpx's and httpcore's included, at every level.
+    with caplog.at_level(logging.DEBUG):
+        yield caplog
+
+
+def test_no_password_in_logs_or_counters_when_writing(
+    influxdb_factory: typing.Callable[..., InfluxServer],
+    debug_logs: pytest.LogCaptureFixture,
+) -> None:
+    server = influxdb_factory(auth_enabled=True)
+    server.create_admin('bob', SECRET)
+    server.create_database('db')
+    # The test's own query created the user: it shows the password.
+    debug_logs.clear()
+    client = Client(f'http://bob:{SECRET}@{server.host}:{server.port}')
+    client.add_measurement(measurement())
+    assert client.flush(timeout=10).result(timeout=20) is True
+    assert server.count('db', 'm') == 1
+    assert client.shutdown(timeout=5).result(timeout=20) is True
+    secret_free(client, debug_logs)
+
+
+def test_no_password_in_logs_or_counters_when_refused(
+    influxdb_factory: typing.Callable[..., InfluxServer],
+    debug_logs: pytest.LogCaptureFixture,
+) -> None:
+    server = influxdb_factory(auth_enabled=True)
+    server.create_admin('admin', 'other')
+    client = Client(
+        f'http://bob:{SECRET}@{server.host}:{server.port}',
+        backoff_base=0.01,
+        backoff_max=0.05,
+    )
+    client.add_measurement(measurement())
+    assert client.flush(timeout=0.5).result(timeout=20) is False
+    assert client.stats().last_error is not None
+    assert '401' in client.stats().last_error
+    assert client.shutdown(timeout=0.2).result(timeout=20) is False
+    assert 'not delivered' in debug_logs.text
+    secret_free(client, debug_logs)
+
+
+def test_no_password_in_logs_or_counters_when_unreachable(
+    debug_logs: pytest.LogCaptureFixture,
+) -> None:
+    client = Client(
+        f'http://bob:{SECRET}@127.0.0.1:{free_port()}',
+        backoff_base=0.01,
+        backoff_max=0.05,
+    )
+    client.add_measurement(measurement())
+    assert client.flush(timeout=0.5).result(timeout=20) is False
+    assert 'ConnectError' in str(client.stats().last_error)
+    client.shutdown(timeout=0.2).result(timeout=20)
+    secret_free(client, debug_logs)
+
+
+def test_no_password_in_what_install_logs(influxdb: InfluxServer) -> None:
+    influxdb.create_database('db')
+    url = f'http://bob:{SECRET}@{influxdb.host}:{influxdb.port}'
+    result = run_script(
+        """
+        import logging
+        import sprockets_influxdb as influxdb
+
+        logging.basicConfig(level=logging.DEBUG)
+        influxdb.install(tag_hostname=False)
+        influxdb.install()
+        client = influxdb.default_client()
+        print(repr(client), repr(client.settings), influxdb.stats())
+        influxdb.set_auth_credentials('bob', b'x')
+        """,
+        {'INFLUXDB_URL': url},
+    )
+    assert 'installed, writing to http://127.0.0.1' in result.stderr
+    assert 'TypeError: password must be a str, not bytes' in result.stderr
+    assert hidden(result.stdout + result.stderr)

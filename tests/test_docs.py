@@ -202,6 +202,12 @@ HARNESSES: dict[str, list[Harness]] = {
             '    pass  # the lifespan starts and ends\n',
         ),
     ],
+    'configuration.rst': [
+        Harness(
+            'ssl_context=context',
+            elsewhere='tests/test_tls.py::test_the_documented_ssl_context',
+        ),
+    ],
     'delivery.rst': [
         Harness(
             'delivered = influxdb.flush().result()',
