@@ -9,17 +9,22 @@ trio) or the lack of one (WSGI, plain threads) makes no difference to it.
 Responses are handled as follows:
 
 * 2xx: delivered.
-* 400 (InfluxDB stores the good lines of a "partial write"): the batch is
-  halved and each half sent again, recursively and within a request budget,
-  so that only lines rejected on their own are dropped, each logged with the
-  server's message.  Resending good lines is harmless: a point with the same
-  measurement, tags and time is the same point.
+* 400 (InfluxDB stores the good lines of a "partial write"): the lines the
+  server names are settled from its answer; otherwise the batch is halved
+  and the halves sent again, breadth first and within a budget of requests
+  and of bytes sent again, so that only lines rejected on their own are
+  dropped, each logged with the server's message.  Resending good lines is
+  harmless but costs bytes: a point with the same measurement, tags and
+  time is the same point.
 * 413: halved and sent again; a single line the server still refuses is
   dropped and logged.
 * 429, 5xx, timeouts and connection errors, and 401, 403, 404 (credentials
   or a database that do not exist yet): the lines go back to the head of
   their queue and are tried again after an exponential backoff with full
   jitter, at least as long as any ``Retry-After``; intake continues.
+
+``request_timeout`` is a deadline for the whole request, and no more than
+a bounded prefix of any answer's body is read.
 """
 
 from __future__ import annotations
