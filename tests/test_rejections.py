@@ -16,7 +16,13 @@ import typing
 import pytest
 
 from sprockets_influxdb import Client, Measurement
-from tests.servers import FORWARD, FaultServer, InfluxServer, Response
+from tests.servers import (
+    FORWARD,
+    FaultServer,
+    InfluxServer,
+    RecordedRequest,
+    Response,
+)
 
 Factory = typing.Callable[..., Client]
 
@@ -292,3 +298,61 @@ def test_a_write_refused_whole_is_sent_again_to_store_the_good_lines(
     assert stored == 999 - len(bad)
     stats = client.stats()
     assert (stats.written, stats.dropped['rejected']) == (stored, len(bad))
+
+
+def test_named_lines_are_recognised_whatever_they_hold(
+    fault_server: FaultServer,
+    influxdb: InfluxServer,
+    client_factory: Factory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Quotes, ``': `` and line feeds in a line do not confuse the list."""
+    influxdb.create_database('db')
+    client = client_factory(fault_server.url)
+    awkward = "it's': \"quoted\"\nunable to parse 'x': <&>"
+    bad = {3, 4, 90}
+    for index in range(100):
+        tags = {'t': 'x' * LONG_KEY} if index in bad else {}
+        measurement = point(index, **tags)
+        measurement.set_field('s', awkward)
+        client.add_measurement(measurement)
+    with caplog.at_level(logging.ERROR, logger='sprockets_influxdb'):
+        assert client.flush().result(timeout=60)
+
+    rows = influxdb.rows('db', 'm')
+    assert len(rows) == 97
+    assert {row['s'] for row in rows} == {awkward}
+    stats = client.stats()
+    assert (stats.written, stats.dropped['rejected']) == (97, 3)
+    assert len(fault_server.requests) == 1
+    assert len(rejected_logs(caplog)) == 3
+
+
+def test_lines_after_a_list_cut_short_are_asked_about_again(
+    bare_fault_server: FaultServer, client_factory: Factory
+) -> None:
+    """An answer longer than what is read names the lines it gets to."""
+
+    def answer(request: RecordedRequest) -> Response:
+        lines = request.lines
+        if len(lines) == 10:
+            # Cut short by the read limit inside the second line named.
+            message = (
+                f"partial write: unable to parse '{lines[2]}': bad\n"
+                f"unable to parse '{lines[5]}{'y' * 200_000}"
+            )
+        else:
+            message = f"partial write: unable to parse '{lines[2]}': bad"
+        return Response.from_json(400, {'error': f'{message} dropped=0'})
+
+    bare_fault_server.set_rule(answer)
+    client = client_factory(bare_fault_server.url)
+    for index in range(10):
+        client.add_measurement(point(index))
+    assert client.flush().result(timeout=60)
+
+    first, second = bare_fault_server.requests
+    assert len(first.lines) == 10
+    assert second.lines == first.lines[3:]
+    stats = client.stats()
+    assert (stats.written, stats.dropped['rejected']) == (8, 2)
