@@ -200,6 +200,7 @@ class Client:
         self._overflow_warned_at = 0.0
         self._refused_warned_at = 0.0
         self._shutdown_future: FlushFuture | None = None
+        self._stop_deadline = 0.0
 
     def _apply(self, settings: Settings) -> None:
         with self._state_lock:
@@ -378,6 +379,7 @@ class Client:
             self._update_open()
         result = FlushFuture()
         self._shutdown_future = result
+        self._stop_deadline = time.monotonic() + timeout
         stopped = self._writer.stop(timeout)
         stopped.add_done_callback(self._report_drops)
         _chain(stopped, result)
@@ -471,17 +473,32 @@ class Client:
     def _after_fork(self) -> None:
         self._setup()
 
-    def _flush_at_exit(self) -> None:
-        if not self._enabled or self._shutdown_future is not None:
-            return
-        self._writer.flush(
-            self._settings.shutdown_timeout, patient=False
-        ).result()
+    def _flush_at_exit(self) -> tuple[float, FlushFuture] | None:
+        """Flush for the exit hooks.
 
-    def _drain_at_exit(self) -> None:
+        :returns: the deadline and the future, if anything is flushed
+        """
+        if not self._enabled or self._shutdown_future is not None:
+            return None
+        timeout = self._settings.shutdown_timeout
+        future = FlushFuture()
+        _chain(self._writer.flush(timeout, patient=False), future)
+        return time.monotonic() + timeout, future
+
+    def _drain_at_exit(
+        self, waited: float
+    ) -> tuple[float, FlushFuture] | None:
+        """Shut down for the exit hooks, with what is left of the window.
+
+        :param waited: seconds the exit hooks already waited
+        :returns: the deadline and the future, if the writer still runs
+        """
         if not self._enabled or self._writer.stopped:
-            return
-        self._stop().result()
+            return None
+        if self._shutdown_future is None:
+            self._stop(max(0.0, self._settings.shutdown_timeout - waited))
+        assert self._shutdown_future is not None
+        return self._stop_deadline, self._shutdown_future
 
 
 def _resolved(value: bool) -> FlushFuture:
@@ -506,20 +523,51 @@ def _after_fork_in_child() -> None:
         client._after_fork()
 
 
+# Seconds the exit hooks have waited: together they wait one window of
+# ``shutdown_timeout`` at most, whatever the number of clients.
+_exit_waited = 0.0
+# Beyond its deadline, a writer takes this long at most to stop.
+_EXIT_GRACE = 1.0
+
+
 def _flush_all() -> None:
+    global _exit_waited
+    started = time.monotonic()
+    pending = []
     for client in list(_clients):
         try:
-            client._flush_at_exit()
+            flushing = client._flush_at_exit()
         except Exception:  # pragma: no cover - never fail the exit
             LOGGER.exception('Could not deliver measurements at exit')
+            continue
+        if flushing is not None:
+            pending.append(flushing)
+    _wait_at_exit(pending)
+    _exit_waited += time.monotonic() - started
 
 
 def _drain_all() -> None:
+    pending = []
     for client in list(_clients):
         try:
-            client._drain_at_exit()
+            stopping = client._drain_at_exit(_exit_waited)
         except Exception:  # pragma: no cover - never fail the exit
             LOGGER.exception('Could not deliver measurements at exit')
+            continue
+        if stopping is not None:
+            pending.append(stopping)
+    _wait_at_exit(pending)
+
+
+def _wait_at_exit(pending: list[tuple[float, FlushFuture]]) -> None:
+    """Wait for futures that resolve by their deadlines, all at once."""
+    if not pending:
+        return
+    deadline = max(deadline for deadline, _ in pending)
+    concurrent.futures.wait(
+        [future for _, future in pending],
+        timeout=max(0.0, deadline - time.monotonic()) + _EXIT_GRACE,
+    )
 
 
 def _register_hooks() -> None:

@@ -9,17 +9,22 @@ trio) or the lack of one (WSGI, plain threads) makes no difference to it.
 Responses are handled as follows:
 
 * 2xx: delivered.
-* 400 (InfluxDB stores the good lines of a "partial write"): the batch is
-  halved and each half sent again, recursively and within a request budget,
-  so that only lines rejected on their own are dropped, each logged with the
-  server's message.  Resending good lines is harmless: a point with the same
-  measurement, tags and time is the same point.
+* 400 (InfluxDB stores the good lines of a "partial write"): the lines the
+  server names are settled from its answer; otherwise the batch is halved
+  and the halves sent again, breadth first and within a budget of requests
+  and of bytes sent again, so that only lines rejected on their own are
+  dropped, each logged with the server's message.  Resending good lines is
+  harmless but costs bytes: a point with the same measurement, tags and
+  time is the same point.
 * 413: halved and sent again; a single line the server still refuses is
   dropped and logged.
 * 429, 5xx, timeouts and connection errors, and 401, 403, 404 (credentials
   or a database that do not exist yet): the lines go back to the head of
   their queue and are tried again after an exponential backoff with full
   jitter, at least as long as any ``Retry-After``; intake continues.
+
+``request_timeout`` is a deadline for the whole request, and no more than
+a bounded prefix of any answer's body is read.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import email.utils
 import gzip
 import heapq
 import itertools
+import json
 import logging
 import math
 import os
@@ -66,8 +72,23 @@ USER_AGENT = f'sprockets-influxdb/v{__version__}'
 # Before any writer thread exists: see _imports.
 _imports.import_eagerly()
 
-_DROPPED_RE = re.compile(r'dropped=(\d+)')
 _MAX_RETRY_AFTER = 3600.0
+# What InfluxDB 1.x says in a 400: "partial write: " when it stored the
+# lines it did not refuse, then either one "unable to parse '<line>':
+# <reason>" per line it could not parse (one a line, in order), or the
+# first reason its storage engine refused points for and " dropped=N".
+_PARTIAL = 'partial write: '
+_UNPARSABLE = "unable to parse '"
+_DROPPED_RE = re.compile(r'\s*dropped=(\d+)\s*$')
+_JSON_ERROR_RE = re.compile(r'\s*\{\s*"error"\s*:\s*"')
+# Bytes of a response body read at most.  A 400 is read further, as far as
+# a server can need to name the lines of the body it answers: each line
+# once (JSON escaping can double it), with a reason of its own.
+_READ_LIMIT = 64 * 1024
+_READ_PER_BYTE = 2
+_READ_PER_LINE = 128
+# Rejected lines logged one by one per batch; the others are summed up.
+_LOGGED_LINES = 10
 # Entries encoded between two turns of the event loop (a few milliseconds).
 _ENCODE_SLICE = 1000
 
@@ -89,6 +110,18 @@ class _Batch:
 
     def __len__(self) -> int:
         return len(self.lines)
+
+    def size(self) -> int:
+        """The size of the body, about (characters, not bytes)."""
+        return sum(map(len, self.lines)) + len(self.lines)
+
+    def part(self, indexes: list[int]) -> _Batch:
+        """The lines at *indexes*, in their order."""
+        return _Batch(
+            [self.sequences[index] for index in indexes],
+            [self.lines[index] for index in indexes],
+            self.precision,
+        )
 
     def halves(self) -> tuple[_Batch, _Batch]:
         middle = len(self.lines) // 2
@@ -183,15 +216,113 @@ class _RetryError(Exception):
 
 
 class _Delivery:
-    """The state of one batch being delivered, possibly split."""
+    """The state of one batch being delivered, possibly split.
 
-    __slots__ = ('budget', 'done')
+    Finding the lines a server refused without naming them costs requests
+    and bytes sent again: both are budgeted.
+    """
 
-    def __init__(self, size: int) -> None:
-        # Each halving costs two requests; this allows isolating a handful of
-        # bad lines in any batch without ever sending one request per line.
-        self.budget = 8 * max(1, math.ceil(math.log2(size + 1)))
+    __slots__ = ('budget', 'done', 'last_reason', 'logged', 'resend')
+
+    def __init__(self, batch: _Batch) -> None:
+        # Each halving costs two requests at most; this allows isolating a
+        # handful of bad lines in any batch without ever sending one request
+        # per line.
+        self.budget = 8 * max(1, math.ceil(math.log2(len(batch) + 1)))
+        # A partial write stores the good lines of a body: sending them
+        # again stores the same points again, so only costs bytes.
+        self.resend = 2 * batch.size()
         self.done: set[int] = set()
+        self.logged = 0
+        self.last_reason = ''
+
+    def affords(
+        self, requests: int, batch: _Batch, stored: bool = True
+    ) -> bool:
+        """Whether *requests* requests sending *batch* are within budget.
+
+        :param stored: whether the server stored the good lines of
+            *batch* already (resending them costs bytes)
+        """
+        if self.budget < requests:
+            return False
+        return not stored or self.resend >= batch.size()
+
+    def charge(
+        self, requests: int, batch: _Batch, stored: bool = True
+    ) -> None:
+        """Take *requests* requests sending *batch* from the budget."""
+        self.budget -= requests
+        if stored:
+            self.resend -= batch.size()
+
+    def refund(self, batch: _Batch, stored: bool = True) -> None:
+        """Give back a request sending *batch* charged but not made."""
+        self.budget += 1
+        if stored:
+            self.resend += batch.size()
+
+
+class _Answer:
+    """The status, headers and a bounded prefix of the body of a response."""
+
+    __slots__ = ('body', 'complete', 'headers', 'reason', 'status')
+
+    def __init__(
+        self,
+        status: int,
+        headers: httpx.Headers,
+        reason: str,
+        body: bytes,
+        complete: bool,
+    ) -> None:
+        self.status = status
+        self.headers = headers
+        self.reason = reason
+        self.body = body
+        self.complete = complete
+
+
+class _Rejection:
+    """What a 400 says about the lines of the body it answers.
+
+    :param message: the server's message
+    :param stored: whether the server stored the lines it did not refuse
+    :param count: how many lines it says it refused, when it says so
+    :param named: the lines it named, by index, with its reason for each
+    :param through: the lines before this index are all accounted for:
+        refused when named, else stored
+    :param own: whether the answer was to exactly these lines (rather
+        than to a batch they are the part of that the server refused)
+    """
+
+    __slots__ = ('count', 'message', 'named', 'own', 'stored', 'through')
+
+    def __init__(
+        self,
+        message: str,
+        stored: bool,
+        count: int | None,
+        named: dict[int, str] | None = None,
+        through: int = 0,
+        own: bool = True,
+    ) -> None:
+        self.message = message
+        self.stored = stored
+        self.count = count
+        self.named = named or {}
+        self.through = through
+        self.own = own
+
+    def inherited(self) -> _Rejection:
+        """What this says about the part of the lines that holds them all."""
+        return _Rejection(self.message, self.stored, self.count, own=False)
+
+    def refused(self, size: int) -> int:
+        """How many of *size* lines this says were refused, at least one."""
+        if self.count is None:
+            return 1 if self.stored else size
+        return min(max(self.count, 1), size)
 
 
 class _Waiter:
@@ -758,7 +889,7 @@ class Writer:
     async def _deliver(
         self, target: _Target, batch: _Batch, batch_id: int
     ) -> None:
-        delivery = _Delivery(len(batch))
+        delivery = _Delivery(batch)
         try:
             await self._send(target, batch, delivery)
             target.attempts = 0
@@ -777,6 +908,14 @@ class Writer:
         finally:
             del self._in_flight[batch_id]
             self._counters.in_flight -= len(batch)
+            if delivery.logged > _LOGGED_LINES:
+                LOGGER.error(
+                    'InfluxDB rejected %d more lines for database %r (the '
+                    'last: %s)',
+                    delivery.logged - _LOGGED_LINES,
+                    target.database,
+                    delivery.last_reason,
+                )
             self._on_wake()
 
     def _requeue(
@@ -843,115 +982,257 @@ class Writer:
     async def _send(
         self, target: _Target, batch: _Batch, delivery: _Delivery
     ) -> None:
+        """Send lines and settle each of them, written or rejected.
+
+        :raises _RetryError: for an answer or error worth retrying
+        """
+        rejection = await self._attempt(target, batch, delivery)
+        if isinstance(rejection, _Rejection):
+            await self._resolve(target, batch, delivery, rejection)
+
+    async def _attempt(
+        self, target: _Target, batch: _Batch, delivery: _Delivery
+    ) -> _Rejection | bool:
+        """Send lines once and settle what the answer settles.
+
+        :returns: ``True`` when the server took them all, what it said
+            when it refused some (400), else ``False`` (settled otherwise)
+        :raises _RetryError: for an answer or error worth retrying
+        """
         settings = self._settings
         body = '\n'.join(batch.lines).encode('utf-8')
         if len(body) > self._body_limit and len(batch) > 1:
-            await self._split(target, batch, delivery)
-            return
-        response = await self._post(
-            settings, target.database, body, batch.precision
+            for half in batch.halves():
+                await self._send(target, half, delivery)
+            return False
+        answer = await self._post(
+            settings, target.database, body, batch.precision, len(batch)
         )
         self._reached = True
-        status = response.status_code
+        status = answer.status
         counters = self._counters
         if 200 <= status < 300:
-            delivery.done.update(batch.sequences)
-            counters.written += len(batch)
-            return
-        message = _error_message(response)
-        if status == 400:
-            counters.failed_requests += 1
-            counters.last_error = f'400: {message}'
-            if len(batch) == 1:
-                self._reject(target, batch, delivery, message)
-            elif delivery.budget >= 2:
-                await self._split(target, batch, delivery)
-            else:
-                self._reject_unresolved(target, batch, delivery, message)
-            return
-        if status == 413:
-            counters.failed_requests += 1
-            counters.last_error = f'413: {message}'
-            if len(batch) == 1:
-                self._reject(target, batch, delivery, f'too large: {message}')
-                return
-            self._body_limit = max(1024, min(self._body_limit, len(body) // 2))
-            await self._split(target, batch, delivery)
-            return
+            self._settle(batch, delivery)
+            return True
         counters.failed_requests += 1
-        retry_after = _retry_after(response.headers.get('retry-after'))
+        message, whole = _error_message(answer)
+        if status == 400:
+            counters.last_error = f'400: {shorten(message, 500)}'
+            return _read_rejection(message, whole, batch.lines)
+        if status == 413:
+            counters.last_error = f'413: {shorten(message, 500)}'
+            if len(batch) == 1:
+                self._refuse(
+                    target, batch, delivery, {0: message}, 'too large'
+                )
+                return False
+            self._body_limit = max(1024, min(self._body_limit, len(body) // 2))
+            for half in batch.halves():
+                delivery.budget -= 1
+                await self._send(target, half, delivery)
+            return False
+        retry_after = _retry_after(answer.headers.get('retry-after'))
         raise _RetryError(
-            f'HTTP {status}: {message}',
+            f'HTTP {status}: {shorten(message, 500)}',
             retry_after=retry_after,
             error=400 <= status < 500 and status != 429,
         )
 
-    async def _split(
-        self, target: _Target, batch: _Batch, delivery: _Delivery
-    ) -> None:
-        for half in batch.halves():
-            delivery.budget -= 1
-            await self._send(target, half, delivery)
-
-    def _reject(
+    async def _resolve(
         self,
         target: _Target,
         batch: _Batch,
         delivery: _Delivery,
-        message: str,
+        rejection: _Rejection,
     ) -> None:
-        line = batch.lines[0]
-        LOGGER.error(
-            'InfluxDB rejected a line for database %r, dropping it: %s '
-            '(line: %s)',
-            target.database,
-            message,
-            line[:500],
-        )
+        """Settle the lines of a batch the server refused some of (400).
+
+        The lines the server names are settled from its answer alone.
+        Otherwise the batch is halved and the halves sent again (the
+        second half is not sent when the first goes through: it holds
+        what was refused), breadth first and within the delivery's
+        budget; when the budget is spent, what is left is counted as the
+        server said.
+        """
+        pending = deque([(batch, rejection)])
+        while pending:
+            batch, rejection = pending.popleft()
+            if rejection.through:
+                rest = self._settle_named(target, batch, delivery, rejection)
+                if rest is None:
+                    continue
+                # The server's answer was longer than what was read: ask
+                # about the lines it did not get to.
+                if not delivery.affords(1, rest):
+                    count = rejection.refused(len(batch)) - len(
+                        rejection.named
+                    )
+                    self._give_up(
+                        target,
+                        rest,
+                        delivery,
+                        _Rejection(rejection.message, True, count),
+                    )
+                    continue
+                delivery.charge(1, rest)
+                answer = await self._attempt(target, rest, delivery)
+                if isinstance(answer, _Rejection):
+                    pending.append((rest, answer))
+                continue
+            if rejection.own and (rejection.count or 0) >= len(batch):
+                refused = dict.fromkeys(range(len(batch)), rejection.message)
+                self._refuse(target, batch, delivery, refused)
+                continue
+            if len(batch) == 1:
+                self._refuse(target, batch, delivery, {0: rejection.message})
+                continue
+            # Lines sent again that the server stored already cost bytes.
+            if not delivery.affords(2, batch, rejection.stored):
+                self._give_up(target, batch, delivery, rejection)
+                continue
+            delivery.charge(2, batch, rejection.stored)
+            first, second = batch.halves()
+            answer = await self._attempt(target, first, delivery)
+            if answer is True:
+                # What the server refused is all in the second half.
+                delivery.refund(second, rejection.stored)
+                pending.append((second, rejection.inherited()))
+                continue
+            if isinstance(answer, _Rejection):
+                pending.append((first, answer))
+            answer = await self._attempt(target, second, delivery)
+            if isinstance(answer, _Rejection):
+                pending.append((second, answer))
+
+    def _settle_named(
+        self,
+        target: _Target,
+        batch: _Batch,
+        delivery: _Delivery,
+        rejection: _Rejection,
+    ) -> _Batch | None:
+        """Settle the lines a server named and those before them.
+
+        :returns: the lines after them, when the server said nothing of
+            those yet
+        """
+        named = rejection.named
+        self._refuse(target, batch, delivery, named)
+        if not rejection.stored:
+            # InfluxDB could parse none of the lines: it stored nothing.
+            others = {
+                index: rejection.message
+                for index in range(len(batch))
+                if index not in named
+            }
+            self._refuse(target, batch, delivery, others)
+            return None
+        through = rejection.through
+        stored = [index for index in range(through) if index not in named]
+        self._settle(batch.part(stored), delivery)
+        if through >= len(batch):
+            return None
+        return batch.part(list(range(through, len(batch))))
+
+    def _settle(self, batch: _Batch, delivery: _Delivery) -> None:
+        """Count lines the server stored."""
         delivery.done.update(batch.sequences)
-        self._counters.dropped['rejected'] += 1
+        self._counters.written += len(batch)
 
-    def _reject_unresolved(
+    def _refuse(
         self,
         target: _Target,
         batch: _Batch,
         delivery: _Delivery,
-        message: str,
+        refused: dict[int, str],
+        why: str = '',
     ) -> None:
-        match = _DROPPED_RE.search(message)
-        dropped = int(match.group(1)) if match else 0
-        if not 0 < dropped <= len(batch):
-            dropped = len(batch)
+        """Drop the lines the server refused, by index, logging each.
+
+        A few are logged per batch; the others are summed up at its end.
+        """
+        if not refused:
+            return
+        for index, reason in refused.items():
+            reason = shorten(f'{why}: {reason}' if why else reason, 300)
+            delivery.logged += 1
+            delivery.last_reason = reason
+            if delivery.logged <= _LOGGED_LINES:
+                LOGGER.error(
+                    'InfluxDB rejected a line for database %r, dropping '
+                    'it: %s (line: %s)',
+                    target.database,
+                    reason,
+                    shorten(batch.lines[index], 300),
+                )
+            delivery.done.add(batch.sequences[index])
+        self._counters.dropped['rejected'] += len(refused)
+
+    def _give_up(
+        self,
+        target: _Target,
+        batch: _Batch,
+        delivery: _Delivery,
+        rejection: _Rejection,
+    ) -> None:
+        """Settle lines the budget left no request to single out."""
+        refused = rejection.refused(len(batch))
         LOGGER.error(
             'InfluxDB rejected %d of %d lines for database %r and the '
-            'request budget to find them is spent; the server stored the '
-            'others: %s',
-            dropped,
+            'writer could not single them out within its budget of '
+            'requests; counting the others as written, as the server '
+            'said: %s (first line: %s)',
+            refused,
             len(batch),
             target.database,
-            message,
+            shorten(rejection.message, 300),
+            shorten(batch.lines[0], 300),
         )
         delivery.done.update(batch.sequences)
-        self._counters.dropped['rejected'] += dropped
-        self._counters.written += len(batch) - dropped
+        self._counters.dropped['rejected'] += refused
+        self._counters.written += len(batch) - refused
 
     async def _post(
-        self, settings: Settings, database: str, body: bytes, precision: str
-    ) -> httpx.Response:
+        self,
+        settings: Settings,
+        database: str,
+        body: bytes,
+        precision: str,
+        lines: int,
+    ) -> _Answer:
+        """POST a body; read at most a bounded prefix of the answer's.
+
+        ``request_timeout`` is a deadline for the whole exchange:
+        connecting, sending, and receiving the headers and the body.
+        """
         http = self._client(settings)
         params = {'db': database, 'precision': precision}
         if settings.retention_policy:
             params['rp'] = settings.retention_policy
-        headers = {'Content-Type': 'text/plain; charset=utf-8'}
+        # The body is read as sent, never inflated.
+        headers = {
+            'Content-Type': 'text/plain; charset=utf-8',
+            'Accept-Encoding': 'identity',
+        }
+        size = len(body)
         if settings.gzip:
             body = gzip.compress(body, compresslevel=1)
             headers['Content-Encoding'] = 'gzip'
         self._counters.requests += 1
         try:
-            return await http.post(
-                settings.url, params=params, content=body, headers=headers
-            )
-        except httpx.TimeoutException as error:
+            with anyio.fail_after(settings.request_timeout):
+                async with http.stream(
+                    'POST',
+                    settings.url,
+                    params=params,
+                    content=body,
+                    headers=headers,
+                ) as response:
+                    limit = _READ_LIMIT
+                    if response.status_code == 400:
+                        limit += _READ_PER_BYTE * size + _READ_PER_LINE * lines
+                    data, complete = await _read_body(response, limit)
+        except (TimeoutError, httpx.TimeoutException) as error:
             self._counters.failed_requests += 1
             raise _RetryError(
                 f'timed out after {settings.request_timeout} s '
@@ -972,6 +1253,13 @@ class Writer:
             self._counters.failed_requests += 1
             self._connect_failures += 1
             raise _RetryError(f'cannot connect now: {error}') from None
+        return _Answer(
+            response.status_code,
+            response.headers,
+            response.reason_phrase,
+            data,
+            complete,
+        )
 
     def _client(self, settings: Settings) -> httpx.AsyncClient:
         current = self._http
@@ -1145,18 +1433,119 @@ def _set_result(future: concurrent.futures.Future[bool], value: bool) -> None:
             future.set_result(value)
 
 
-def _error_message(response: httpx.Response) -> str:
-    header = response.headers.get('x-influxdb-error')
+async def _read_body(
+    response: httpx.Response, limit: int
+) -> tuple[bytes, bool]:
+    """Read at most *limit* bytes of a body, as sent.
+
+    :returns: the bytes, and whether they are the whole body
+    """
+    chunks = []
+    size = 0
+    async for chunk in response.aiter_raw():
+        size += len(chunk)
+        if size > limit:
+            chunks.append(chunk[: len(chunk) - (size - limit)])
+            return b''.join(chunks), False
+        chunks.append(chunk)
+    return b''.join(chunks), True
+
+
+def _error_message(answer: _Answer) -> tuple[str, bool]:
+    """The error an answer gives, and whether it was read whole.
+
+    InfluxDB's body, ``{"error": "..."}``, holds the whole message (its
+    ``X-Influxdb-Error`` header is cut at 1 KiB); a body cut short by the
+    read limit still gives the beginning of it.
+    """
+    text = answer.body.decode('utf-8', 'replace')
+    start = _JSON_ERROR_RE.match(text)
+    if start is not None:
+        decoded = _json_string(text[start.end() :])
+        if decoded is not None:
+            return decoded
+    header = answer.headers.get('x-influxdb-error')
     if header:
-        return str(header)
+        return str(header), False
+    return shorten(text.strip(), 500) or answer.reason, answer.complete
+
+
+def _json_string(text: str) -> tuple[str, bool] | None:
+    """Decode a JSON string from just after its opening quote.
+
+    :returns: the string and whether it was whole (else the beginning of
+        a string that was cut short), or ``None`` when it is not JSON
+    """
+    decoder = json.JSONDecoder()
     try:
-        payload = response.json()
+        value, _ = decoder.raw_decode('"' + text)
     except ValueError:
-        text = response.text.strip()
-        return text[:500] or response.reason_phrase
-    if isinstance(payload, dict) and 'error' in payload:
-        return str(payload['error'])
-    return response.text.strip()[:500]
+        # Cut short, perhaps in the middle of an escape sequence.
+        for cut in range(min(len(text), 6) + 1):
+            try:
+                value, _ = decoder.raw_decode(f'"{text[: len(text) - cut]}"')
+            except ValueError:
+                continue
+            return (value, False) if isinstance(value, str) else None
+        return None
+    return (value, True) if isinstance(value, str) else None
+
+
+def _read_rejection(message: str, whole: bool, lines: list[str]) -> _Rejection:
+    """Read what a 400 says about the lines of the body it answers."""
+    stored = message.startswith(_PARTIAL)
+    text = message[len(_PARTIAL) :] if stored else message
+    if text.startswith(_UNPARSABLE):
+        entries = text.count('\n' + _UNPARSABLE) + 1
+        named, through = _named_lines(text, whole, lines)
+        return _Rejection(message, stored, entries, named, through)
+    dropped = _DROPPED_RE.search(text)
+    count = int(dropped.group(1)) if stored and dropped else None
+    return _Rejection(message, stored, count)
+
+
+def _named_lines(
+    text: str, whole: bool, lines: list[str]
+) -> tuple[dict[int, str], int]:
+    """Find the lines a list of parse errors names, with their reasons.
+
+    InfluxDB lists them in the order of the body, one a line, each quoted
+    whole; a line may itself hold quotes and line feeds, so each one is
+    recognised as one of *lines*.
+
+    :returns: the reason for each line named, by index, and the index
+        before which every line is accounted for (0 when the list cannot
+        be trusted: a line named is not one of *lines*)
+    """
+    where: dict[str, list[int]] = {}
+    for index, line in enumerate(lines):
+        where.setdefault(line, []).append(index)
+    named: dict[int, str] = {}
+    last = -1
+    at = 0
+    while text.startswith(_UNPARSABLE, at):
+        start = at + len(_UNPARSABLE)
+        found = -1
+        quote = text.find("': ", start)
+        while quote >= 0:
+            later = [i for i in where.get(text[start:quote], ()) if i > last]
+            if later:
+                found = later[0]
+                break
+            quote = text.find("': ", quote + 1)
+        if found < 0:
+            break
+        stop = text.find('\n', quote + 3)
+        if stop < 0:
+            stop = len(text)
+        named[found] = _DROPPED_RE.sub('', text[quote + 3 : stop])
+        last = found
+        at = stop + 1
+    if at >= len(text) and whole:
+        return named, len(lines)
+    if whole:
+        return {}, 0
+    return named, last + 1
 
 
 def _retry_after(value: str | None) -> float:

@@ -533,12 +533,20 @@ FORWARD = _Forward.FORWARD
 
 @dataclasses.dataclass
 class Response:
-    """A scripted response; ``delay`` seconds are slept before answering."""
+    """A scripted response; ``delay`` seconds are slept before answering.
+
+    ``repeat`` sends the body that many times over (a huge body without
+    holding it in memory); ``trickle`` sends it one byte at a time, that
+    many seconds apart.  What was sent, and when the client went away, is
+    recorded in the :class:`RecordedRequest`.
+    """
 
     status: int
     body: bytes | str = b''
     headers: dict[str, str] = dataclasses.field(default_factory=dict)
     delay: float = 0.0
+    repeat: int = 1
+    trickle: float = 0.0
 
     @classmethod
     def from_json(
@@ -579,6 +587,14 @@ class RecordedRequest:
     target: str = ''
     status: int | None = None
     forwarded: bool = False
+    #: Response body bytes handed to the network before the end (or
+    #: before the client went away).
+    sent: int = 0
+    #: When the response was complete, or the client went away.
+    finished: float | None = None
+    #: Whether the client closed the connection before the whole body
+    #: was sent.
+    abandoned: bool = False
 
     @property
     def text(self) -> str:
@@ -718,11 +734,34 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         for name, value in headers.values():
             self.send_header(name, value)
         if not no_body:
-            self.send_header('Content-Length', str(len(body)))
-        self.end_headers()
-        if body and self.command != 'HEAD':
-            self.wfile.write(body)
-        self.wfile.flush()
+            length = len(body) * response.repeat
+            self.send_header('Content-Length', str(length))
+        try:
+            self.end_headers()
+            if body and self.command != 'HEAD':
+                self._send_body(record, response, body)
+            self.wfile.flush()
+        except OSError:
+            record.abandoned = True
+            self.close_connection = True
+        finally:
+            record.finished = time.monotonic()
+
+    def _send_body(
+        self, record: RecordedRequest, response: Response, body: bytes
+    ) -> None:
+        closing = self.server.owner._closing
+        for _ in range(response.repeat):
+            if response.trickle <= 0:
+                self.wfile.write(body)
+                record.sent += len(body)
+                continue
+            for at in range(len(body)):
+                if closing.wait(response.trickle):
+                    self.close_connection = True
+                    return
+                self.wfile.write(body[at : at + 1])
+                record.sent += 1
 
     do_GET = do_POST = do_PUT = _handle  # noqa: N815
     do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _handle  # noqa: N815
