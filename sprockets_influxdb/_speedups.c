@@ -55,16 +55,41 @@ get_state(PyObject *module)
     return (State *)PyModule_GetState(module);
 }
 
-/* After a failed cache lookup: an unhashable key is a miss (the Python
- * encoder explains it); anything else is an error.  0 for a miss. */
+/* Python code runs while a point is encoded: the __hash__ and __eq__ of
+ * tag values and of the keys of the caches and of ``last``, and the
+ * finalizers that releasing an object or the cyclic garbage collector (at
+ * any allocation) may run.  That code may change the caches, the tags,
+ * the fields and ``last``, or raise.  So everything used across a call
+ * that may run code is held by a strong reference, a dict iterated is
+ * checked for changes, and an exception such code raises leaves the point
+ * to the Python encoder, which raises it again or explains it; only a
+ * MemoryError and what is not an Exception (KeyboardInterrupt,
+ * SystemExit) go through. */
+
+/* After an error while encoding a point: 1 (the error cleared) when the
+ * point is left to the Python encoder, 0 when the error goes through. */
 static int
-lookup_failed(void)
+leave_error_to_python(void)
 {
-    if (PyErr_ExceptionMatches(PyExc_TypeError)) {
+    if (PyErr_ExceptionMatches(PyExc_Exception)
+        && !PyErr_ExceptionMatches(PyExc_MemoryError)) {
         PyErr_Clear();
-        return 0;
+        return 1;
     }
-    return -1;
+    return 0;
+}
+
+/* cache[key] as a new reference; NULL on a miss (no exception) or an
+ * error.  The cache is held during the lookup: the __eq__ of one of its
+ * keys may run configure(), which releases it. */
+static PyObject *
+cache_get(PyObject *cache, PyObject *key)
+{
+    Py_INCREF(cache);
+    PyObject *value = PyDict_GetItemWithError(cache, key);
+    Py_XINCREF(value);
+    Py_DECREF(cache);
+    return value;
 }
 
 /* ------------------------------------------------------------------------
@@ -310,18 +335,13 @@ put_ascii(Line *line, PyObject *text)
 }
 
 /* The start of the line: the escaped name and tags, from the cache.
- * Returns a borrowed reference, NULL with no exception on a miss. */
+ * Returns a new reference, NULL with no exception on a miss. */
 static PyObject *
 find_head(State *state, PyObject *name, PyObject *tags)
 {
     Py_ssize_t count = PyDict_GET_SIZE(tags);
     if (count == 0) {
-        PyObject *head =
-            PyDict_GetItemWithError(state->measurement_cache, name);
-        if (head == NULL && PyErr_Occurred()) {
-            lookup_failed();
-        }
-        return head;
+        return cache_get(state->measurement_cache, name);
     }
     /* The same key as the Python encoder: (name, *keys, *values). */
     PyObject *key = PyTuple_New(1 + 2 * count);
@@ -330,21 +350,89 @@ find_head(State *state, PyObject *name, PyObject *tags)
     }
     Py_INCREF(name);
     PyTuple_SET_ITEM(key, 0, name);
+    /* Allocating the key may have run the garbage collector, and its
+     * finalizers may have changed the tags: the key is filled with the
+     * tags it was sized for, or the point is left to Python. */
     Py_ssize_t position = 0, index = 0;
     PyObject *tag, *value;
-    while (PyDict_Next(tags, &position, &tag, &value)) {
+    while (index < count && PyDict_Next(tags, &position, &tag, &value)) {
         Py_INCREF(tag);
         PyTuple_SET_ITEM(key, 1 + index, tag);
         Py_INCREF(value);
         PyTuple_SET_ITEM(key, 1 + count + index, value);
         index++;
     }
-    PyObject *head = PyDict_GetItemWithError(state->prefix_cache, key);
-    Py_DECREF(key);
-    if (head == NULL && PyErr_Occurred()) {
-        lookup_failed();
+    PyObject *head = NULL;
+    if (index == count && PyDict_GET_SIZE(tags) == count) {
+        head = cache_get(state->prefix_cache, key);
     }
+    /* Releasing the key may run the finalizer of a tag value it alone
+     * holds now, which may empty the cache: the head is held already. */
+    Py_DECREF(key);
     return head;
+}
+
+/* Append one field value; 1 when done, 0 to leave the point to Python,
+ * -1 on an error.  Runs no Python code. */
+static int
+put_value(Line *line, PyObject *value)
+{
+    PyTypeObject *kind = Py_TYPE(value);
+    if (kind == &PyFloat_Type) {
+        double real = PyFloat_AS_DOUBLE(value);
+        if (!isfinite(real)) {
+            return 0;
+        }
+        /* What repr() gives: the shortest text that reads back. */
+        char quick[40];
+        int length = short_repr(real, quick);
+        if (length > 0) {
+            return put(line, quick, length) < 0 ? 0 : 1;
+        }
+        char *text =
+            PyOS_double_to_string(real, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+        if (text == NULL) {
+            return -1;
+        }
+        int failed = put(line, text, (Py_ssize_t)strlen(text));
+        PyMem_Free(text);
+        return failed ? 0 : 1;
+    }
+    if (kind == &PyBool_Type) {
+        return (value == Py_True ? put(line, "true", 4)
+                                 : put(line, "false", 5))
+                   ? 0
+                   : 1;
+    }
+    if (kind == &PyLong_Type) {
+        int overflow = 0;
+        long long integer = PyLong_AsLongLongAndOverflow(value, &overflow);
+        if (overflow) {
+            return 0;
+        }
+        if (integer == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+        char number[32];
+        int length = snprintf(number, sizeof(number), "%lldi", integer);
+        return put(line, number, length) < 0 ? 0 : 1;
+    }
+    if (kind == &PyUnicode_Type) {
+        if (!PyUnicode_IS_ASCII(value)) {
+            return 0;
+        }
+        const char *text = (const char *)PyUnicode_DATA(value);
+        Py_ssize_t length = PyUnicode_GET_LENGTH(value);
+        if (memchr(text, '"', (size_t)length) != NULL
+            || memchr(text, '\\', (size_t)length) != NULL) {
+            return 0;
+        }
+        return (put(line, "\"", 1) < 0 || put(line, text, length) < 0
+                || put(line, "\"", 1) < 0)
+                   ? 0
+                   : 1;
+    }
+    return 0;
 }
 
 /* Append the fields; 1 when done, 0 to leave the point to Python, -1 on
@@ -352,91 +440,36 @@ find_head(State *state, PyObject *name, PyObject *tags)
 static int
 put_fields(State *state, Line *line, PyObject *fields)
 {
+    Py_ssize_t count = PyDict_GET_SIZE(fields);
     Py_ssize_t position = 0;
     PyObject *key, *value;
-    int first = 1;
-    char number[32];
-    while (PyDict_Next(fields, &position, &key, &value)) {
-        if (!PyUnicode_CheckExact(key)) {
+    int status = 1;
+    for (Py_ssize_t index = 0; status == 1 && index < count; index++) {
+        if (!PyDict_Next(fields, &position, &key, &value)
+            || !PyUnicode_CheckExact(key)) {
             return 0;
         }
-        PyObject *escaped =
-            PyDict_GetItemWithError(state->field_key_cache, key);
+        /* The lookup may run the __eq__ of a key of the cache, which may
+         * change the fields: the value is held, and a change seen. */
+        Py_INCREF(key);
+        Py_INCREF(value);
+        PyObject *escaped = cache_get(state->field_key_cache, key);
         if (escaped == NULL) {
-            return PyErr_Occurred() ? lookup_failed() : 0;
+            status = PyErr_Occurred() ? -1 : 0;
         }
-        if ((!first && put(line, ",", 1) < 0) || put_ascii(line, escaped) < 0
-            || put(line, "=", 1) < 0) {
-            return 0;
-        }
-        first = 0;
-        PyTypeObject *kind = Py_TYPE(value);
-        if (kind == &PyFloat_Type) {
-            double real = PyFloat_AS_DOUBLE(value);
-            if (!isfinite(real)) {
-                return 0;
-            }
-            /* What repr() gives: the shortest text that reads back. */
-            char quick[40];
-            int length = short_repr(real, quick);
-            if (length > 0) {
-                if (put(line, quick, length) < 0) {
-                    return 0;
-                }
-            }
-            else {
-                char *text = PyOS_double_to_string(real, 'r', 0,
-                                                   Py_DTSF_ADD_DOT_0, NULL);
-                if (text == NULL) {
-                    return -1;
-                }
-                int failed = put(line, text, (Py_ssize_t)strlen(text));
-                PyMem_Free(text);
-                if (failed) {
-                    return 0;
-                }
-            }
-        }
-        else if (kind == &PyBool_Type) {
-            if (value == Py_True ? put(line, "true", 4)
-                                 : put(line, "false", 5)) {
-                return 0;
-            }
-        }
-        else if (kind == &PyLong_Type) {
-            int overflow = 0;
-            long long integer = PyLong_AsLongLongAndOverflow(value, &overflow);
-            if (overflow) {
-                return 0;
-            }
-            if (integer == -1 && PyErr_Occurred()) {
-                return -1;
-            }
-            int length = snprintf(number, sizeof(number), "%lldi", integer);
-            if (put(line, number, length) < 0) {
-                return 0;
-            }
-        }
-        else if (kind == &PyUnicode_Type) {
-            if (!PyUnicode_IS_ASCII(value)) {
-                return 0;
-            }
-            const char *text = (const char *)PyUnicode_DATA(value);
-            Py_ssize_t length = PyUnicode_GET_LENGTH(value);
-            if (memchr(text, '"', (size_t)length) != NULL
-                || memchr(text, '\\', (size_t)length) != NULL) {
-                return 0;
-            }
-            if (put(line, "\"", 1) < 0 || put(line, text, length) < 0
-                || put(line, "\"", 1) < 0) {
-                return 0;
-            }
+        else if (PyDict_GET_SIZE(fields) != count
+                 || (index > 0 && put(line, ",", 1) < 0)
+                 || put_ascii(line, escaped) < 0 || put(line, "=", 1) < 0) {
+            status = 0;
         }
         else {
-            return 0;
+            status = put_value(line, value);
         }
+        Py_XDECREF(escaped);
+        Py_DECREF(value);
+        Py_DECREF(key);
     }
-    return first ? 0 : 1;
+    return count == 0 ? 0 : status;
 }
 
 /* What a precision means here: floats of seconds are multiplied by scale
@@ -564,9 +597,20 @@ scale_timestamp(PyObject *timestamp, const Precision *precision,
 
 /* Keep points of one series apart, as the Python encoder does with its
  * ``last`` argument: each series maps to a list [first, end], the last run
- * of times written, step apart.  -1 on an error, 0 to leave it to Python
- * (a run it does not hold as two ints, or a point that would move more
- * than MAX_STEPS steps, which Python reports), 1 when done. */
+ * of times written, step apart.  A run is what the encoders write there,
+ * a list of two ints; anything else under a series is replaced with a new
+ * run, as if there were none. */
+
+/* Whether run is one the encoders write: a list of two ints. */
+static int
+is_run(PyObject *run)
+{
+    return PyList_CheckExact(run) && PyList_GET_SIZE(run) == 2
+           && PyLong_CheckExact(PyList_GET_ITEM(run, 0))
+           && PyLong_CheckExact(PyList_GET_ITEM(run, 1));
+}
+
+/* run[index] = value, for a run is_run() accepted; -1 on an error. */
 static int
 set_time(PyObject *run, Py_ssize_t index, long long value)
 {
@@ -579,75 +623,73 @@ set_time(PyObject *run, Py_ssize_t index, long long value)
     return PyList_SetItem(run, index, number);
 }
 
+/* The time to write the point of the series head at, in *value: -1 on an
+ * error, 0 to leave the point to Python (a run beyond 64 bits, or a point
+ * that would move more than MAX_STEPS steps, which Python reports), 1
+ * when done. */
 static int
 make_unique(State *state, PyObject *last, PyObject *head, long long *value,
             long long step)
 {
-    PyObject *run = PyDict_GetItemWithError(last, head);
     long long number = *value;
-    if (run == NULL) {
-        if (PyErr_Occurred()) {
-            return -1;
-        }
-        if (PyDict_GET_SIZE(last) >= state->series_limit) {
-            PyDict_Clear(last);
-        }
-        PyObject *fresh = Py_BuildValue("[LL]", number, number);
-        if (fresh == NULL) {
-            return -1;
-        }
-        int failed = PyDict_SetItem(last, head, fresh);
-        Py_DECREF(fresh);
-        return failed ? -1 : 1;
+    PyObject *run = cache_get(last, head);
+    if (run == NULL && PyErr_Occurred()) {
+        return -1;
     }
-    Py_INCREF(run); /* held while it is read and changed */
-    int status = 0;
-    if (!PyList_CheckExact(run) || PyList_GET_SIZE(run) != 2
-        || !PyLong_CheckExact(PyList_GET_ITEM(run, 0))
-        || !PyLong_CheckExact(PyList_GET_ITEM(run, 1))) {
-        goto done;
-    }
-    int overflow_first = 0, overflow_end = 0;
-    long long first =
-        PyLong_AsLongLongAndOverflow(PyList_GET_ITEM(run, 0), &overflow_first);
-    long long end =
-        PyLong_AsLongLongAndOverflow(PyList_GET_ITEM(run, 1), &overflow_end);
-    if (overflow_first || overflow_end || end > LLONG_MAX - step) {
-        goto done; /* times beyond 64 bits: Python's integers do it */
-    }
-    if (number > end) {
-        if (set_time(run, 0, number) < 0 || set_time(run, 1, number) < 0) {
-            status = -1;
-            goto done;
+    if (run != NULL && is_run(run)) {
+        int status = 1, overflow_first = 0, overflow_end = 0;
+        long long first = PyLong_AsLongLongAndOverflow(
+            PyList_GET_ITEM(run, 0), &overflow_first);
+        long long end = PyLong_AsLongLongAndOverflow(PyList_GET_ITEM(run, 1),
+                                                     &overflow_end);
+        if (overflow_first || overflow_end || end > LLONG_MAX - step) {
+            status = 0; /* times beyond 64 bits: Python's integers do it */
         }
-    }
-    else if (number >= first) {
-        /* Within the run: moved one step past its end, unless that is
-         * too far from its own time (Python reports it). */
-        long long moved = end + step;
-        /* moved - number > MAX_STEPS * step, without overflow: end >=
-         * number, and a run may span the whole 64-bit range. */
-        if ((unsigned long long)end - (unsigned long long)number
-            > (unsigned long long)((MAX_STEPS - 1) * step)) {
-            goto done;
+        else if (number > end) {
+            if (set_time(run, 0, number) < 0 || set_time(run, 1, number) < 0) {
+                status = -1;
+            }
         }
-        if (set_time(run, 1, moved) < 0) {
-            status = -1;
-            goto done;
+        else if (number >= first) {
+            /* Within the run: moved one step past its end, unless that is
+             * too far from its own time (Python reports it).
+             * moved - number > MAX_STEPS * step, without overflow: end >=
+             * number, and a run may span the whole 64-bit range. */
+            if ((unsigned long long)end - (unsigned long long)number
+                > (unsigned long long)((MAX_STEPS - 1) * step)) {
+                status = 0;
+            }
+            else if (set_time(run, 1, end + step) < 0) {
+                status = -1;
+            }
+            else {
+                *value = end + step;
+            }
         }
-        *value = moved;
+        Py_DECREF(run);
+        return status;
     }
-    status = 1;
-done:
-    Py_DECREF(run);
-    return status;
+    if (run == NULL && PyDict_GET_SIZE(last) >= state->series_limit) {
+        PyDict_Clear(last);
+    }
+    /* Still held by last, if anything is: released with no code run. */
+    Py_XDECREF(run);
+    PyObject *fresh = Py_BuildValue("[LL]", number, number);
+    if (fresh == NULL) {
+        return -1;
+    }
+    /* Replacing a run releases it, which may run code (its finalizer):
+     * nothing is borrowed here. */
+    int failed = PyDict_SetItem(last, head, fresh);
+    Py_DECREF(fresh);
+    return failed ? -1 : 1;
 }
 
 /* Encode one point: a new str, Py_None (a new reference) for a point left
  * to Python, or NULL with an exception. */
 static PyObject *
-encode_point(State *state, PyObject *name, PyObject *tags, PyObject *fields,
-             PyObject *timestamp, const Precision *precision, PyObject *last)
+try_point(State *state, PyObject *name, PyObject *tags, PyObject *fields,
+          PyObject *timestamp, const Precision *precision, PyObject *last)
 {
     if (state->prefix_cache == NULL) {
         Py_RETURN_NONE; /* not configured */
@@ -674,7 +716,6 @@ encode_point(State *state, PyObject *name, PyObject *tags, PyObject *fields,
     }
     char buffer[LINE_BUFFER];
     Line line = {buffer, 0};
-    Py_INCREF(head); /* the cache may be emptied while we work */
     int status = put_ascii(&line, head) < 0 || put(&line, " ", 1) < 0
                      ? 0
                      : put_fields(state, &line, fields);
@@ -704,6 +745,21 @@ encode_point(State *state, PyObject *name, PyObject *tags, PyObject *fields,
     return result;
 }
 
+/* try_point(), with the errors that the point's own objects raise left
+ * to Python (see leave_error_to_python()).  ``last`` is only changed once
+ * nothing but a MemoryError can happen. */
+static PyObject *
+encode_point(State *state, PyObject *name, PyObject *tags, PyObject *fields,
+             PyObject *timestamp, const Precision *precision, PyObject *last)
+{
+    PyObject *line =
+        try_point(state, name, tags, fields, timestamp, precision, last);
+    if (line == NULL && leave_error_to_python()) {
+        Py_RETURN_NONE;
+    }
+    return line;
+}
+
 static PyObject *
 encode(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -726,7 +782,10 @@ encode(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
  * stop, appending each sequence and line to the lists outputs[database]
  * = [sequences, lines, last].  Stops at the first entry it leaves to
  * Python (a database not in outputs, a point the fast path does not
- * cover) and returns its index; returns stop when all are done. */
+ * cover, one whose objects raised an exception) and returns its index;
+ * returns stop when all are done.  Raises only a MemoryError, what is
+ * not an Exception, or a TypeError for arguments of the wrong types; then
+ * nothing of the entry it was at is in the outputs. */
 static PyObject *
 encode_slice(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -774,7 +833,7 @@ encode_slice(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         if (entry[1] != database) {
             PyObject *output = PyDict_GetItemWithError(outputs, entry[1]);
             if (output == NULL) {
-                done = PyErr_Occurred() ? -1 : 1;
+                done = !PyErr_Occurred() || leave_error_to_python() ? 1 : -1;
             }
             else if (!PyList_CheckExact(output)
                      || PyList_GET_SIZE(output) != 3
@@ -804,7 +863,7 @@ encode_slice(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             else {
                 merged = PyDict_Copy(base_tags);
                 if (merged == NULL || PyDict_Update(merged, tags) < 0) {
-                    done = -1;
+                    done = leave_error_to_python() ? 1 : -1;
                 }
                 tags = merged;
             }

@@ -546,12 +546,21 @@ def _keep_apart(
     last run of times written, a step apart (``[first, end]``): a point
     within it moves one step past its end, at most :data:`MAX_STEPS` steps
     from its own time; an older one (a backfill, a slow request) stays put.
+    Anything else than a list of two ints under *head* is not a run: it is
+    replaced with a new one.
 
     :raises CollisionError: when the point would move further
     """
     run = last.get(head)
-    if run is None:
-        if len(last) >= _SERIES_LIMIT:
+    if (
+        type(run) is not list
+        or len(run) != 2
+        or type(run[0]) is not int
+        or type(run[1]) is not int
+    ):
+        # None, or not a run the encoders wrote: a new run (the compiled
+        # fast path does the same).
+        if run is None and len(last) >= _SERIES_LIMIT:
             last.clear()
         last[head] = [number, number]
     elif number > run[1]:

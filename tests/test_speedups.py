@@ -15,9 +15,13 @@ import copy
 import enum
 import math
 import os
+import pathlib
 import random
 import re
 import struct
+import subprocess
+import sys
+import textwrap
 import types
 import typing
 
@@ -1118,3 +1122,224 @@ def test_the_slice_fast_path_checks_its_bounds(start: int, stop: int) -> None:
     values = [0, 'db', 'm', {}, {'f': 1}, 1.0] * 2
     with pytest.raises(ValueError, match='start'):
         fast_slice(values, start, stop, 'ms', None, {'db': [[], [], None]})
+
+
+# Objects that run Python code while a point is encoded ----------------------
+# A tag value's __hash__ or __del__, a finalizer the cyclic garbage
+# collector runs in the middle of an allocation: the fast path must hold
+# what it uses, and a line it writes must be the Python encoder's.  A
+# memory error there may go unnoticed in process, so these run in a fresh
+# interpreter with Python's debug allocator (which fills freed memory and
+# checks the bytes around each block), or with AddressSanitizer under
+# .ci/sanitize (which sets PYTHONMALLOC=malloc, kept here).
+
+
+def run_isolated(source: str) -> list[str]:
+    """Run *source* in a fresh interpreter; return the lines it printed.
+
+    Fails when it crashes, showing the end of what it wrote to stderr.
+    """
+    root = pathlib.Path(line_protocol.__file__).parents[1]
+    environ = dict(os.environ, PYTHONPATH=str(root))
+    environ.setdefault('PYTHONMALLOC', 'debug')
+    result = subprocess.run(
+        [sys.executable, '-c', textwrap.dedent(source)],
+        env=environ,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, (
+        f'exit status {result.returncode}:\n{result.stderr[-4000:]}'
+    )
+    return result.stdout.splitlines()
+
+
+def test_a_tag_value_whose_finalizer_empties_the_prefix_cache() -> None:
+    # The head of the line comes from the prefix cache; releasing the
+    # lookup key may run the finalizer of a tag value it alone holds,
+    # which may empty the cache and so free the head (issue 11).
+    printed = run_isolated(
+        """
+        from sprockets_influxdb import _speedups, line_protocol
+
+        _speedups.configure(
+            line_protocol._prefix_cache, line_protocol._measurement_cache,
+            line_protocol._field_key_cache, line_protocol._SERIES_LIMIT)
+        tags = {}
+
+        class Sneaky(str):
+            def __hash__(self):
+                tags.clear()  # the lookup key is left its only holder
+                return str.__hash__(self)
+
+            def __del__(self):
+                line_protocol._prefix_cache.clear()
+
+        line_protocol.encode_python('m', {'t': 'v'}, {'f': 1}, 1.0)
+        tags['t'] = Sneaky('v')
+        print(_speedups.encode('m', tags, {'f': 1}, 1.0, 'ms', None))
+        line_protocol.encode_python('m', {'t': 'v'}, {'f': 1}, 1.0)
+        tags['t'] = Sneaky('v')
+        outputs = {'db': [[], [], None]}
+        values = [7, 'db', 'm', tags, {'f': 2}, 2.0]
+        print(_speedups.encode_slice(values, 0, 6, 'ms', None, outputs))
+        print(outputs['db'][:2])
+        """
+    )
+    assert printed == [
+        'm,t=v f=1i 1000',
+        '6',
+        "[[7], ['m,t=v f=2i 2000']]",
+    ]
+
+
+GROWING_TAGS_SCRIPT = """
+import gc
+from sprockets_influxdb import _speedups, line_protocol
+
+_speedups.configure(
+    line_protocol._prefix_cache, line_protocol._measurement_cache,
+    line_protocol._field_key_cache, line_protocol._SERIES_LIMIT)
+# More than 20 items: the lookup key is a new tuple, not a recycled one,
+# and allocating it may run the cyclic garbage collector (3.11 and older).
+tags = {f't{index}': 'v' for index in range(10)}
+fields = {'f': 1}
+line_protocol.encode_python('m', tags, fields, 1.0)
+
+
+change = CHANGE
+
+
+class Finalized:
+    def __del__(self):
+        change(tags)
+
+
+encode = _speedups.encode
+gc.disable()
+gc.collect()
+garbage = Finalized()
+garbage.cycle = garbage
+del garbage
+allocated = [[], [], []]  # more than the threshold since the collection
+gc.set_threshold(1)
+gc.enable()
+line = encode('m', tags, fields, 1.0, 'ms', None)
+gc.set_threshold(700)
+print(line or line_protocol.encode_python('m', tags, fields, 1.0))
+"""
+
+
+@pytest.mark.parametrize(
+    ('change', 'keys'),
+    [
+        (
+            'lambda tags: tags.update({f"t{i}": "v" for i in range(10, 60)})',
+            range(60),
+        ),
+        ('lambda tags: [tags.pop(f"t{i}") for i in range(2, 10)]', range(2)),
+    ],
+    ids=['grow', 'shrink'],
+)
+def test_tags_changed_by_a_finalizer_while_the_lookup_key_is_made(
+    change: str, keys: range
+) -> None:
+    # The key is sized before it is allocated, and the allocation may run
+    # the collector, whose finalizers may add or remove tags: the tags
+    # must not be written past the end of the key, nor a key with holes
+    # hashed (issue 11).
+    printed = run_isolated(GROWING_TAGS_SCRIPT.replace('CHANGE', change))
+    tags = ','.join(f'{key}=v' for key in sorted(f't{i}' for i in keys))
+    assert printed == [f'm,{tags} f=1i 1000']
+
+
+def test_runs_whose_release_runs_code() -> None:
+    # A run the library did not write is replaced (see the test below);
+    # releasing the old one may run finalizers that change ``last``, and
+    # reading it must not run code that frees it (issue 11).
+    printed = run_isolated(
+        """
+        from sprockets_influxdb import _speedups, line_protocol
+
+        _speedups.configure(
+            line_protocol._prefix_cache, line_protocol._measurement_cache,
+            line_protocol._field_key_cache, line_protocol._SERIES_LIMIT)
+
+        class Finalized(int):
+            def __del__(self):
+                last.clear()
+
+        class Index:
+            def __index__(self):
+                last.clear()
+                return 1000
+
+        line_protocol.encode_python('m', {'t': 'v'}, {'f': 1}, 1.0)
+        for make in (
+            lambda: [Finalized(0), Finalized(1000)],
+            lambda: [0, Index()],
+            lambda: [Finalized(5), 9],
+        ):
+            for encode in (_speedups.encode, line_protocol.encode_python):
+                last = {'m,t=v': make()}
+                line = encode('m', {'t': 'v'}, {'f': 1}, 10**9, 'ms', last)
+                print(line, last)
+        """
+    )
+    assert printed == [
+        'm,t=v f=1i 1000 {}',
+        'm,t=v f=1i 1000 {}',
+        "m,t=v f=1i 1000 {'m,t=v': [1000, 1000]}",
+        "m,t=v f=1i 1000 {'m,t=v': [1000, 1000]}",
+        'm,t=v f=1i 1000 {}',
+        'm,t=v f=1i 1000 {}',
+    ]
+
+
+class RunList(list):  # type: ignore[type-arg]
+    pass
+
+
+class Whole(int):
+    pass
+
+
+@pytest.mark.parametrize(
+    'run',
+    [
+        [0, 1000.5],
+        [999.5, 1000],
+        [0, True],
+        [False, 1000],
+        [0, '1000'],
+        [Whole(0), Whole(1000)],
+        [0],
+        [0, 1000, 1001],
+        [],
+        (0, 1000),
+        RunList([0, 1000]),
+        'run',
+        1000,
+    ],
+    ids=lambda run: f'{type(run).__name__}{run!r}',
+)
+def test_a_run_the_library_did_not_write_starts_afresh(run: object) -> None:
+    # ``last`` holds what the encoder wrote: lists of two ints.  Anything
+    # else there is not a run of this series: the point keeps its time
+    # and the run starts again from it, on both paths (a float end used to
+    # give a float time, a str one a TypeError; issue 11).
+    line_protocol.encode_python('cpu', {}, {'f': 1}, 1.0)
+    for encode in (fast, python, line_protocol.encode):
+        last: typing.Any = {'cpu': copy.copy(run), 'other': [5, 5]}
+        line = encode('cpu', {}, {'f': 1}, 10**9, 'ms', last)
+        assert line == 'cpu f=1i 1000'
+        assert last == {'cpu': [1000, 1000], 'other': [5, 5]}
+        assert type(last['cpu']) is list
+        assert [type(time) for time in last['cpu']] == [int, int]
+        # And the next point of the series is kept apart from it.
+        assert encode('cpu', {}, {'f': 2}, 10**9, 'ms', last) == (
+            'cpu f=2i 1001'
+        )
