@@ -538,7 +538,10 @@ class Response:
     ``repeat`` sends the body that many times over (a huge body without
     holding it in memory); ``trickle`` sends it one byte at a time, that
     many seconds apart.  What was sent, and when the client went away, is
-    recorded in the :class:`RecordedRequest`.
+    recorded in the :class:`RecordedRequest`.  A body is sent with a
+    guessed ``Content-Type`` unless ``headers`` name one or
+    ``guess_content_type`` is false (as InfluxDB 3, which sends its JSON
+    errors without one).
     """
 
     status: int
@@ -547,6 +550,7 @@ class Response:
     delay: float = 0.0
     repeat: int = 1
     trickle: float = 0.0
+    guess_content_type: bool = True
 
     @classmethod
     def from_json(
@@ -608,6 +612,12 @@ class RecordedRequest:
     def lines(self) -> list[str]:
         """Non-empty lines of :attr:`text`."""
         return [line for line in self.text.split('\n') if line]
+
+    @property
+    def query_items(self) -> list[tuple[str, str]]:
+        """Query parameters as sent: every pair, in order, decoded."""
+        query = urllib.parse.urlsplit(self.target).query
+        return urllib.parse.parse_qsl(query, keep_blank_values=True)
 
 
 _RELAYED_HEADERS = (
@@ -718,7 +728,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if no_body:
             body = b''
         headers = {k.lower(): (k, v) for k, v in response.headers.items()}
-        if body and 'content-type' not in headers:
+        guess = response.guess_content_type
+        if body and guess and 'content-type' not in headers:
             if body.lstrip()[:1] in (b'{', b'['):
                 headers['content-type'] = ('Content-Type', 'application/json')
             else:
