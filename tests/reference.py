@@ -14,7 +14,9 @@ Sources of the error shapes (GitHub repository, path):
 
 InfluxDB 2.x (OSS), every error is ``{"code": ..., "message": ...}`` with
 ``Content-Type: application/json; charset=utf-8`` and the code repeated in
-``X-Platform-Error-Code`` (kit/transport/http error handler):
+``X-Platform-Error-Code``, as recorded from a real server in the R client's
+fixture https://rdrr.io/cran/influxdbclient/src/tests/testthat/localhost-8086/api/v2/write-00506d-dfdd53-POST.R
+(404, ``{"code":"not found","message":"bucket \\"no-bucket\\" not found"}``):
 
 - influxdata/openapi ``src/oss/paths/write.yml`` and
   ``src/cloud/paths/write.yml``: the ``POST /api/v2/write`` responses: 400
