@@ -1,4 +1,4 @@
-"""Shared pytest fixtures: real InfluxDB servers and fault injection."""
+"""Shared pytest fixtures: real InfluxDB and VictoriaMetrics, faults."""
 
 from __future__ import annotations
 
@@ -7,11 +7,16 @@ import typing
 
 import pytest
 
-from tests.servers import FaultServer, InfluxServer
+from tests.servers import FaultServer, InfluxServer, VictoriaServer
 
 INFLUXD_MISSING = (
     'influxd is not installed: apt-get install influxdb (InfluxDB 1.x) '
     'so that `influxd` is on PATH; the test suite needs a real server'
+)
+VICTORIA_MISSING = (
+    'victoria-metrics is not installed: apt-get install victoria-metrics '
+    'so that `victoria-metrics` is on PATH (or run .ci/bootstrap); the test '
+    'suite needs a real server'
 )
 
 
@@ -73,3 +78,49 @@ def bare_fault_server(influxd_path: str) -> typing.Iterator[FaultServer]:
     """A :class:`FaultServer` with no upstream (default answer: 204)."""
     with FaultServer() as server:
         yield server
+
+
+@pytest.fixture(scope='session')
+def victoria_path() -> str:
+    """Path of the victoria-metrics binary; fails when it is missing."""
+    path = shutil.which('victoria-metrics')
+    if path is None:
+        pytest.fail(VICTORIA_MISSING, pytrace=False)
+    return path
+
+
+@pytest.fixture
+def victoria_factory(
+    victoria_path: str,
+) -> typing.Iterator[typing.Callable[..., VictoriaServer]]:
+    """Create and start extra :class:`VictoriaServer` instances.
+
+    Accepts the :class:`VictoriaServer` keyword arguments (``port``,
+    ``http_auth``, ``extra_args``); every server is closed at teardown.
+    """
+    servers: list[VictoriaServer] = []
+
+    def factory(**kwargs: typing.Any) -> VictoriaServer:
+        kwargs.setdefault('executable', victoria_path)
+        server = VictoriaServer(**kwargs)
+        servers.append(server)
+        server.start()
+        return server
+
+    yield factory
+    errors: list[BaseException] = []
+    for server in reversed(servers):
+        try:
+            server.close()
+        except Exception as exc:  # close the others too
+            errors.append(exc)
+    if errors:
+        raise errors[0]
+
+
+@pytest.fixture
+def victoria(
+    victoria_factory: typing.Callable[..., VictoriaServer],
+) -> VictoriaServer:
+    """A started, empty, throwaway single-node VictoriaMetrics server."""
+    return victoria_factory()

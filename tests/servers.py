@@ -1,7 +1,8 @@
 """Throwaway servers for the test suite.
 
 :class:`InfluxServer` runs a real ``influxd`` process in a temporary
-directory; :class:`FaultServer` is a scripted HTTP/1.1 server that can
+directory, :class:`VictoriaServer` a real single-node ``victoria-metrics``;
+:class:`FaultServer` is a scripted HTTP/1.1 server that can
 stand in front of it, record every request and inject faults.
 """
 
@@ -40,6 +41,10 @@ __all__ = [
     'InfluxServerError',
     'RecordedRequest',
     'Response',
+    'Series',
+    'VictoriaQueryError',
+    'VictoriaServer',
+    'VictoriaServerError',
     'free_port',
     'quote_ident',
 ]
@@ -513,6 +518,493 @@ class InfluxServer:
                 for values in series.get('values', []):
                     rows.append(dict(zip(columns, values)))
         return rows
+
+
+# --------------------------------------------------------------------------
+# VictoriaServer
+# --------------------------------------------------------------------------
+
+
+class VictoriaServerError(RuntimeError):
+    """The victoria-metrics process could not be started or stopped."""
+
+
+class VictoriaQueryError(RuntimeError):
+    """A VictoriaMetrics write, flush or export answered an HTTP error."""
+
+
+#: Tokens the export API writes for non-finite values, which are not JSON.
+_NON_FINITE = {'+Inf': 'Infinity', '-Inf': '-Infinity', 'NaN': 'NaN'}
+_VALUES = '"values":['
+
+
+@dataclasses.dataclass(frozen=True)
+class Series:
+    """One series read back through ``/api/v1/export``.
+
+    ``name`` is the metric name (``__name__``), ``labels`` the other
+    labels; ``values`` and ``timestamps`` (epoch milliseconds) are in the
+    order the export gave them, which for samples sharing a millisecond is
+    not the order they were written: compare :attr:`points` instead.
+    """
+
+    name: str
+    labels: dict[str, str]
+    values: list[float]
+    timestamps: list[int]
+
+    @property
+    def points(self) -> list[tuple[int, float]]:
+        """``(timestamp_ms, value)`` pairs, sorted."""
+        return sorted(zip(self.timestamps, self.values))
+
+
+class VictoriaServer:
+    """A throwaway single-node ``victoria-metrics`` process.
+
+    Nothing is started until :meth:`start` (or ``with``) is called.  The
+    data lives in a per-instance temporary ``-storageDataPath`` that
+    :meth:`restart` keeps and :meth:`close` removes.
+
+    How VictoriaMetrics 1.79 (Debian's ``victoria-metrics``) maps InfluxDB
+    line protocol, as found against this binary (``tests/test_victoria.py``
+    pins what the library relies on):
+
+    - Endpoints: ``/write`` and ``/influx/write`` (v1), ``/api/v2/write``
+      and ``/influx/api/v2/write`` (v2) all parse the same way and answer
+      ``204`` with ``X-Influxdb-Version: 1.8.0``.  ``/api/v2/ping``,
+      ``/influx/ping`` and ``/api/v3/write_lp`` are ``400 unsupported
+      path``.  The cluster's ``vminsert`` takes the same bodies on
+      ``/insert/<accountID>/influx/write`` and
+      ``/insert/<accountID>/influx/api/v2/write`` (``accountID`` or
+      ``accountID:projectID`` is the tenant); the single-node binary
+      answers ``400 unsupported path`` there.
+    - ``db`` (either endpoint) becomes the label ``db`` (renamed by
+      ``-influxDBLabel``); without ``db`` there is no such label.
+      ``bucket``, ``org`` and ``rp`` are ignored: a v2 write with
+      ``bucket=b`` and no ``db`` stores no ``db`` label.  A v2 write
+      without ``org``/``bucket`` is accepted (``204``).
+    - Each field becomes one series named ``{measurement}_{field}``
+      (``-influxMeasurementFieldSeparator`` changes ``_``;
+      ``-influxSkipSingleField`` and ``-influxSkipMeasurement`` drop parts
+      of the name); tags become labels; escapes are undone
+      (``esc\\ m\\,x,t\\ k=a\\,b f\\=x=1`` gives ``esc m,x_f=x{t k="a,b"}``).
+    - Every value is a float64: integers (``i``, ``u``) and floats as
+      such (integers above 2**53 lose precision); booleans ``1``/``0``;
+      a string field is parsed as a number when it holds one (``"12.5"``
+      is 12.5) and is ``0`` otherwise; ``NaN`` is not exported, ``inf``
+      comes back as ``+Inf``.  Floats are stored as decimals and keep
+      about 12 significant digits (``math.pi`` comes back as
+      3.141592653589, ``0.1 + 0.2`` as 0.3, ``5e-324`` as 0): compare
+      short decimals only.
+    - Timestamps are stored in milliseconds, truncated
+      (``-influxTrimTimestamp``, default 1ms).  Samples of one series
+      that fall in the same millisecond are all kept (no deduplication
+      unless ``-dedup.minScrapeInterval`` is set, which keeps one).
+      ``precision`` ``ns``, ``us`` (or ``u``), ``ms``, ``s``, ``m`` and
+      ``h`` are taken as given on both endpoints (``us`` is microseconds,
+      unlike influxd 1.6).  Without ``precision``, and for ``n`` or any
+      other unknown name, the unit is guessed from the magnitude (10
+      digits seconds, 13 ms, 16 us, 19 ns).  A line without a timestamp
+      gets the server's time.  Points older than the retention
+      (``-retentionPeriod``, one month) or more than two days ahead are
+      dropped with a warning in the log and a ``204``.
+    - A line it cannot parse is skipped and logged; the request still
+      answers ``204`` and the good lines of the body are stored.  CRLF
+      line endings are accepted.  ``Content-Encoding: gzip`` is accepted;
+      a body that is not gzip answers ``400`` with a plain-text message.
+    - No auth header is checked unless ``-httpAuth.username`` is set;
+      then every write needs HTTP Basic auth (``u``/``p`` query
+      parameters, ``Token`` and ``Bearer`` are refused with ``401``,
+      ``WWW-Authenticate: Basic realm="VictoriaMetrics"``) while
+      ``/ping`` and ``/health`` stay open.
+    - ``/ping`` answers ``204`` without ``X-Influxdb-Version``;
+      ``/health`` answers ``200 OK``.
+    - New points become visible to the export API after
+      ``/internal/force_flush`` (:meth:`flush`); the export's default
+      ``end`` is *now*, so points later than the request are left out
+      unless ``end`` is given, which :meth:`export` does.
+      ``/api/v1/query`` may still miss them for about a second, whatever
+      ``-search.latencyOffset`` and ``-search.disableCache`` say: read
+      through :meth:`series`, never through queries.
+    """
+
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        executable: str | None = None,
+        http_auth: tuple[str, str] | None = None,
+        extra_args: typing.Sequence[str] = (),
+    ) -> None:
+        self.executable = (
+            executable
+            or shutil.which('victoria-metrics')
+            or 'victoria-metrics'
+        )
+        self.http_auth = http_auth
+        self.extra_args = tuple(extra_args)
+        self._fixed_port = port is not None
+        self._port = port if port is not None else free_port()
+        self._dir: str | None = tempfile.mkdtemp(prefix='victoria-')
+        self.log_path = os.path.join(self._dir, 'victoria-metrics.log')
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log_file: typing.BinaryIO | None = None
+        self._frozen = False
+        self._started_once = False
+        self._client = httpx.Client(timeout=10.0, auth=http_auth)
+
+    # -- properties ---------------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        """The HTTP host (always 127.0.0.1)."""
+        return LOCALHOST
+
+    @property
+    def port(self) -> int:
+        """The HTTP port."""
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """Base URL of the HTTP API, e.g. ``http://127.0.0.1:8428``."""
+        return f'http://{self.host}:{self.port}'
+
+    @property
+    def directory(self) -> str:
+        """The temporary directory holding the data and the log."""
+        if self._dir is None:
+            raise VictoriaServerError('server is closed')
+        return self._dir
+
+    @property
+    def data_path(self) -> str:
+        """The ``-storageDataPath`` directory."""
+        return os.path.join(self.directory, 'data')
+
+    @property
+    def pid(self) -> int | None:
+        """Process id of the running server, if any."""
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def running(self) -> bool:
+        """Whether the process is alive."""
+        return self._process is not None and self._process.poll() is None
+
+    @property
+    def frozen(self) -> bool:
+        """Whether the process is stopped with SIGSTOP."""
+        return self._frozen
+
+    # -- lifecycle ----------------------------------------------------------
+
+    def command(self) -> list[str]:
+        """The command line that :meth:`start` runs."""
+        args = [
+            self.executable,
+            f'-storageDataPath={self.data_path}',
+            f'-httpListenAddr={LOCALHOST}:{self._port}',
+            # Warnings and errors only: rejected lines and dropped points
+            # are what log_tail() is for.
+            '-loggerLevel=WARN',
+        ]
+        if self.http_auth is not None:
+            args += [
+                f'-httpAuth.username={self.http_auth[0]}',
+                f'-httpAuth.password={self.http_auth[1]}',
+            ]
+        return args + list(self.extra_args)
+
+    def start(self) -> None:
+        """Start the server and wait until ``/health`` answers 200."""
+        if self._dir is None:
+            raise VictoriaServerError('server is closed')
+        if self.running:
+            return
+        attempts = 1 if self._fixed_port or self._started_once else 3
+        for attempt in range(attempts):
+            try:
+                self._start_once()
+            except VictoriaServerError as exc:
+                address_in_use = 'address already in use' in str(exc)
+                if not address_in_use or attempt == attempts - 1:
+                    raise
+                # Lost the race for the free port: pick a new one.
+                self._port = free_port()
+            else:
+                self._started_once = True
+                return
+
+    def _start_once(self) -> None:
+        self._log_file = open(self.log_path, 'ab')  # noqa: SIM115
+        self._process = subprocess.Popen(
+            self.command(),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            cwd=self.directory,
+            start_new_session=True,
+        )
+        self._frozen = False
+        deadline = time.monotonic() + START_TIMEOUT
+        with httpx.Client(timeout=1.0) as client:
+            while True:
+                if self._process.poll() is not None:
+                    code = self._process.returncode
+                    self._reap()
+                    raise VictoriaServerError(
+                        f'victoria-metrics exited with status {code} during '
+                        f'start\n{self.log_tail()}'
+                    )
+                try:
+                    response = client.get(f'{self.url}/health')
+                except httpx.TransportError:
+                    pass
+                else:
+                    if response.status_code == 200:
+                        return
+                if time.monotonic() > deadline:
+                    self._kill()
+                    raise VictoriaServerError(
+                        f'victoria-metrics did not answer /health on '
+                        f'{self.url} within {START_TIMEOUT}s\n'
+                        f'{self.log_tail()}'
+                    )
+                time.sleep(POLL_INTERVAL)
+
+    def stop(self) -> None:
+        """Stop with SIGTERM (SIGKILL after 10 s); keep the data."""
+        if self._process is None:
+            return
+        if self._frozen:
+            self.thaw()
+        if self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._reap()
+
+    def restart(self) -> None:
+        """Stop and start again on the same port and data directory."""
+        self.stop()
+        self.start()
+
+    def freeze(self) -> None:
+        """Suspend the process (SIGSTOP): connections hang."""
+        if not self.running:
+            raise VictoriaServerError('victoria-metrics is not running')
+        assert self._process is not None
+        self._process.send_signal(signal.SIGSTOP)
+        self._frozen = True
+
+    def thaw(self) -> None:
+        """Resume a frozen process (SIGCONT)."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.send_signal(signal.SIGCONT)
+        self._frozen = False
+
+    def close(self) -> None:
+        """Stop the process and remove the temporary directory."""
+        try:
+            self.stop()
+        finally:
+            self._client.close()
+            if self._dir is not None:
+                shutil.rmtree(self._dir, ignore_errors=True)
+                self._dir = None
+
+    def _kill(self) -> None:
+        if self._process is not None:
+            if self._process.poll() is None:
+                self._process.kill()
+            self._process.wait()
+        self._reap()
+
+    def _reap(self) -> None:
+        if self._process is not None:
+            self._process.wait()
+            self._process = None
+        self._frozen = False
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+    def log_tail(self, lines: int = 30) -> str:
+        """Return the last ``lines`` lines of the server's log."""
+        try:
+            with open(self.log_path, 'rb') as handle:
+                data = handle.read()
+        except OSError:
+            return '<no log>'
+        tail = data.decode('utf-8', 'replace').splitlines()[-lines:]
+        return '\n'.join(tail)
+
+    def __enter__(self) -> VictoriaServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: types.TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = 'running' if self.running else 'stopped'
+        return f'<VictoriaServer {self.url} {state}>'
+
+    # -- helpers ------------------------------------------------------------
+
+    def post(
+        self,
+        path: str,
+        data: str | bytes | typing.Iterable[str],
+        params: typing.Mapping[str, str] | None = None,
+        *,
+        compress: bool = False,
+        headers: typing.Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """POST line protocol to ``path`` and return the raw answer.
+
+        ``data`` is sent as is (an iterable of lines is joined with line
+        feeds); ``compress`` gzips it with ``Content-Encoding: gzip``.
+        Authenticates with ``http_auth`` when it is set.
+        """
+        if isinstance(data, str):
+            body = data.encode()
+        elif isinstance(data, bytes):
+            body = data
+        else:
+            body = '\n'.join(data).encode()
+        sent = dict(headers or {})
+        if compress:
+            body = gzip.compress(body)
+            sent['Content-Encoding'] = 'gzip'
+        return self._client.post(
+            f'{self.url}{path}',
+            params=dict(params or {}),
+            content=body,
+            headers=sent,
+        )
+
+    def write(
+        self,
+        data: str | bytes | typing.Iterable[str],
+        db: str | None = None,
+        precision: str = 'ms',
+    ) -> None:
+        """Write line protocol through ``/write``; raise unless 204."""
+        params = {'precision': precision}
+        if db is not None:
+            params['db'] = db
+        response = self.post('/write', data, params)
+        if response.status_code != 204:
+            raise VictoriaQueryError(
+                f'write failed with HTTP {response.status_code}: '
+                f'{response.text}'
+            )
+
+    def flush(self) -> None:
+        """Make every point received so far visible to the export API."""
+        response = self._client.get(f'{self.url}/internal/force_flush')
+        if response.status_code != 200:
+            raise VictoriaQueryError(
+                f'force_flush failed with HTTP {response.status_code}: '
+                f'{response.text}'
+            )
+
+    def export(
+        self, match: str = '{__name__!=""}'
+    ) -> list[dict[str, typing.Any]]:
+        """Every series matching the selector, as the export API gives it.
+
+        Each item is one decoded JSON line: ``metric`` (the labels with
+        ``__name__``), ``values`` and ``timestamps``.  The range is all
+        time up to two days ahead (the furthest the server accepts), so
+        points written with a timestamp later than now are included.
+        Does not flush: see :meth:`series`.
+        """
+        end = int(time.time()) + 3 * 86400
+        response = self._client.post(
+            f'{self.url}/api/v1/export',
+            data={'match[]': match, 'start': '0', 'end': str(end)},
+        )
+        if response.status_code != 200:
+            raise VictoriaQueryError(
+                f'export of {match} failed with HTTP '
+                f'{response.status_code}: {response.text}'
+            )
+        return [
+            _decode_export_line(line)
+            for line in response.text.splitlines()
+            if line.strip()
+        ]
+
+    def series(self, match: str = '{__name__!=""}') -> list[Series]:
+        """Flush, then every series matching ``match``, sorted by labels.
+
+        ``match`` is a series selector: ``'cpu_load'``,
+        ``'{db="mydb"}'``, ``'{__name__=~"cpu_.*", host="a"}'``.
+        """
+        self.flush()
+        found = [
+            Series(
+                name=str(item['metric'].get('__name__', '')),
+                labels={
+                    str(k): str(v)
+                    for k, v in item['metric'].items()
+                    if k != '__name__'
+                },
+                values=[float(v) for v in item['values']],
+                timestamps=[int(t) for t in item['timestamps']],
+            )
+            for item in self.export(match)
+        ]
+        return sorted(found, key=lambda s: (s.name, sorted(s.labels.items())))
+
+    def wait_for_points(
+        self,
+        match: str,
+        count: int,
+        timeout: float = 5.0,
+    ) -> list[Series]:
+        """Wait until ``match`` has at least ``count`` samples; return them.
+
+        For writes the test did not make itself (a background writer):
+        flushes and reads again until the samples are there.  Raises
+        :class:`TimeoutError` with what was found otherwise.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.series(match)
+            total = sum(len(s.values) for s in found)
+            if total >= count:
+                return found
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f'{total} of {count} samples for {match} after '
+                    f'{timeout}s: {found}\n{self.log_tail()}'
+                )
+            time.sleep(POLL_INTERVAL)
+
+
+def _decode_export_line(line: str) -> dict[str, typing.Any]:
+    """Decode one export line, whose values may be ``+Inf`` or ``NaN``."""
+    # The values array comes after the labels, which may hold any text.
+    head, _, rest = line.rpartition(_VALUES)
+    values, _, tail = rest.partition(']')
+    tokens = (_NON_FINITE.get(t, t) for t in values.split(','))
+    decoded: dict[str, typing.Any] = json.loads(
+        f'{head}{_VALUES}{",".join(tokens)}]{tail}'
+    )
+    return decoded
 
 
 # --------------------------------------------------------------------------
