@@ -21,8 +21,9 @@ from typing import Any, Callable, TypeVar
 import httpx
 
 from sprockets_influxdb import line_protocol
+from sprockets_influxdb.write_api import APIS, by_name, split_path
 
-__all__ = ['ENVIRONMENT_VARIABLES', 'Settings', 'parse_bool']
+__all__ = ['ALSO_READ', 'ENVIRONMENT_VARIABLES', 'Settings', 'parse_bool']
 
 _T = TypeVar('_T')
 
@@ -56,6 +57,22 @@ ENVIRONMENT_VARIABLES: Mapping[str, str] = {
     'ca_bundle': 'INFLUXDB_CA_BUNDLE',
     'client_cert': 'INFLUXDB_CLIENT_CERT',
     'client_key': 'INFLUXDB_CLIENT_KEY',
+    'api': 'INFLUXDB_API',
+    'token': 'INFLUXDB_TOKEN',
+    'org': 'INFLUXDB_ORG',
+    'bucket': 'INFLUXDB_BUCKET',
+    'accept_partial': 'INFLUXDB_ACCEPT_PARTIAL',
+    'no_sync': 'INFLUXDB_NO_SYNC',
+}
+
+#: The official clients' variables, read when ours are not set: a service
+#: configured for ``influxdb-client`` (InfluxDB 2.x) or ``influxdb3-python``
+#: (InfluxDB 3) works unchanged.
+ALSO_READ: Mapping[str, tuple[str, ...]] = {
+    'url': ('INFLUXDB_V2_URL', 'INFLUXDB3_HOST_URL'),
+    'token': ('INFLUXDB_V2_TOKEN', 'INFLUXDB3_AUTH_TOKEN'),
+    'org': ('INFLUXDB_V2_ORG',),
+    'bucket': ('INFLUXDB_V2_BUCKET', 'INFLUXDB3_DATABASE_NAME'),
 }
 
 # Read, in this order, when neither ca_bundle nor INFLUXDB_CA_BUNDLE is
@@ -233,18 +250,23 @@ def redact_url(text: str) -> str:
     return f'{text[:start]}***{text[at:]}'
 
 
-def normalize_url(url: object, name: str = 'url') -> tuple[str, str, str]:
-    """Return the write endpoint for a server URL, and any credentials in it.
+def normalize_url(
+    url: object, name: str = 'url'
+) -> tuple[str, str | None, str, str]:
+    """Split a URL into the server's URL, the write API it names, credentials.
 
     ``http://host:8086``, ``http://host:8086/`` and
-    ``http://host:8086/write`` all give ``http://host:8086/write``; a path
-    prefix (a proxy) is kept and ``/write`` appended.  Credentials written in
-    the URL are taken out of it, so that the URL can be logged.
+    ``http://host:8086/write`` all give the server ``http://host:8086``;
+    the last one also names the 1.x write API (``/api/v2/write`` names
+    v2, ``/api/v3/write_lp`` v3).  A path prefix (a proxy,
+    VictoriaMetrics' ``/insert/0/influx``) is kept.  Credentials written
+    in the URL are taken out of it, so that the URL can be logged.
 
     :param url: an ``http`` or ``https`` URL
     :param name: what to name in error messages
-    :returns: ``(write_url, username, password)``, the last two empty when
-        the URL holds none
+    :returns: ``(server_url, api, username, password)``: *api* is
+        ``None`` when the path names none, the last two are empty when the
+        URL holds none
     :raises ValueError: for another scheme, a missing host or a query
         string; the message never shows the credentials
     :raises TypeError: when it is not a string
@@ -280,13 +302,12 @@ def normalize_url(url: object, name: str = 'url') -> tuple[str, str, str]:
     if ':' in host:
         host = f'[{host}]'
     netloc = host if port is None else f'{host}:{port}'
-    path = parts.path.rstrip('/')
-    if not path.endswith('/write'):
-        path = f'{path}/write'
+    prefix, api = split_path(parts.path)
     username = urllib.parse.unquote(parts.username or '')
     password = urllib.parse.unquote(parts.password or '')
     return (
-        urllib.parse.urlunsplit((parts.scheme, netloc, path, '', '')),
+        urllib.parse.urlunsplit((parts.scheme, netloc, prefix, '', '')),
+        api,
         username,
         password,
     )
@@ -326,6 +347,21 @@ class Settings:
     client_cert: str | None = None
     client_key: str | None = None
     ssl_context: ssl.SSLContext | None = None
+    api: str = 'v1'
+    token: str | None = dataclasses.field(default=None, repr=False)
+    org: str | None = None
+    bucket: str | None = None
+    accept_partial: bool = True
+    no_sync: bool = False
+
+    @property
+    def server_url(self) -> str:
+        """The server's URL: :attr:`url` without its write endpoint."""
+        parts = urllib.parse.urlsplit(self.url)
+        prefix, _ = split_path(parts.path)
+        return urllib.parse.urlunsplit(
+            (parts.scheme, parts.netloc, prefix, '', '')
+        )
 
     @classmethod
     def resolve(
@@ -351,16 +387,26 @@ class Settings:
             raise TypeError(f'unknown settings: {", ".join(sorted(unknown))}')
         _split_cert(arguments)
 
+        # Where each setting came from: the argument or the variable.
+        origins: dict[str, str] = {}
+
         def pick(
             name: str, convert: Callable[[object, str], _T], default: _T
         ) -> _T:
             value = arguments.get(name)
             if value is not None:
+                origins[name] = name
                 return convert(value, name)
-            variable = ENVIRONMENT_VARIABLES.get(name)
-            if variable is not None:
+            variables = (
+                ENVIRONMENT_VARIABLES.get(name),
+                *ALSO_READ.get(name, ()),
+            )
+            for variable in variables:
+                if variable is None:
+                    continue
                 text = env.get(variable)
                 if text is not None and text.strip() != '':
+                    origins[name] = variable
                     return convert(text, variable)
             return default
 
@@ -372,7 +418,13 @@ class Settings:
         ) -> Callable[[object, str], float]:
             return lambda value, name: _number(value, name, minimum, maximum)
 
-        url, url_user, url_password = cls._resolve_url(arguments, env)
+        (server, named, url_user, url_password), origins['url'] = (
+            cls._resolve_url(arguments, env)
+        )
+        token = pick('token', _secret, None)
+        bucket = pick('bucket', _text, None)
+        api = _choose_api(pick('api', _api, 'auto'), named, token, origins)
+        url = server + by_name(api).path
         username = pick('username', _secret, url_user or None)
         password = pick('password', _secret, url_password or None)
         precision = pick(
@@ -428,19 +480,30 @@ class Settings:
             client_cert=client_cert,
             client_key=client_key,
             ssl_context=pick('ssl_context', _ssl_context, None),
+            api=api,
+            token=token,
+            org=pick('org', _text, None),
+            bucket=bucket,
+            accept_partial=pick('accept_partial', _boolean, True),
+            no_sync=pick('no_sync', _boolean, False),
         )
         return settings
 
     @staticmethod
     def _resolve_url(
         arguments: Mapping[str, Any], env: Mapping[str, str]
-    ) -> tuple[str, str, str]:
+    ) -> tuple[tuple[str, str | None, str, str], str]:
+        """The server's URL, as :func:`normalize_url` splits it.
+
+        :returns: that, and where it came from (the setting or variable)
+        """
         url = arguments.get('url')
         if url is not None:
-            return normalize_url(url, 'url')
-        text = env.get('INFLUXDB_URL', '').strip()
-        if text:
-            return normalize_url(text, 'INFLUXDB_URL')
+            return normalize_url(url, 'url'), 'url'
+        for variable in ('INFLUXDB_URL', *ALSO_READ['url']):
+            text = env.get(variable, '').strip()
+            if text:
+                return normalize_url(text, variable), variable
         scheme = env.get('INFLUXDB_SCHEME', '').strip() or 'http'
         host = env.get('INFLUXDB_HOST', '').strip() or 'localhost'
         port = env.get('INFLUXDB_PORT', '').strip() or '8086'
@@ -448,10 +511,8 @@ class Settings:
             raise ValueError(f'INFLUXDB_PORT={port!r} is not a port number')
         if ':' in host and not host.startswith('['):
             host = f'[{host}]'
-        return normalize_url(
-            f'{scheme}://{host}:{port}',
-            'INFLUXDB_SCHEME/INFLUXDB_HOST/INFLUXDB_PORT',
-        )
+        where = 'INFLUXDB_SCHEME/INFLUXDB_HOST/INFLUXDB_PORT'
+        return normalize_url(f'{scheme}://{host}:{port}', where), where
 
     def replace(self, **changes: Any) -> Settings:
         """Return a copy with some settings changed and validated again.
@@ -478,6 +539,14 @@ class Settings:
         if changes.get('cert') is not None:
             current.pop('client_cert')
             current.pop('client_key')
+        # A new URL naming a write API chooses it; one that names none
+        # keeps the API in use.
+        if (
+            changes.get('url') is not None
+            and 'api' not in changes
+            and normalize_url(changes['url'])[1] is not None
+        ):
+            current['api'] = 'auto'
         current.update(changes)
         current['tag_hostname'] = False
         return Settings.resolve(environ={}, **current)
@@ -525,6 +594,36 @@ class Settings:
                     f'with client_key {self.client_key!r}: {error}'
                 ) from None
         return context
+
+
+def _api(value: object, name: str) -> str:
+    text = _text(value, name).strip().lower()
+    if text not in APIS:
+        raise ValueError(
+            f'{name} must be one of {", ".join(APIS)}, not {text!r}'
+        )
+    return text
+
+
+def _choose_api(
+    requested: str,
+    named: str | None,
+    token: str | None,
+    origins: Mapping[str, str],
+) -> str:
+    """The write API to use: ``v1``, ``v2`` or ``v3``.
+
+    ``auto`` is the API the URL's path names; else v3 when the settings
+    came from InfluxDB 3's variables (``INFLUXDB3_*``), v2 when a token is
+    given, v1 otherwise.
+    """
+    if requested != 'auto':
+        return requested
+    if named is not None:
+        return named
+    if any(origin.startswith('INFLUXDB3_') for origin in origins.values()):
+        return 'v3'
+    return 'v2' if token is not None else 'v1'
 
 
 def _no_password() -> str:

@@ -36,12 +36,10 @@ import email.utils
 import gzip
 import heapq
 import itertools
-import json
 import logging
 import math
 import os
 import random
-import re
 import ssl
 import threading
 import time
@@ -58,6 +56,7 @@ from sprockets_influxdb._logging import INTERVAL as _LOG_INTERVAL
 from sprockets_influxdb._logging import Throttle, shorten
 from sprockets_influxdb._version import __version__
 from sprockets_influxdb.buffer import ENTRY_SIZE, Buffer
+from sprockets_influxdb.write_api import Answer, Rejection, WriteAPI, by_name
 
 if TYPE_CHECKING:
     from sprockets_influxdb.config import Settings
@@ -73,20 +72,15 @@ USER_AGENT = f'sprockets-influxdb/v{__version__}'
 _imports.import_eagerly()
 
 _MAX_RETRY_AFTER = 3600.0
-# What InfluxDB 1.x says in a 400: "partial write: " when it stored the
-# lines it did not refuse, then either one "unable to parse '<line>':
-# <reason>" per line it could not parse (one a line, in order), or the
-# first reason its storage engine refused points for and " dropped=N".
-_PARTIAL = 'partial write: '
-_UNPARSABLE = "unable to parse '"
-_DROPPED_RE = re.compile(r'\s*dropped=(\d+)\s*$')
-_JSON_ERROR_RE = re.compile(r'\s*\{\s*"error"\s*:\s*"')
 # Bytes of a response body read at most.  A 400 is read further, as far as
-# a server can need to name the lines of the body it answers: each line
-# once (JSON escaping can double it), with a reason of its own.
+# a server can need to name the lines of the body it answers (each line
+# once, JSON escaping can double it, with a reason of its own), but never
+# beyond _READ_MAX: the lines after the last one named are asked about
+# again.
 _READ_LIMIT = 64 * 1024
 _READ_PER_BYTE = 2
 _READ_PER_LINE = 128
+_READ_MAX = 8 * 1024 * 1024
 # Rejected lines logged one by one per batch; the others are summed up.
 _LOGGED_LINES = 10
 # Entries encoded between two turns of the event loop (a few milliseconds).
@@ -261,68 +255,6 @@ class _Delivery:
         self.budget += 1
         if stored:
             self.resend += batch.size()
-
-
-class _Answer:
-    """The status, headers and a bounded prefix of the body of a response."""
-
-    __slots__ = ('body', 'complete', 'headers', 'reason', 'status')
-
-    def __init__(
-        self,
-        status: int,
-        headers: httpx.Headers,
-        reason: str,
-        body: bytes,
-        complete: bool,
-    ) -> None:
-        self.status = status
-        self.headers = headers
-        self.reason = reason
-        self.body = body
-        self.complete = complete
-
-
-class _Rejection:
-    """What a 400 says about the lines of the body it answers.
-
-    :param message: the server's message
-    :param stored: whether the server stored the lines it did not refuse
-    :param count: how many lines it says it refused, when it says so
-    :param named: the lines it named, by index, with its reason for each
-    :param through: the lines before this index are all accounted for:
-        refused when named, else stored
-    :param own: whether the answer was to exactly these lines (rather
-        than to a batch they are the part of that the server refused)
-    """
-
-    __slots__ = ('count', 'message', 'named', 'own', 'stored', 'through')
-
-    def __init__(
-        self,
-        message: str,
-        stored: bool,
-        count: int | None,
-        named: dict[int, str] | None = None,
-        through: int = 0,
-        own: bool = True,
-    ) -> None:
-        self.message = message
-        self.stored = stored
-        self.count = count
-        self.named = named or {}
-        self.through = through
-        self.own = own
-
-    def inherited(self) -> _Rejection:
-        """What this says about the part of the lines that holds them all."""
-        return _Rejection(self.message, self.stored, self.count, own=False)
-
-    def refused(self, size: int) -> int:
-        """How many of *size* lines this says were refused, at least one."""
-        if self.count is None:
-            return 1 if self.stored else size
-        return min(max(self.count, 1), size)
 
 
 class _Waiter:
@@ -585,6 +517,15 @@ class Writer:
             with anyio.move_on_after(max(deadline - now, 0)):
                 await self._event.wait()
             self._event = anyio.Event()
+
+    @property
+    def _api(self) -> WriteAPI:
+        """The write API of the server written to."""
+        return by_name(self._settings.api)
+
+    def _where(self, target: _Target) -> str:
+        """Where the lines of *target* go, for log lines."""
+        return self._api.where(self._settings, target.database)
 
     def _unreachable(self, waiter: _Waiter) -> bool:
         """Whether an impatient waiter should give up.
@@ -910,10 +851,9 @@ class Writer:
             self._counters.in_flight -= len(batch)
             if delivery.logged > _LOGGED_LINES:
                 LOGGER.error(
-                    'InfluxDB rejected %d more lines for database %r (the '
-                    'last: %s)',
+                    'InfluxDB rejected %d more lines for %s (the last: %s)',
                     delivery.logged - _LOGGED_LINES,
-                    target.database,
+                    self._where(target),
                     delivery.last_reason,
                 )
             self._on_wake()
@@ -971,9 +911,9 @@ class Writer:
             target.log_after = now + max(delay, _LOG_INTERVAL)
             log = LOGGER.error if retry.error else LOGGER.warning
             log(
-                'Writing to database %r failed (%s); keeping %d '
+                'Writing to %s failed (%s); keeping %d '
                 'measurements and retrying in %.1f s',
-                target.database,
+                self._where(target),
                 retry,
                 len(target.lines),
                 delay,
@@ -987,12 +927,12 @@ class Writer:
         :raises _RetryError: for an answer or error worth retrying
         """
         rejection = await self._attempt(target, batch, delivery)
-        if isinstance(rejection, _Rejection):
+        if isinstance(rejection, Rejection):
             await self._resolve(target, batch, delivery, rejection)
 
     async def _attempt(
         self, target: _Target, batch: _Batch, delivery: _Delivery
-    ) -> _Rejection | bool:
+    ) -> Rejection | bool:
         """Send lines once and settle what the answer settles.
 
         :returns: ``True`` when the server took them all, what it said
@@ -1015,10 +955,11 @@ class Writer:
             self._settle(batch, delivery)
             return True
         counters.failed_requests += 1
-        message, whole = _error_message(answer)
+        api = self._api
+        message, whole = api.message(answer)
         if status == 400:
             counters.last_error = f'400: {shorten(message, 500)}'
-            return _read_rejection(message, whole, batch.lines)
+            return api.rejection(answer, message, whole, batch.lines)
         if status == 413:
             counters.last_error = f'413: {shorten(message, 500)}'
             if len(batch) == 1:
@@ -1043,7 +984,7 @@ class Writer:
         target: _Target,
         batch: _Batch,
         delivery: _Delivery,
-        rejection: _Rejection,
+        rejection: Rejection,
     ) -> None:
         """Settle the lines of a batch the server refused some of (400).
 
@@ -1064,19 +1005,17 @@ class Writer:
                 # The server's answer was longer than what was read: ask
                 # about the lines it did not get to.
                 if not delivery.affords(1, rest):
-                    count = rejection.refused(len(batch)) - len(
-                        rejection.named
-                    )
+                    # How many of the rest it refused is not known.
                     self._give_up(
                         target,
                         rest,
                         delivery,
-                        _Rejection(rejection.message, True, count),
+                        Rejection(rejection.message, True, None),
                     )
                     continue
                 delivery.charge(1, rest)
                 answer = await self._attempt(target, rest, delivery)
-                if isinstance(answer, _Rejection):
+                if isinstance(answer, Rejection):
                     pending.append((rest, answer))
                 continue
             if rejection.own and (rejection.count or 0) >= len(batch):
@@ -1098,10 +1037,10 @@ class Writer:
                 delivery.refund(second, rejection.stored)
                 pending.append((second, rejection.inherited()))
                 continue
-            if isinstance(answer, _Rejection):
+            if isinstance(answer, Rejection):
                 pending.append((first, answer))
             answer = await self._attempt(target, second, delivery)
-            if isinstance(answer, _Rejection):
+            if isinstance(answer, Rejection):
                 pending.append((second, answer))
 
     def _settle_named(
@@ -1109,7 +1048,7 @@ class Writer:
         target: _Target,
         batch: _Batch,
         delivery: _Delivery,
-        rejection: _Rejection,
+        rejection: Rejection,
     ) -> _Batch | None:
         """Settle the lines a server named and those before them.
 
@@ -1159,9 +1098,9 @@ class Writer:
             delivery.last_reason = reason
             if delivery.logged <= _LOGGED_LINES:
                 LOGGER.error(
-                    'InfluxDB rejected a line for database %r, dropping '
-                    'it: %s (line: %s)',
-                    target.database,
+                    'InfluxDB rejected a line for %s, dropping it: %s '
+                    '(line: %s)',
+                    self._where(target),
                     reason,
                     shorten(batch.lines[index], 300),
                 )
@@ -1173,18 +1112,20 @@ class Writer:
         target: _Target,
         batch: _Batch,
         delivery: _Delivery,
-        rejection: _Rejection,
+        rejection: Rejection,
     ) -> None:
         """Settle lines the budget left no request to single out."""
         refused = rejection.refused(len(batch))
+        known = rejection.count is not None or not rejection.stored
         LOGGER.error(
-            'InfluxDB rejected %d of %d lines for database %r and the '
+            'InfluxDB rejected %s%d of %d lines for %s and the '
             'writer could not single them out within its budget of '
             'requests; counting the others as written, as the server '
             'said: %s (first line: %s)',
+            '' if known else 'an unknown number, counted as ',
             refused,
             len(batch),
-            target.database,
+            self._where(target),
             shorten(rejection.message, 300),
             shorten(batch.lines[0], 300),
         )
@@ -1199,20 +1140,21 @@ class Writer:
         body: bytes,
         precision: str,
         lines: int,
-    ) -> _Answer:
+    ) -> Answer:
         """POST a body; read at most a bounded prefix of the answer's.
 
         ``request_timeout`` is a deadline for the whole exchange:
         connecting, sending, and receiving the headers and the body.
         """
         http = self._client(settings)
-        params = {'db': database, 'precision': precision}
-        if settings.retention_policy:
-            params['rp'] = settings.retention_policy
+        api = by_name(settings.api)
+        params = api.params(settings, database, precision)
         # The body is read as sent, never inflated.
         headers = {
             'Content-Type': 'text/plain; charset=utf-8',
+            'Accept': 'application/json',
             'Accept-Encoding': 'identity',
+            **api.headers(settings),
         }
         size = len(body)
         if settings.gzip:
@@ -1231,6 +1173,7 @@ class Writer:
                     limit = _READ_LIMIT
                     if response.status_code == 400:
                         limit += _READ_PER_BYTE * size + _READ_PER_LINE * lines
+                        limit = min(limit, _READ_MAX)
                     data, complete = await _read_body(response, limit)
         except (TimeoutError, httpx.TimeoutException) as error:
             self._counters.failed_requests += 1
@@ -1253,7 +1196,7 @@ class Writer:
             self._counters.failed_requests += 1
             self._connect_failures += 1
             raise _RetryError(f'cannot connect now: {error}') from None
-        return _Answer(
+        return Answer(
             response.status_code,
             response.headers,
             response.reason_phrase,
@@ -1267,8 +1210,7 @@ class Writer:
         if (
             current is None
             or previous is None
-            or (previous.url, previous.username, previous.password)
-            != (settings.url, settings.username, settings.password)
+            or previous.url != settings.url
             or previous.request_timeout != settings.request_timeout
             or previous.max_clients != settings.max_clients
             or _tls_inputs(previous) != _tls_inputs(settings)
@@ -1278,13 +1220,8 @@ class Writer:
                 # Requests still using the old client finish with it; it is
                 # closed when the writer stops.  Changing servers is rare.
                 self._retired.append(current)
-            auth = None
-            if settings.username is not None or settings.password is not None:
-                auth = httpx.BasicAuth(
-                    settings.username or '', settings.password or ''
-                )
+            # Authorization is a header of each request, from the API.
             current = httpx.AsyncClient(
-                auth=auth,
                 verify=verify,
                 timeout=settings.request_timeout,
                 headers={'User-Agent': USER_AGENT},
@@ -1449,103 +1386,6 @@ async def _read_body(
             return b''.join(chunks), False
         chunks.append(chunk)
     return b''.join(chunks), True
-
-
-def _error_message(answer: _Answer) -> tuple[str, bool]:
-    """The error an answer gives, and whether it was read whole.
-
-    InfluxDB's body, ``{"error": "..."}``, holds the whole message (its
-    ``X-Influxdb-Error`` header is cut at 1 KiB); a body cut short by the
-    read limit still gives the beginning of it.
-    """
-    text = answer.body.decode('utf-8', 'replace')
-    start = _JSON_ERROR_RE.match(text)
-    if start is not None:
-        decoded = _json_string(text[start.end() :])
-        if decoded is not None:
-            return decoded
-    header = answer.headers.get('x-influxdb-error')
-    if header:
-        return str(header), False
-    return shorten(text.strip(), 500) or answer.reason, answer.complete
-
-
-def _json_string(text: str) -> tuple[str, bool] | None:
-    """Decode a JSON string from just after its opening quote.
-
-    :returns: the string and whether it was whole (else the beginning of
-        a string that was cut short), or ``None`` when it is not JSON
-    """
-    decoder = json.JSONDecoder()
-    try:
-        value, _ = decoder.raw_decode('"' + text)
-    except ValueError:
-        # Cut short, perhaps in the middle of an escape sequence.
-        for cut in range(min(len(text), 6) + 1):
-            try:
-                value, _ = decoder.raw_decode(f'"{text[: len(text) - cut]}"')
-            except ValueError:
-                continue
-            return (value, False) if isinstance(value, str) else None
-        return None
-    return (value, True) if isinstance(value, str) else None
-
-
-def _read_rejection(message: str, whole: bool, lines: list[str]) -> _Rejection:
-    """Read what a 400 says about the lines of the body it answers."""
-    stored = message.startswith(_PARTIAL)
-    text = message[len(_PARTIAL) :] if stored else message
-    if text.startswith(_UNPARSABLE):
-        entries = text.count('\n' + _UNPARSABLE) + 1
-        named, through = _named_lines(text, whole, lines)
-        return _Rejection(message, stored, entries, named, through)
-    dropped = _DROPPED_RE.search(text)
-    count = int(dropped.group(1)) if stored and dropped else None
-    return _Rejection(message, stored, count)
-
-
-def _named_lines(
-    text: str, whole: bool, lines: list[str]
-) -> tuple[dict[int, str], int]:
-    """Find the lines a list of parse errors names, with their reasons.
-
-    InfluxDB lists them in the order of the body, one a line, each quoted
-    whole; a line may itself hold quotes and line feeds, so each one is
-    recognised as one of *lines*.
-
-    :returns: the reason for each line named, by index, and the index
-        before which every line is accounted for (0 when the list cannot
-        be trusted: a line named is not one of *lines*)
-    """
-    where: dict[str, list[int]] = {}
-    for index, line in enumerate(lines):
-        where.setdefault(line, []).append(index)
-    named: dict[int, str] = {}
-    last = -1
-    at = 0
-    while text.startswith(_UNPARSABLE, at):
-        start = at + len(_UNPARSABLE)
-        found = -1
-        quote = text.find("': ", start)
-        while quote >= 0:
-            later = [i for i in where.get(text[start:quote], ()) if i > last]
-            if later:
-                found = later[0]
-                break
-            quote = text.find("': ", quote + 1)
-        if found < 0:
-            break
-        stop = text.find('\n', quote + 3)
-        if stop < 0:
-            stop = len(text)
-        named[found] = _DROPPED_RE.sub('', text[quote + 3 : stop])
-        last = found
-        at = stop + 1
-    if at >= len(text) and whole:
-        return named, len(lines)
-    if whole:
-        return {}, 0
-    return named, last + 1
 
 
 def _retry_after(value: str | None) -> float:

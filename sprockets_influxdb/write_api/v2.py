@@ -1,0 +1,98 @@
+"""The InfluxDB 2.x write API: ``POST /api/v2/write?org=&bucket=&precision=``.
+
+``Authorization: Token <token>``, as ``influxdb-client`` sends it (or
+basic authentication without a token, for VictoriaMetrics with
+``-httpAuth.*``).  The bucket is the measurement's database unless the
+``bucket`` setting names one for every measurement.  InfluxDB 3 and
+VictoriaMetrics answer it too.
+
+Its errors are ``{"code": "...", "message": "..."}``.  A 400 whose
+message begins ``partial write error (N written): `` stored N lines; the
+rest of the message names the first line it could not parse
+(``unable to parse '<line>': <reason>``), not necessarily all of them.
+"""
+
+from __future__ import annotations
+
+import re
+import typing
+
+from sprockets_influxdb._logging import shorten
+from sprockets_influxdb.write_api import v1
+from sprockets_influxdb.write_api.base import (
+    Answer,
+    Rejection,
+    WriteAPI,
+    json_field,
+)
+
+if typing.TYPE_CHECKING:
+    from sprockets_influxdb.config import Settings
+
+__all__ = ['API', 'PRECISIONS']
+
+#: The library's precisions, by their names in this API.
+PRECISIONS = {'n': 'ns', 'u': 'us', 'ms': 'ms', 's': 's'}
+
+_WRITTEN_RE = re.compile(r'partial write error \((\d+) written\):\s*')
+
+
+class API(WriteAPI):
+    """InfluxDB 2.x ``/api/v2/write``."""
+
+    name = 'v2'
+    path = '/api/v2/write'
+    target = 'bucket'
+
+    def params(
+        self, settings: Settings, database: str, precision: str
+    ) -> dict[str, str]:
+        """``org`` (when set), ``bucket`` and ``precision``."""
+        params = {}
+        if settings.org is not None:
+            params['org'] = settings.org
+        params['bucket'] = settings.bucket or database
+        params['precision'] = PRECISIONS[precision]
+        return params
+
+    def headers(self, settings: Settings) -> dict[str, str]:
+        """``Token`` authorization, else basic with user and password."""
+        if settings.token is not None:
+            return {'Authorization': f'Token {settings.token}'}
+        return v1.API().headers(settings)
+
+    def where(self, settings: Settings, database: str) -> str:
+        """The bucket and the organization, for log lines."""
+        bucket = settings.bucket or database
+        org = f' of organization {settings.org!r}' if settings.org else ''
+        return f'bucket {bucket!r}{org}'
+
+    def message(self, answer: Answer) -> tuple[str, bool]:
+        """The ``message`` (with its ``code``) of the JSON error."""
+        message = json_field(answer, 'message')
+        if isinstance(message, str):
+            code = json_field(answer, 'code')
+            prefix = f'{code}: ' if isinstance(code, str) and code else ''
+            return prefix + message, True
+        text = answer.text.strip()
+        return shorten(text, 500) or answer.reason, answer.complete
+
+    def rejection(
+        self, answer: Answer, message: str, whole: bool, lines: list[str]
+    ) -> Rejection:
+        """How many lines were stored, and the line named if it is all."""
+        message = message.removeprefix('invalid: ')
+        written = _WRITTEN_RE.search(message)
+        if written is None:
+            # The batch was refused whole: nothing stored.
+            return Rejection(message, False, None)
+        stored = int(written.group(1))
+        if not 0 <= stored < len(lines):
+            return Rejection(message, True, None)
+        count = len(lines) - stored
+        rest = message[written.end() :]
+        named, _ = v1.named_lines(rest, whole, lines)
+        if len(named) == count:
+            # Every refused line is named: the others were stored.
+            return Rejection(message, True, count, named, len(lines))
+        return Rejection(message, True, count)
