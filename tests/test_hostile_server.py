@@ -117,7 +117,7 @@ def test_exit_with_a_frozen_server_waits_one_window(
     """The exit hooks share one ``shutdown_timeout``, however many."""
     influxdb.create_database('db')
     influxdb.freeze()  # accepts connections, never answers
-    window = 3.0
+    window = 4.0
     result = run_script(
         """
         import atexit
@@ -142,5 +142,7 @@ def test_exit_with_a_frozen_server_waits_one_window(
     assert result.returncode == 0, result.stderr
     times = dict(line.split() for line in result.stdout.splitlines())
     waited = float(times['end']) - float(times['exit'])
-    assert waited < 1.5 * window
+    # One window and the hooks' grace (2 s at most), where two windows
+    # were waited before; the margin is for a loaded machine.
+    assert waited < 2 * window - 0.5
     assert 'Shut down with 5 measurements not delivered' in result.stderr
