@@ -1018,6 +1018,28 @@ class Writer:
                 if isinstance(answer, Rejection):
                     pending.append((rest, answer))
                 continue
+            if rejection.named and not rejection.stored:
+                # Nothing stored, the first bad line named (InfluxDB 3
+                # without partial writes): drop it, send the others again.
+                self._refuse(target, batch, delivery, rejection.named)
+                rest = batch.part(
+                    [i for i in range(len(batch)) if i not in rejection.named]
+                )
+                if not len(rest):
+                    continue
+                if not delivery.affords(1, rest, stored=False):
+                    self._give_up(
+                        target,
+                        rest,
+                        delivery,
+                        Rejection(rejection.message, False, None),
+                    )
+                    continue
+                delivery.charge(1, rest, stored=False)
+                answer = await self._attempt(target, rest, delivery)
+                if isinstance(answer, Rejection):
+                    pending.append((rest, answer))
+                continue
             if rejection.own and (rejection.count or 0) >= len(batch):
                 refused = dict.fromkeys(range(len(batch)), rejection.message)
                 self._refuse(target, batch, delivery, refused)

@@ -83,8 +83,13 @@ class API(WriteAPI):
         payload = _payload(answer)
         data = None if payload is None else payload.get('data')
         if isinstance(data, dict):
-            # accept_partial=false: nothing stored.
-            return Rejection(message, False, None)
+            # accept_partial=false: nothing stored; the first line it
+            # could not parse is named.
+            index = _index(data, lines)
+            if index is None:
+                return Rejection(message, False, None)
+            reason = str(data.get('error_message', message))
+            return Rejection(message, False, None, {index: reason})
         if not isinstance(data, list):
             return Rejection(message, True, None)
         named: dict[int, str] = {}
