@@ -10,6 +10,7 @@ or the variable.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 import socket
@@ -24,6 +25,8 @@ from sprockets_influxdb import line_protocol
 from sprockets_influxdb.write_api import APIS, by_name, split_path
 
 __all__ = ['ALSO_READ', 'ENVIRONMENT_VARIABLES', 'Settings', 'parse_bool']
+
+LOGGER = logging.getLogger('sprockets_influxdb')
 
 _T = TypeVar('_T')
 
@@ -74,10 +77,6 @@ ALSO_READ: Mapping[str, tuple[str, ...]] = {
     'org': ('INFLUXDB_V2_ORG',),
     'bucket': ('INFLUXDB_V2_BUCKET', 'INFLUXDB3_DATABASE_NAME'),
 }
-
-# Read, in this order, when neither ca_bundle nor INFLUXDB_CA_BUNDLE is
-# given: the variables OpenSSL itself reads.
-_CA_VARIABLES = ('SSL_CERT_FILE', 'SSL_CERT_DIR')
 
 _PEM_CERTIFICATE = b'-----BEGIN CERTIFICATE-----'
 _PEM_KEY = b'PRIVATE KEY-----'
@@ -232,12 +231,14 @@ def _ssl_context(value: object, name: str) -> ssl.SSLContext:
 
 
 def redact_url(text: str) -> str:
-    """Return *text*, a URL or what should be one, without its userinfo.
+    """Return *text*, a URL or what should be one, without a password.
 
     Everything between the start of the authority and the last ``@`` is
     replaced by ``***``: a password with an unencoded ``/``, ``?`` or
     ``#`` spreads beyond what a URL parser reads as the userinfo, so the
-    text is cut, not parsed.
+    text is cut, not parsed.  A port that is not a port number may be a
+    password written without ``@host`` (``http://user:password/``):
+    everything after the host's ``:`` is replaced by ``***`` too.
 
     :param text: the URL as given
     :returns: a text fit for an error message or a log line
@@ -245,9 +246,25 @@ def redact_url(text: str) -> str:
     start = text.find('://')
     start = 0 if start < 0 else start + 3
     at = text.rfind('@')
-    if at < start:
+    if at >= start:
+        text = f'{text[:start]}***{text[at:]}'
+        start += len('***@')
+    end = len(text)
+    for separator in '/?#':
+        found = text.find(separator, start)
+        if 0 <= found < end:
+            end = found
+    host = text[start:end]
+    colon = host.find(':', host.find(']') + 1 if host.startswith('[') else 0)
+    port = host[colon + 1 :]
+    if (
+        colon < 0
+        or (host.startswith('[') and ']' not in host)
+        or port == ''
+        or (port.isascii() and port.isdigit() and int(port) < 65536)
+    ):
         return text
-    return f'{text[:start]}***{text[at:]}'
+    return f'{text[: start + colon + 1]}***'
 
 
 def normalize_url(
@@ -438,11 +455,9 @@ class Settings:
         base_tags = _base_tags(
             arguments.get('base_tags'), tag_hostname, environment
         )
+        # SSL_CERT_FILE and SSL_CERT_DIR are OpenSSL's, not ours: read,
+        # leniently, only when an https context is built (tls_context).
         ca_bundle = pick('ca_bundle', _ca_bundle, None)
-        for variable in _CA_VARIABLES:
-            text = env.get(variable, '').strip()
-            if ca_bundle is None and text:
-                ca_bundle = _ca_bundle(text, variable)
         client_cert = pick('client_cert', _client_cert, None)
         client_key = pick('client_key', _client_key, None)
         if client_key is not None and client_cert is None:
@@ -453,6 +468,17 @@ class Settings:
         if client_cert is not None and client_key is None:
             # One file holding both, as in ``cert='client.pem'``.
             _client_key(client_cert, 'client_cert (without client_key)')
+        if client_cert is not None and url.startswith('https:'):
+            _check_pair(
+                client_cert,
+                client_key,
+                *(
+                    name
+                    if arguments.get(name) is not None
+                    else ENVIRONMENT_VARIABLES[name]
+                    for name in ('client_cert', 'client_key')
+                ),
+            )
         settings = cls(
             enabled=pick('enabled', _boolean, True),
             url=url,
@@ -555,9 +581,12 @@ class Settings:
         """Build the SSL context that HTTPS connections use.
 
         :attr:`ssl_context` when given; else a context that verifies the
-        server against :attr:`ca_bundle` (default: the certificates of
-        ``certifi``, as httpx does), or does not verify it at all when
+        server against :attr:`ca_bundle`, or does not verify it at all when
         :attr:`verify` is false, presenting :attr:`client_cert` when set.
+        Without :attr:`ca_bundle`, the CAs that ``SSL_CERT_FILE`` and every
+        directory of ``SSL_CERT_DIR`` name are trusted, read now; one that
+        cannot be used is named in a warning and left out, and without any
+        the certificates of ``certifi`` are trusted, as httpx does.
         Loading certificates takes tens of milliseconds: build it once.
 
         :returns: the context
@@ -572,9 +601,7 @@ class Settings:
                 context.check_hostname = False
                 context.verify_mode = ssl.CERT_NONE
             elif bundle is None:
-                context = httpx.create_ssl_context(
-                    verify=True, trust_env=False
-                )
+                context = _openssl_context(os.environ)
             elif os.path.isdir(bundle):
                 context = ssl.create_default_context(capath=bundle)
             else:
@@ -624,6 +651,62 @@ def _choose_api(
     if any(origin.startswith('INFLUXDB3_') for origin in origins.values()):
         return 'v3'
     return 'v2' if token is not None else 'v1'
+
+
+def _openssl_context(environ: Mapping[str, str]) -> ssl.SSLContext:
+    """A context trusting what OpenSSL's variables name, else certifi."""
+    context: ssl.SSLContext | None = None
+    cafile = environ.get('SSL_CERT_FILE', '').strip()
+    if cafile:
+        try:
+            context = ssl.create_default_context(cafile=cafile)
+        except (OSError, ssl.SSLError) as error:
+            LOGGER.warning('SSL_CERT_FILE %r is ignored: %s', cafile, error)
+    missing = []
+    for capath in environ.get('SSL_CERT_DIR', '').split(os.pathsep):
+        capath = capath.strip()
+        if not capath:
+            continue
+        if not os.path.isdir(capath):
+            missing.append(capath)
+        elif context is None:
+            context = ssl.create_default_context(capath=capath)
+        else:
+            context.load_verify_locations(capath=capath)
+    if missing:
+        LOGGER.warning(
+            'SSL_CERT_DIR names %s, which %s: %s ignored',
+            ', '.join(repr(path) for path in missing),
+            'is not a directory'
+            if len(missing) == 1
+            else 'are not directories',
+            'it is' if len(missing) == 1 else 'they are',
+        )
+    if context is None:
+        context = httpx.create_ssl_context(verify=True, trust_env=False)
+    return context
+
+
+def _check_pair(
+    cert: str, key: str | None, cert_name: str, key_name: str
+) -> None:
+    """Refuse a certificate and a key that do not make a pair.
+
+    A bare context: no CA is loaded, so that it costs about a millisecond.
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        context.load_cert_chain(cert, key, password=_no_password)
+    except (OSError, ssl.SSLError, ValueError) as error:
+        if key is None:
+            raise ValueError(
+                f'{cert_name} {cert!r} (without client_key) holds a key '
+                f'that does not go with its certificate: {error}'
+            ) from None
+        raise ValueError(
+            f'{cert_name} {cert!r} and {key_name} {key!r} do not go '
+            f'together: {error}'
+        ) from None
 
 
 def _no_password() -> str:

@@ -1262,9 +1262,9 @@ class Writer:
 
         Loading certificates costs tens of milliseconds: it is done only
         for an https URL, and again only when a TLS setting changes.
-        ``SSL_CERT_FILE`` and ``SSL_CERT_DIR`` were read with the settings
-        (as ``ca_bundle``): httpx's ``trust_env`` stays off, so that proxy
-        variables and ``.netrc`` are never used.
+        ``SSL_CERT_FILE`` and ``SSL_CERT_DIR`` are read here, by
+        :meth:`Settings.tls_context`, not by httpx: its ``trust_env`` stays
+        off, so that proxy variables and ``.netrc`` are never used.
         """
         inputs = _tls_inputs(settings)
         if not inputs:

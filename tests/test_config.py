@@ -250,6 +250,18 @@ SECRET = 'S3cr3tPw-q7Zx'
         ({'INFLUXDB_URL': f'http://bob:12/{SECRET}@h'}, {}, 'INFLUXDB_URL'),
         ({'INFLUXDB_URL': f'http://bob:a?{SECRET}@h'}, {}, 'INFLUXDB_URL'),
         ({'INFLUXDB_URL': f'http://bob:a#{SECRET}@h'}, {}, 'INFLUXDB_URL'),
+        # A password without a host: read as the port.
+        ({'INFLUXDB_URL': f'http://bob:{SECRET}/'}, {}, 'INFLUXDB_URL'),
+        ({'INFLUXDB_URL': f'http://bob:{SECRET}'}, {}, 'INFLUXDB_URL'),
+        ({'INFLUXDB_URL': f'https://bob:{SECRET}/db'}, {}, 'INFLUXDB_URL'),
+        ({'INFLUXDB_URL': f'http://bob:a/{SECRET}/'}, {}, 'INFLUXDB_URL'),
+        ({'INFLUXDB_URL': f'http://bob:{SECRET}?x'}, {}, 'INFLUXDB_URL'),
+        ({'INFLUXDB_URL': f'http://bob:{SECRET}#x'}, {}, 'INFLUXDB_URL'),
+        ({'INFLUXDB_URL': f'ftp://bob:{SECRET}/'}, {}, 'INFLUXDB_URL'),
+        ({'INFLUXDB_URL': f'http://:{SECRET}/'}, {}, 'INFLUXDB_URL'),
+        ({'INFLUXDB_URL': f'bob:{SECRET}'}, {}, 'INFLUXDB_URL'),
+        ({'INFLUXDB_URL': f'http://[::1]:{SECRET}/'}, {}, 'INFLUXDB_URL'),
+        ({}, {'url': f'http://bob:{SECRET}/'}, 'url'),
         (
             {'INFLUXDB_HOST': f'bob:{SECRET}@h:1', 'INFLUXDB_PORT': '8086'},
             {},
@@ -277,9 +289,38 @@ def test_errors_never_show_a_password(
 
 
 @pytest.mark.parametrize(
+    ('url', 'message'),
+    [
+        (
+            f'http://bob:{SECRET}/',
+            "url 'http://bob:***' has an invalid port",
+        ),
+        (
+            f'http://bob:{SECRET}@db:80:80/write',
+            "url 'http://***@db:***' has an invalid port",
+        ),
+        (
+            'http://db:99999/write',
+            "url 'http://db:***' has an invalid port",
+        ),
+        (
+            'http://db:8086/write?db=x',
+            "url 'http://db:8086/write?db=x' must not have a query string "
+            'or fragment',
+        ),
+    ],
+)
+def test_a_port_that_is_not_one_is_not_shown(url: str, message: str) -> None:
+    with pytest.raises(ValueError, match='url') as caught:
+        resolve({}, url=url)
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(
     'change',
     [
         {'url': f'https://bob:{SECRET}@h:x'},
+        {'url': f'https://bob:{SECRET}/'},
         {'url': f'https://bob:{SECRET}@h'.encode()},
         {'password': SECRET.encode()},
         {'username': 'bob', 'password': bytearray(SECRET.encode())},

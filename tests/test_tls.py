@@ -13,6 +13,7 @@ import dataclasses
 import http.server
 import logging
 import os
+import pathlib
 import shutil
 import socket
 import ssl
@@ -254,6 +255,147 @@ def test_rows_arrive_through_a_private_ca(
     assert deliver(client, 3) is True
     assert tls_influxdb.count('db', 'm') == 3
     assert client.stats().failed_requests == 0
+
+
+def hashed_directory(directory: str, *certificates: str) -> str:
+    """A directory of *certificates* named by their hash, as SSL_CERT_DIR
+    and ``openssl rehash`` have them."""
+    os.makedirs(directory)
+    for certificate in certificates:
+        name = openssl('x509', '-hash', '-noout', '-in', certificate)
+        shutil.copy(certificate, os.path.join(directory, f'{name.strip()}.0'))
+    return directory
+
+
+def ssl_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        record.getMessage()
+        for record in caplog.records
+        if record.name == 'sprockets_influxdb'
+        and record.levelname == 'WARNING'
+        and 'SSL_CERT_' in record.getMessage()
+    ]
+
+
+@pytest.mark.parametrize('order', ['private CA first', 'private CA last'])
+def test_every_directory_of_ssl_cert_dir_is_searched(
+    tls_influxdb: InfluxServer,
+    client_factory: Factory,
+    pki: PKI,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: pathlib.Path,
+    order: str,
+) -> None:
+    other = hashed_directory(str(tmp_path / 'other'), pki.other_ca)
+    directories = [pki.ca_directory, other]
+    if order == 'private CA last':
+        directories.reverse()
+    monkeypatch.setenv('SSL_CERT_DIR', os.pathsep.join(directories))
+    assert Settings.resolve().ca_bundle is None
+    client = client_factory(tls_influxdb.url)
+    with caplog.at_level(logging.WARNING, logger='sprockets_influxdb'):
+        assert deliver(client, 2) is True
+    assert tls_influxdb.count('db', 'm') == 2
+    assert ssl_warnings(caplog) == []
+
+
+@pytest.mark.parametrize(
+    ('cert_file', 'cert_dir'),
+    [('ca', 'other_ca'), ('other_ca', 'ca')],
+)
+def test_ssl_cert_file_and_ssl_cert_dir_are_both_used(
+    tls_influxdb: InfluxServer,
+    client_factory: Factory,
+    pki: PKI,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: pathlib.Path,
+    cert_file: str,
+    cert_dir: str,
+) -> None:
+    paths = dataclasses.asdict(pki)
+    monkeypatch.setenv('SSL_CERT_FILE', paths[cert_file])
+    monkeypatch.setenv(
+        'SSL_CERT_DIR',
+        hashed_directory(str(tmp_path / 'certs'), paths[cert_dir]),
+    )
+    client = client_factory(tls_influxdb.url)
+    assert deliver(client) is True
+    assert tls_influxdb.count('db', 'm') == 1
+
+
+def test_an_unusable_ssl_cert_variable_is_named_and_skipped(
+    tls_influxdb: InfluxServer,
+    client_factory: Factory,
+    pki: PKI,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv('SSL_CERT_FILE', '/nonexistent/ca.pem')
+    monkeypatch.setenv(
+        'SSL_CERT_DIR', os.pathsep.join(['/nonexistent', pki.ca_directory])
+    )
+    client = client_factory(tls_influxdb.url, max_batch_size=1)
+    with caplog.at_level(logging.WARNING, logger='sprockets_influxdb'):
+        assert deliver(client, 2) is True
+        # A new HTTP client, the same TLS settings: no new warning.
+        client.configure(request_timeout=5)
+        assert deliver(client, 1) is True
+    assert tls_influxdb.count('db', 'm') == 3
+    assert client.stats().failed_requests == 0
+    assert ssl_warnings(caplog) == [
+        "SSL_CERT_FILE '/nonexistent/ca.pem' is ignored: "
+        '[Errno 2] No such file or directory',
+        "SSL_CERT_DIR names '/nonexistent', which is not a directory: "
+        'it is ignored',
+    ]
+
+
+@pytest.mark.parametrize('content', ['missing', 'DER', 'no certificate'])
+def test_without_a_usable_ssl_cert_file_the_default_cas_are_trusted(
+    tls_influxdb: InfluxServer,
+    client_factory: Factory,
+    pki: PKI,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    content: str,
+) -> None:
+    path = {
+        'missing': '/nonexistent/ca.pem',
+        'DER': pki.ca_der,
+        'no certificate': pki.client_key,
+    }[content]
+    monkeypatch.setenv('SSL_CERT_FILE', path)
+    client = client_factory(tls_influxdb.url)
+    with caplog.at_level(logging.WARNING, logger='sprockets_influxdb'):
+        client.add_measurement(point())
+        assert client.flush(timeout=0.5).result(timeout=20) is False
+    # certifi's CAs, which do not know the private one.
+    assert 'CERTIFICATE_VERIFY_FAILED' in str(client.stats().last_error)
+    assert tls_influxdb.count('db', 'm') == 0
+    (warning,) = ssl_warnings(caplog)
+    assert warning.startswith(f'SSL_CERT_FILE {path!r} is ignored: ')
+
+
+def test_a_stale_ssl_cert_file_does_not_matter_over_http(
+    influxdb: InfluxServer,
+) -> None:
+    influxdb.create_database('db')
+    result = run_script(
+        f"""
+        import sprockets_influxdb as influxdb
+
+        measurement = influxdb.Measurement('db', 'm')
+        measurement.set_field('i', 1)
+        assert influxdb.install({influxdb.url!r})
+        influxdb.add_measurement(measurement)
+        assert influxdb.shutdown().result(timeout=20) is True
+        """,
+        {'SSL_CERT_FILE': '/nonexistent/ca.pem', 'SSL_CERT_DIR': '/nowhere'},
+    )
+    assert result.returncode == 0, result.stderr
+    assert 'SSL_CERT' not in result.stderr
+    assert influxdb.count('db', 'm') == 1
 
 
 def test_ca_bundle_wins_over_ssl_cert_file(
@@ -536,10 +678,6 @@ def test_without_a_client_certificate_nothing_is_delivered(
          "ca_bundle '/nonexistent/ca.pem' does not exist"),
         ({'INFLUXDB_CA_BUNDLE': '/nonexistent/ca.pem'}, {}, ValueError,
          "INFLUXDB_CA_BUNDLE '/nonexistent/ca.pem' does not exist"),
-        ({'SSL_CERT_FILE': '/nonexistent/ca.pem'}, {}, ValueError,
-         "SSL_CERT_FILE '/nonexistent/ca.pem' does not exist"),
-        ({'SSL_CERT_DIR': '/nonexistent'}, {}, ValueError,
-         "SSL_CERT_DIR '/nonexistent' does not exist"),
         ({}, {'client_cert': '/nonexistent/c.pem'}, ValueError,
          "client_cert '/nonexistent/c.pem' does not exist"),
         ({'INFLUXDB_CLIENT_CERT': '/nonexistent/c.pem'}, {}, ValueError,
@@ -561,6 +699,17 @@ def test_without_a_client_certificate_nothing_is_delivered(
         ({}, {'cert': ('{client_cert}', '{client_key_encrypted}')},
          ValueError, 'holds an encrypted key: load it into an '
          r'ssl.SSLContext .* and give that as ssl_context'),
+        ({}, {'url': 'https://h', 'cert': ('{client_cert}', '{server_key}')},
+         ValueError, "client_cert '.*client.pem' and client_key "
+         "'.*server.key' do not go together: .*KEY_VALUES_MISMATCH"),
+        ({'INFLUXDB_URL': 'https://h',
+          'INFLUXDB_CLIENT_CERT': '{server_cert}',
+          'INFLUXDB_CLIENT_KEY': '{client_key}'}, {}, ValueError,
+         "INFLUXDB_CLIENT_CERT '.*server.pem' and INFLUXDB_CLIENT_KEY "
+         "'.*client.key' do not go together"),
+        ({'INFLUXDB_URL': 'https://h', 'INFLUXDB_CLIENT_KEY': '{server_key}'},
+         {'client_cert': '{client_cert}'}, ValueError,
+         'client_cert .* and INFLUXDB_CLIENT_KEY .* do not go together'),
         ({}, {'client_cert': '{ca_directory}'}, ValueError,
          'client_cert .* is not a file'),
         ({}, {'ca_bundle': 42}, TypeError,
@@ -599,6 +748,45 @@ def test_tls_settings_are_checked_when_given(
             environ={key: str(fill(value)) for key, value in env.items()},
             **{key: fill(value) for key, value in arguments.items()},
         )
+
+
+def test_openssl_variables_are_not_read_with_the_settings(pki: PKI) -> None:
+    settings = Settings.resolve(
+        environ={
+            'SSL_CERT_FILE': '/nonexistent/ca.pem',
+            'SSL_CERT_DIR': '/nonexistent',
+        },
+        url='https://h',
+    )
+    assert settings.ca_bundle is None
+    assert (
+        Settings.resolve(environ={'SSL_CERT_FILE': pki.ca}).ca_bundle is None
+    )
+
+
+def test_a_client_key_of_another_certificate_is_refused_for_https(
+    pki: PKI,
+) -> None:
+    client = Client(
+        'http://127.0.0.1:1', cert=(pki.client_cert, pki.server_key)
+    )
+    try:
+        with pytest.raises(ValueError, match='do not go together') as caught:
+            client.configure(url='https://127.0.0.1:1')
+        message = str(caught.value)
+        assert message.startswith(
+            f'client_cert {pki.client_cert!r} and client_key '
+            f'{pki.server_key!r} do not go together: '
+        )
+        with open(pki.server_key, encoding='ascii') as file:
+            for line in file.read().splitlines():
+                assert line not in message
+        assert client.settings.url.startswith('http:')
+        # The right pair is accepted.
+        client.configure(url='https://127.0.0.1:1', client_key=pki.client_key)
+        assert client.settings.client_key == pki.client_key
+    finally:
+        client.shutdown(timeout=1).result(timeout=10)
 
 
 def test_tls_settings_resolved(pki: PKI) -> None:
