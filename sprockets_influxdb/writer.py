@@ -1,7 +1,10 @@
-"""Background delivery: batching, HTTP, retries, in one thread of its own.
+"""Background delivery: batching, retries and lifecycle, in a thread.
 
 The :class:`Writer` owns one daemon thread running an anyio event loop (the
-asyncio backend) with an :class:`httpx.AsyncClient`.  It is started lazily
+asyncio backend); it posts through a
+:class:`~sprockets_influxdb.transport.Transport` (httpx), as the server's
+write API says (:mod:`sprockets_influxdb.write_api`: the URL, parameters,
+authorization and how to read errors).  It is started lazily
 by the first measurement, so importing the library or configuring it never
 starts a thread, and the application's own event loop (Tornado, asyncio,
 trio) or the lack of one (WSGI, plain threads) makes no difference to it.
@@ -9,8 +12,9 @@ trio) or the lack of one (WSGI, plain threads) makes no difference to it.
 Responses are handled as follows:
 
 * 2xx: delivered.
-* 400 (InfluxDB stores the good lines of a "partial write"): the lines the
-  server names are settled from its answer; otherwise the batch is halved
+* 400 (a "partial write" stores the good lines): the lines the server
+  names are settled from its answer, the others counted as written or
+  sent again as the API says; otherwise the batch is halved
   and the halves sent again, breadth first and within a budget of requests
   and of bytes sent again, so that only lines rejected on their own are
   dropped, each logged with the server's message.  Resending good lines is
@@ -32,15 +36,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import email.utils
-import gzip
 import heapq
 import itertools
 import logging
 import math
 import os
 import random
-import ssl
 import threading
 import time
 from collections import deque
@@ -49,14 +50,18 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
-import httpx
 
 from sprockets_influxdb import _imports, line_protocol
 from sprockets_influxdb._logging import INTERVAL as _LOG_INTERVAL
 from sprockets_influxdb._logging import Throttle, shorten
-from sprockets_influxdb._version import __version__
 from sprockets_influxdb.buffer import ENTRY_SIZE, Buffer
-from sprockets_influxdb.write_api import Answer, Rejection, WriteAPI, by_name
+from sprockets_influxdb.transport import (
+    USER_AGENT,
+    RetryError,
+    Transport,
+    retry_after,
+)
+from sprockets_influxdb.write_api import Rejection, WriteAPI, by_name
 
 if TYPE_CHECKING:
     from sprockets_influxdb.config import Settings
@@ -65,22 +70,10 @@ __all__ = ['USER_AGENT', 'Counters', 'Writer']
 
 LOGGER = logging.getLogger('sprockets_influxdb')
 
-#: The ``User-Agent`` header of every request.
-USER_AGENT = f'sprockets-influxdb/v{__version__}'
 
 # Before any writer thread exists: see _imports.
 _imports.import_eagerly()
 
-_MAX_RETRY_AFTER = 3600.0
-# Bytes of a response body read at most.  A 400 is read further, as far as
-# a server can need to name the lines of the body it answers (each line
-# once, JSON escaping can double it, with a reason of its own), but never
-# beyond _READ_MAX: the lines after the last one named are asked about
-# again.
-_READ_LIMIT = 64 * 1024
-_READ_PER_BYTE = 2
-_READ_PER_LINE = 128
-_READ_MAX = 8 * 1024 * 1024
 # Rejected lines logged one by one per batch; the others are summed up.
 _LOGGED_LINES = 10
 # Entries encoded between two turns of the event loop (a few milliseconds).
@@ -198,17 +191,6 @@ class _Target:
         self.last_times: dict[str, list[int]] = {}
 
 
-class _RetryError(Exception):
-    """A request must be retried later; the lines are kept."""
-
-    def __init__(
-        self, message: str, retry_after: float = 0.0, error: bool = False
-    ) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-        self.error = error
-
-
 class _Delivery:
     """The state of one batch being delivered, possibly split.
 
@@ -320,11 +302,7 @@ class Writer:
         self._stopping: _Waiter | None = None
         self._stopped = threading.Event()
         self._body_limit = settings.max_body_size
-        self._http: httpx.AsyncClient | None = None
-        self._http_settings: Settings | None = None
-        # The SSL context of the HTTP client and the settings it came from.
-        self._tls: tuple[tuple[object, ...], ssl.SSLContext] | None = None
-        self._retired: list[httpx.AsyncClient] = []
+        self._transport = Transport(counters)
         self._overflow_unreported = 0
         self._overflow_reported_at = -_LOG_INTERVAL
         self._collision_log = Throttle()
@@ -333,7 +311,6 @@ class Writer:
         # Whether any server answered yet, and how many connections failed
         # before one did.
         self._reached = False
-        self._connect_failures = 0
         #: Measurements dropped when the writer stopped.
         self.lost_at_stop = 0
 
@@ -381,7 +358,7 @@ class Writer:
             time.monotonic() + timeout,
             future,
             patient,
-            self._connect_failures,
+            self._transport.connect_failures,
         )
         with self._lock:
             idle = self._thread is None or self._pid != os.getpid()
@@ -415,7 +392,7 @@ class Writer:
                 time.monotonic() + timeout,
                 future,
                 False,
-                self._connect_failures,
+                self._transport.connect_failures,
             )
             self._force = True
             started = self._thread is not None and self._pid == os.getpid()
@@ -470,11 +447,7 @@ class Writer:
                 await self._serve(tasks)
                 tasks.cancel_scope.cancel()
         finally:
-            for client in [*self._retired, self._http]:
-                if client is not None:
-                    await client.aclose()
-            self._http = None
-            self._retired = []
+            await self._transport.aclose()
 
     async def _serve(self, tasks: anyio.abc.TaskGroup) -> None:
         while True:
@@ -536,7 +509,7 @@ class Writer:
         return (
             not waiter.patient
             and not self._reached
-            and self._connect_failures > waiter.failures
+            and self._transport.connect_failures > waiter.failures
         )
 
     def _change_precision(self, precision: str) -> None:
@@ -834,13 +807,13 @@ class Writer:
         try:
             await self._send(target, batch, delivery)
             target.attempts = 0
-        except _RetryError as retry:
+        except RetryError as retry:
             self._requeue(target, batch, delivery)
             self._back_off(target, retry)
         except Exception as error:  # a bug: keep the data, make it visible
             LOGGER.exception('Unexpected error writing to InfluxDB')
             self._requeue(target, batch, delivery)
-            self._back_off(target, _RetryError(repr(error), error=True))
+            self._back_off(target, RetryError(repr(error), error=True))
         except BaseException:
             # Cancelled at the end of a shutdown: put the lines back so that
             # they are counted as not delivered.
@@ -893,7 +866,7 @@ class Writer:
         self._counters.backlog += len(sequences)
         self._trim(self._settings.max_buffer_size)
 
-    def _back_off(self, target: _Target, retry: _RetryError) -> None:
+    def _back_off(self, target: _Target, retry: RetryError) -> None:
         """Wait before the next request to this database, and say so."""
         counters = self._counters
         counters.retries += 1
@@ -924,7 +897,7 @@ class Writer:
     ) -> None:
         """Send lines and settle each of them, written or rejected.
 
-        :raises _RetryError: for an answer or error worth retrying
+        :raises RetryError: for an answer or error worth retrying
         """
         rejection = await self._attempt(target, batch, delivery)
         if isinstance(rejection, Rejection):
@@ -937,7 +910,7 @@ class Writer:
 
         :returns: ``True`` when the server took them all, what it said
             when it refused some (400), else ``False`` (settled otherwise)
-        :raises _RetryError: for an answer or error worth retrying
+        :raises RetryError: for an answer or error worth retrying
         """
         settings = self._settings
         body = '\n'.join(batch.lines).encode('utf-8')
@@ -945,7 +918,7 @@ class Writer:
             for half in batch.halves():
                 await self._send(target, half, delivery)
             return False
-        answer = await self._post(
+        answer = await self._transport.post(
             settings, target.database, body, batch.precision, len(batch)
         )
         self._reached = True
@@ -972,10 +945,9 @@ class Writer:
                 delivery.budget -= 1
                 await self._send(target, half, delivery)
             return False
-        retry_after = _retry_after(answer.headers.get('retry-after'))
-        raise _RetryError(
+        raise RetryError(
             f'HTTP {status}: {shorten(message, 500)}',
-            retry_after=retry_after,
+            retry_after=retry_after(answer.headers.get('retry-after')),
             error=400 <= status < 500 and status != 429,
         )
 
@@ -1155,139 +1127,6 @@ class Writer:
         self._counters.dropped['rejected'] += refused
         self._counters.written += len(batch) - refused
 
-    async def _post(
-        self,
-        settings: Settings,
-        database: str,
-        body: bytes,
-        precision: str,
-        lines: int,
-    ) -> Answer:
-        """POST a body; read at most a bounded prefix of the answer's.
-
-        ``request_timeout`` is a deadline for the whole exchange:
-        connecting, sending, and receiving the headers and the body.
-        """
-        http = self._client(settings)
-        api = by_name(settings.api)
-        params = api.params(settings, database, precision)
-        # The body is read as sent, never inflated.
-        headers = {
-            'Content-Type': 'text/plain; charset=utf-8',
-            'Accept': 'application/json',
-            'Accept-Encoding': 'identity',
-            **api.headers(settings),
-        }
-        size = len(body)
-        if settings.gzip:
-            body = gzip.compress(body, compresslevel=1)
-            headers['Content-Encoding'] = 'gzip'
-        self._counters.requests += 1
-        try:
-            with anyio.fail_after(settings.request_timeout):
-                async with http.stream(
-                    'POST',
-                    settings.url,
-                    params=params,
-                    content=body,
-                    headers=headers,
-                ) as response:
-                    limit = _READ_LIMIT
-                    if response.status_code == 400:
-                        limit += _READ_PER_BYTE * size + _READ_PER_LINE * lines
-                        limit = min(limit, _READ_MAX)
-                    data, complete = await _read_body(response, limit)
-        except (TimeoutError, httpx.TimeoutException) as error:
-            self._counters.failed_requests += 1
-            raise _RetryError(
-                f'timed out after {settings.request_timeout} s '
-                f'({type(error).__name__})'
-            ) from None
-        except httpx.ConnectError as error:
-            self._counters.failed_requests += 1
-            self._connect_failures += 1
-            raise _RetryError(_describe(error)) from None
-        except (httpx.HTTPError, ssl.SSLError) as error:
-            # A TLS alert after the handshake (a client certificate the
-            # server refused) can come through httpx unwrapped.
-            self._counters.failed_requests += 1
-            raise _RetryError(_describe(error)) from None
-        except RuntimeError as error:
-            # At interpreter exit, new threads (host name resolution) can
-            # no longer start: a connection failure like any other.
-            self._counters.failed_requests += 1
-            self._connect_failures += 1
-            raise _RetryError(f'cannot connect now: {error}') from None
-        return Answer(
-            response.status_code,
-            response.headers,
-            response.reason_phrase,
-            data,
-            complete,
-        )
-
-    def _client(self, settings: Settings) -> httpx.AsyncClient:
-        current = self._http
-        previous = self._http_settings
-        if (
-            current is None
-            or previous is None
-            or previous.url != settings.url
-            or previous.request_timeout != settings.request_timeout
-            or previous.max_clients != settings.max_clients
-            or _tls_inputs(previous) != _tls_inputs(settings)
-        ):
-            verify = self._tls_context(settings)
-            if current is not None:
-                # Requests still using the old client finish with it; it is
-                # closed when the writer stops.  Changing servers is rare.
-                self._retired.append(current)
-            # Authorization is a header of each request, from the API.
-            current = httpx.AsyncClient(
-                verify=verify,
-                timeout=settings.request_timeout,
-                headers={'User-Agent': USER_AGENT},
-                limits=httpx.Limits(
-                    max_connections=settings.max_clients,
-                    max_keepalive_connections=settings.max_clients,
-                ),
-                trust_env=False,
-            )
-            self._http = current
-            self._http_settings = settings
-        return current
-
-    def _tls_context(self, settings: Settings) -> ssl.SSLContext | bool:
-        """The SSL context for these settings, built once for each change.
-
-        Loading certificates costs tens of milliseconds: it is done only
-        for an https URL, and again only when a TLS setting changes.
-        ``SSL_CERT_FILE`` and ``SSL_CERT_DIR`` are read here, by
-        :meth:`Settings.tls_context`, not by httpx: its ``trust_env`` stays
-        off, so that proxy variables and ``.netrc`` are never used.
-        """
-        inputs = _tls_inputs(settings)
-        if not inputs:
-            return False
-        if self._tls is not None and self._tls[0] == inputs:
-            return self._tls[1]
-        try:
-            context = settings.tls_context()
-        except ValueError as error:
-            # Nothing can be sent: kept and tried again, like a server that
-            # cannot be reached.
-            self._connect_failures += 1
-            raise _RetryError(str(error), error=True) from None
-        if not settings.verify and settings.ssl_context is None:
-            LOGGER.warning(
-                'TLS certificate verification is off (verify=False): anyone '
-                'able to intercept the connection to %s can read and change '
-                'what is written',
-                settings.url,
-            )
-        self._tls = (inputs, context)
-        return context
-
     def _outstanding(self) -> int | None:
         """The lowest sequence number not yet delivered or dropped."""
         candidates = [
@@ -1357,72 +1196,7 @@ class Writer:
             _set_result(stopping.future, lost == 0)
 
 
-def _describe(error: BaseException) -> str:
-    """The error's type and the first message found along its chain.
-
-    httpx can raise an error without a message (``ReadError``) for a TLS
-    alert, whose text, naming the problem, is that of its cause.
-    """
-    cause: BaseException | None = error
-    seen = set()
-    while cause is not None and not str(cause) and id(cause) not in seen:
-        seen.add(id(cause))
-        cause = cause.__cause__ or cause.__context__
-    detail = str(cause) if cause is not None else ''
-    name = type(error).__name__
-    return f'{name}: {detail}' if detail else name
-
-
-def _tls_inputs(settings: Settings) -> tuple[object, ...]:
-    """What the SSL context is made of; nothing for a plain http URL."""
-    if not settings.url.startswith('https:'):
-        return ()
-    return (
-        settings.verify,
-        settings.ca_bundle,
-        settings.client_cert,
-        settings.client_key,
-        settings.ssl_context,
-    )
-
-
 def _set_result(future: concurrent.futures.Future[bool], value: bool) -> None:
     if not future.done():
         with contextlib.suppress(concurrent.futures.InvalidStateError):
             future.set_result(value)
-
-
-async def _read_body(
-    response: httpx.Response, limit: int
-) -> tuple[bytes, bool]:
-    """Read at most *limit* bytes of a body, as sent.
-
-    :returns: the bytes, and whether they are the whole body
-    """
-    chunks = []
-    size = 0
-    async for chunk in response.aiter_raw():
-        size += len(chunk)
-        if size > limit:
-            chunks.append(chunk[: len(chunk) - (size - limit)])
-            return b''.join(chunks), False
-        chunks.append(chunk)
-    return b''.join(chunks), True
-
-
-def _retry_after(value: str | None) -> float:
-    """Seconds a ``Retry-After`` header asks for (0 when absent or bad)."""
-    if not value:
-        return 0.0
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return 0.0
-        seconds = when.timestamp() - time.time()
-    if not math.isfinite(seconds):
-        return 0.0
-    return min(max(seconds, 0.0), _MAX_RETRY_AFTER)
