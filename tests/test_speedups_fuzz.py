@@ -741,7 +741,8 @@ def run_slices(
     errors: list[Outcome] = []
     at = 0
     while at + 6 <= len(values):
-        sizes = {key: len(output[0]) for key, output in outputs.items()}
+        # Copies iterated: a finalizer may empty ``outputs`` (chaos).
+        sizes = {key: len(output[0]) for key, output in outputs.copy().items()}
         stop = len(values)
         if stop < at + 6:
             break  # values changed by a finalizer (chaos)
@@ -749,7 +750,7 @@ def run_slices(
         assert type(done) is int
         assert at <= done <= stop
         assert done % 6 == 0
-        for key, output in outputs.items():
+        for key, output in outputs.copy().items():
             assert len(output[0]) == len(output[1])
             assert len(output[0]) - sizes.get(key, 0) <= (done - at) // 6
         at = done
