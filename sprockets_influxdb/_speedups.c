@@ -323,11 +323,13 @@ put(Line *line, const char *text, Py_ssize_t length)
     return 0;
 }
 
-/* Append an ASCII str; -1 when it is not ASCII or does not fit. */
+/* Append an exact ASCII str (a value from a cache: code a finalizer runs
+ * may have put anything there); -1 when it is something else or does not
+ * fit. */
 static int
 put_ascii(Line *line, PyObject *text)
 {
-    if (!PyUnicode_IS_ASCII(text)) {
+    if (!PyUnicode_CheckExact(text) || !PyUnicode_IS_ASCII(text)) {
         return -1;
     }
     return put(line, (const char *)PyUnicode_DATA(text),
@@ -845,14 +847,24 @@ encode_slice(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                 done = -1;
             }
             else {
-                Py_INCREF(entry[1]);
-                Py_XSETREF(database, entry[1]);
-                Py_INCREF(PyList_GET_ITEM(output, 0));
-                Py_XSETREF(sequences, PyList_GET_ITEM(output, 0));
-                Py_INCREF(PyList_GET_ITEM(output, 1));
-                Py_XSETREF(lines, PyList_GET_ITEM(output, 1));
-                Py_INCREF(PyList_GET_ITEM(output, 2));
-                Py_XSETREF(last, PyList_GET_ITEM(output, 2));
+                /* The output is borrowed from outputs, and releasing the
+                 * previous database or lists may run a finalizer that
+                 * empties outputs: it is held, and all four new
+                 * references taken before the old ones are released. */
+                PyObject *old[4] = {database, sequences, lines, last};
+                Py_INCREF(output);
+                database = entry[1];
+                sequences = PyList_GET_ITEM(output, 0);
+                lines = PyList_GET_ITEM(output, 1);
+                last = PyList_GET_ITEM(output, 2);
+                Py_INCREF(database);
+                Py_INCREF(sequences);
+                Py_INCREF(lines);
+                Py_INCREF(last);
+                for (int index = 0; index < 4; index++) {
+                    Py_XDECREF(old[index]);
+                }
+                Py_DECREF(output);
             }
         }
         PyObject *tags = entry[3], *merged = NULL, *line = NULL;

@@ -1343,3 +1343,99 @@ def test_a_run_the_library_did_not_write_starts_afresh(run: object) -> None:
         assert encode('cpu', {}, {'f': 2}, 10**9, 'ms', last) == (
             'cpu f=2i 1001'
         )
+
+
+def test_the_output_of_a_database_freed_as_the_previous_one_is_released() -> (
+    None
+):
+    # encode_slice holds the database and the lists of the last output it
+    # used; moving to another database releases them, which may run the
+    # finalizer of the previous database, which may empty ``outputs`` and
+    # so free the output being read (issue 11).
+    printed = run_isolated(
+        """
+        from sprockets_influxdb import _speedups, line_protocol
+
+        _speedups.configure(
+            line_protocol._prefix_cache, line_protocol._measurement_cache,
+            line_protocol._field_key_cache, line_protocol._SERIES_LIMIT)
+        line_protocol.encode('m', {'k': 'v'}, {'f': 1}, 1.0)
+
+        class Database(str):
+            def __del__(self):
+                outputs.clear()  # frees the output of db2
+
+        class Value(str):
+            def __hash__(self):
+                # The slice is left the only holder of db1.
+                values[1] = 'db1'
+                del outputs['db1']
+                return str.__hash__(self)
+
+        db1 = Database('db1')
+        sequences, lines = [], []  # the output of db2 held by outputs alone
+        outputs = {db1: [[], [], None], 'db2': [sequences, lines, None]}
+        values = [
+            7, db1, 'm', {'k': Value('v')}, {'f': 1}, 1.0,
+            8, 'db2', 'm', {'k': 'v'}, {'f': 2}, 2.0,
+        ]
+        del db1
+        print(_speedups.encode_slice(values, 0, 12, 'ms', None, outputs))
+        print(outputs, sequences, lines)
+        """
+    )
+    assert printed == ['12', "{} [8] ['m,k=v f=2i 2000']"]
+
+
+# Laid out so that, read as a str, it passes for a compact ASCII one: its
+# first byte is the str's state (compact, ASCII), and its length is the
+# str's length.  The cached values a finalizer may have put there are
+# checked first (issue 11).
+STR_LOOKALIKE = bytes([0xE4]) + bytes(15) + b'm,k=v'
+
+
+@pytest.mark.parametrize(
+    'bad',
+    ['STR_LOOKALIKE', '7', 'Text("m,k=v")', '"m,k=é"'],
+    ids=['bytes', 'int', 'str-subclass', 'non-ascii'],
+)
+def test_cached_values_that_are_not_ascii_text_are_left_to_python(
+    bad: str,
+) -> None:
+    # The prefix, measurement and field key caches are the Python
+    # encoder's own dicts: what is there when a point is encoded may be
+    # anything code put there (a finalizer, say).
+    printed = run_isolated(
+        f"""
+        from sprockets_influxdb import _speedups, line_protocol
+
+        _speedups.configure(
+            line_protocol._prefix_cache, line_protocol._measurement_cache,
+            line_protocol._field_key_cache, line_protocol._SERIES_LIMIT)
+
+        class Text(str):
+            pass
+
+        STR_LOOKALIKE = {STR_LOOKALIKE!r}
+        for cache, key in (
+            (line_protocol._prefix_cache, ('m', 'k', 'v')),
+            (line_protocol._measurement_cache, 'm'),
+            (line_protocol._field_key_cache, 'f'),
+        ):
+            line_protocol.encode_python('m', {{'k': 'v'}}, {{'f': 1}}, 1.0)
+            line_protocol.encode_python('m', {{}}, {{'f': 1}}, 1.0)
+            good = cache[key]
+            cache[key] = {bad}
+            for tags in ({{'k': 'v'}}, {{}}):
+                print(_speedups.encode('m', tags, {{'f': 1}}, 1.0, 'ms', None))
+            cache[key] = good
+        """
+    )
+    assert printed == [
+        'None',
+        'm f=1i 1000',
+        'm,k=v f=1i 1000',
+        'None',
+        'None',
+        'None',
+    ]

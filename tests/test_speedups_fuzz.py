@@ -78,6 +78,7 @@ class World:
     fields: typing.ClassVar[dict[object, object]] = {}
     last: typing.ClassVar[dict[object, object]] = {}
     values: typing.ClassVar[list[object]] = []
+    outputs: typing.ClassVar[dict[object, object]] = {}
 
 
 def configure(caches: tuple[dict[typing.Any, str], ...] | None) -> None:
@@ -167,6 +168,26 @@ RAISES: dict[str, Callable[[], None]] = {
 }
 
 
+def drop_databases() -> None:
+    # The hooked databases of the slice left to its own references.
+    for index in range(1, len(World.values), 6):
+        if isinstance(World.values[index], Str):
+            World.values[index] = str.__str__(World.values[index])
+
+
+def poison_caches() -> None:
+    # What the caches hold is the Python encoder's business: anything.
+    for cache in (
+        line_protocol._prefix_cache,
+        line_protocol._measurement_cache,
+        line_protocol._field_key_cache,
+    ):
+        for key in list(cache)[:3]:
+            cache[key] = World.rng.choice(
+                [7, b'm', None, Str('m', {}), 'é', ['m']]
+            )
+
+
 # Actions that change the point being encoded: chaos rounds only.
 CHANGES: dict[str, Callable[[], None]] = {
     'grow-tags': lambda: World.tags.update(
@@ -185,6 +206,9 @@ CHANGES: dict[str, Callable[[], None]] = {
     ),
     'shrink-values': _quietly(lambda: World.values.__delitem__(-1)),
     'clear-values': lambda: World.values.clear(),
+    'drop-databases': drop_databases,
+    'clear-outputs': lambda: World.outputs.clear(),
+    'poison-caches': poison_caches,
     'threshold': lambda: gc.set_threshold(World.rng.choice([1, 2, 50])),
     'garbage-change': lambda: leave_garbage(
         World.rng.choice(['grow-tags', 'shrink-tags', 'clear-fields'])
@@ -536,11 +560,13 @@ class Armed:
         fields: object,
         last: object,
         values: list[object] | None = None,
+        outputs: dict[object, object] | None = None,
     ) -> None:
         World.tags = tags if isinstance(tags, dict) else {}
         World.fields = fields if isinstance(fields, dict) else {}
         World.last = last if isinstance(last, dict) else {}
         World.values = values if values is not None else []
+        World.outputs = outputs if outputs is not None else {}
 
     def __enter__(self) -> None:
         World.armed = True
@@ -577,6 +603,7 @@ def world() -> Iterator[World]:
         if World.swapped:
             swap_caches()
         World.tags, World.fields, World.last, World.values = {}, {}, {}, []
+        World.outputs = {}
         line_protocol._SERIES_LIMIT = limit
         clear_caches()
         speedups().configure(
@@ -714,7 +741,8 @@ def run_slices(
     errors: list[Outcome] = []
     at = 0
     while at + 6 <= len(values):
-        sizes = {key: len(output[0]) for key, output in outputs.items()}
+        # Copies iterated: a finalizer may empty ``outputs`` (chaos).
+        sizes = {key: len(output[0]) for key, output in outputs.copy().items()}
         stop = len(values)
         if stop < at + 6:
             break  # values changed by a finalizer (chaos)
@@ -722,7 +750,7 @@ def run_slices(
         assert type(done) is int
         assert at <= done <= stop
         assert done % 6 == 0
-        for key, output in outputs.items():
+        for key, output in outputs.copy().items():
             assert len(output[0]) == len(output[1])
             assert len(output[0]) - sizes.get(key, 0) <= (done - at) // 6
         at = done
@@ -736,6 +764,42 @@ def run_slices(
             errors.append((str(entry[0]), result[1]))
         at += 6
     return errors
+
+
+def released_database(
+    values: list[object], base_tags: dict[str, str] | None
+) -> None:
+    """The first entries as issue 11 found them freeing what is read.
+
+    Encoding the first point drops the slice's database from ``values``
+    (the hash of a tag value), so that moving to the second entry's
+    database releases it, and its finalizer empties ``outputs``.
+    """
+    # The head cached, from caches a 'poison-caches' may have spoilt.
+    warm = partial(
+        line_protocol.encode_python,
+        'm',
+        {**(base_tags or {}), 'k': 'v'},
+        {'f': 1},
+        1.0,
+    )
+    if outcome(warm)[0] == 'error':
+        clear_caches()
+        warm()
+    values[0:12] = [
+        0,
+        Str('db', {'__del__': 'clear-outputs'}),
+        'm',
+        {'k': Str('v', {'__hash__': 'drop-databases'})},
+        {'f': 1},
+        TIMES[0],
+        1,
+        'other',
+        'm',
+        {'k': 'v'},
+        {'f': 2},
+        TIMES[0],
+    ]
 
 
 @pytest.mark.parametrize('profile', ['effects', 'raises', 'chaos'])
@@ -755,10 +819,13 @@ def test_hostile_slices(world: World, profile: str) -> None:
             )
             values += [sequence, database, name, tags, fields, timestamp]
         if profile == 'chaos':
+            if len(values) >= 12 and rng.random() < 0.2:
+                released_database(values, base_tags)
             outputs = slice_outputs(unique, lasts)
             for _ in range(rng.randrange(3)):
                 Cycle(rng.choice(sorted(CHANGES)))
-            with Armed(values[3], values[4], outputs['db'][2], values):
+            last = outputs['db'][2]
+            with Armed(values[3], values[4], last, values, outputs):
                 gc.set_threshold(rng.choice([1, 5, 100]))
                 run_slices(values, outputs, base_tags, unique)
             continue
