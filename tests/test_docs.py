@@ -124,6 +124,78 @@ class AsyncIndex:
 """
 
 
+# The servers page: each server's ``install(...)`` gives the settings its
+# ``export`` lines give, and sends the request that server expects.
+SAME_AS_VARIABLES = """
+from sprockets_influxdb import Settings
+
+settings = influxdb.default_client().settings
+expected = Settings.resolve(environ={variables!r})
+for name in ('url', 'api', 'username', 'password', 'token', 'org', 'bucket',
+             'precision', 'accept_partial', 'no_sync'):
+    assert getattr(settings, name) == getattr(expected, name), name
+"""
+
+REQUEST_SENT = """
+from tests.servers import FaultServer
+
+with FaultServer() as server:
+    influxdb.default_client().configure(url=server.url + '{prefix}')
+    measurement = influxdb.Measurement('example', 'cpu')
+    measurement.set_field('usage', 0.5)
+    influxdb.add_measurement(measurement)
+    assert influxdb.flush(timeout=10).result()
+    (request,) = server.requests
+assert request.path == '{path}', request.path
+assert request.query == {query!r}, request.query
+scheme = request.headers.get('authorization', '').split(' ')[0]
+assert scheme == '{scheme}', scheme
+"""
+
+VICTORIA_STORED = """
+from tests.servers import VictoriaServer
+
+with VictoriaServer() as victoria:
+    influxdb.default_client().configure(url=victoria.url)
+    measurement = influxdb.Measurement('app', 'http')
+    measurement.set_tag('host', 'a')
+    measurement.set_field('duration', 0.25)
+    measurement.set_field('status', 200)
+    influxdb.add_measurement(measurement)
+    assert influxdb.flush(timeout=10).result()
+    found = victoria.series('{db="app"}')
+assert [(s.name, s.labels['host'], s.values) for s in found] == [
+    ('http_duration', 'a', [0.25]),
+    ('http_status', 'a', [200.0]),
+], found
+"""
+
+
+def _server(
+    index: int, contains: str, prelude: str = '', **request: object
+) -> Harness:
+    """The harness of the servers page's *index*-th ``install(...)``.
+
+    :param request: ``prefix``, ``path``, ``query`` and ``scheme`` of the
+        request it sends; without them, it writes to VictoriaMetrics
+    """
+    block = code_blocks('servers.rst', 'console')[index]
+    variables = dict(
+        line.removeprefix('$ export ').split('=', 1)
+        for line in block.splitlines()
+        if line.startswith('$ export ')
+    )
+    epilogue = SAME_AS_VARIABLES.format(variables=variables)
+    if request:
+        epilogue += REQUEST_SENT.format(**request)
+    else:
+        epilogue += VICTORIA_STORED
+    return Harness(contains, prelude=prelude, epilogue=epilogue)
+
+
+V2_QUERY = {'org': 'acme', 'bucket': 'metrics', 'precision': 'ns'}
+
+
 def _home_route(kind: str) -> str:
     if kind == 'fastapi':
         return "\n@app.get('/')\nasync def home():\n    return 'ok'\n"
@@ -378,6 +450,62 @@ HARNESSES: dict[str, list[Harness]] = {
         ),
     ],
     # The docstrings the documentation renders.
+    'servers.rst': [
+        _server(
+            0,
+            "install('http://influxdb:8086', 'writer', password)",
+            prelude="password = 's3cret'\n",
+            prefix='',
+            path='/write',
+            query={'db': 'example', 'precision': 'n'},
+            scheme='Basic',
+        ),
+        _server(
+            1,
+            "'http://localhost:8086', token=token, org='acme'",
+            prelude="token = 'my-token'\n",
+            prefix='',
+            path='/api/v2/write',
+            query=V2_QUERY,
+            scheme='Token',
+        ),
+        _server(
+            2,
+            "'https://us-east-1-1.aws.cloud2.influxdata.com',",
+            prelude="token = 'my-token'\n",
+            prefix='',
+            path='/api/v2/write',
+            query=V2_QUERY,
+            scheme='Token',
+        ),
+        _server(
+            3,
+            "install('http://localhost:8181/api/v3/write_lp', token=token)",
+            prelude="token = 'my-token'\n",
+            prefix='',
+            path='/api/v3/write_lp',
+            query={'db': 'example', 'precision': 'nanosecond'},
+            scheme='Bearer',
+        ),
+        _server(
+            4,
+            "install('https://cluster-id.a.influxdb.io', token=token)",
+            prelude="token = 'my-token'\n",
+            prefix='',
+            path='/api/v2/write',
+            query={'bucket': 'example', 'precision': 'ns'},
+            scheme='Token',
+        ),
+        _server(5, "install('http://victoria:8428')"),
+        _server(
+            6,
+            "install('http://vminsert:8480/insert/0/influx')",
+            prefix='/insert/0/influx',
+            path='/insert/0/influx/write',
+            query={'db': 'example', 'precision': 'n'},
+            scheme='',
+        ),
+    ],
     'sprockets_influxdb/__init__.py': [
         Harness(
             "influxdb.install(base_tags={'service': 'billing'})",
