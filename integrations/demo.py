@@ -1,4 +1,4 @@
-"""Demo: serve the example apps, drive requests, show what InfluxDB stored.
+"""Demo: serve the example apps, drive requests, show what the servers stored.
 
 Run it with ``bash .ci/demo`` (which installs what is needed) or, in a
 prepared environment, ``python integrations/demo.py``.  It
@@ -13,7 +13,11 @@ prepared environment, ``python integrations/demo.py``.  It
    (every route, path parameters, a stream, errors, unrouted paths), and
    stops it the way a process manager does (SIGTERM);
 4. prints, from the server, what was stored per framework and endpoint:
-   requests, status classes and duration percentiles.
+   requests, status classes and duration percentiles;
+5. starts a throwaway VictoriaMetrics (``victoria-metrics``), serves each
+   example application again writing to it through the InfluxDB 2.x write
+   API (``INFLUXDB_API=v2``), and prints the same table from what its
+   export API gives back, with one of the series as it was stored.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import argparse
 import concurrent.futures
 import http.client
 import logging
+import math
 import os
 import random
 import shutil
@@ -39,7 +44,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import sprockets_influxdb as influxdb  # noqa: E402
-from tests.servers import InfluxServer  # noqa: E402
+from tests.servers import InfluxServer, Series, VictoriaServer  # noqa: E402
 
 DATABASE = 'demo'
 ENDPOINTS = {
@@ -187,6 +192,72 @@ def report(server: InfluxServer, database: str, measurement: str) -> None:
     print(f'{"total":<26} {total:>8}')
 
 
+def percentile(ordered: list[float], percent: float) -> float:
+    """The nearest-rank percentile of sorted values, as InfluxQL's."""
+    return ordered[max(0, math.ceil(percent / 100 * len(ordered)) - 1)]
+
+
+def report_victoria(server: VictoriaServer, measurement: str) -> None:
+    """Print what VictoriaMetrics stored for *measurement*, per endpoint.
+
+    Its ``duration`` field is the series ``{measurement}_duration``, one
+    per set of tags (labels); the percentiles are computed here from the
+    exported samples.
+    """
+    found = server.series(f'{{__name__="{measurement}_duration"}}')
+    durations: dict[str, list[float]] = {}
+    by_class: dict[str, dict[str, int]] = {}
+    for series in found:
+        endpoint = series.labels['endpoint']
+        durations.setdefault(endpoint, []).extend(series.values)
+        classes = by_class.setdefault(endpoint, {})
+        status_class = series.labels['status_class']
+        classes[status_class] = classes.get(status_class, 0) + len(
+            series.values
+        )
+    print()
+    print(
+        f'What VictoriaMetrics stored as {measurement}_duration '
+        '(its export API):'
+    )
+    print()
+    header = (
+        f'{"endpoint":<26} {"requests":>8}  {"p50 ms":>7} {"p95 ms":>7} '
+        f'{"p99 ms":>7}  status classes'
+    )
+    print(header)
+    print('-' * len(header))
+    total = 0
+    for endpoint in sorted(durations):
+        values = sorted(durations[endpoint])
+        total += len(values)
+        p50, p95, p99 = (percentile(values, p) * 1000 for p in (50, 95, 99))
+        statuses = ', '.join(
+            f'{name}: {number}'
+            for name, number in sorted(by_class[endpoint].items())
+        )
+        print(
+            f'{endpoint:<26} {len(values):>8}  {p50:>7.1f} {p95:>7.1f} '
+            f'{p99:>7.1f}  {statuses}'
+        )
+    print('-' * len(header))
+    print(f'{"total":<26} {total:>8}')
+    errors = [series for series in found if 'error' in series.labels]
+    if errors:
+        print()
+        print('One series as stored (labels, then the first samples):')
+        show_series(errors[0])
+
+
+def show_series(series: Series) -> None:
+    """Print a series: its name and labels, a few (time, value) samples."""
+    labels = ', '.join(f'{k}="{v}"' for k, v in sorted(series.labels.items()))
+    print(f'  {series.name}{{{labels}}}')
+    for stamp, value in series.points[:3]:
+        when = time.strftime('%H:%M:%S', time.localtime(stamp / 1000))
+        print(f'    {when}.{stamp % 1000:03d}  {value}')
+
+
 def free_port() -> int:
     """A free TCP port on 127.0.0.1."""
     with socket.socket() as probe:
@@ -209,9 +280,13 @@ def get(url: str, headers: dict[str, str]) -> int:
 
 
 def serve_and_drive(
-    name: str, server: InfluxServer, count: int, rng: random.Random
+    name: str, settings: dict[str, str], count: int, rng: random.Random
 ) -> None:
-    """Serve one example app, drive *count* requests through it, stop it."""
+    """Serve one example app, drive *count* requests through it, stop it.
+
+    :param settings: the ``INFLUXDB_*`` variables (and ``SERVICE``) it is
+        served with
+    """
     app = APPS[name]
     port = free_port()
     environ = {
@@ -221,12 +296,11 @@ def serve_and_drive(
             if not key.startswith(('INFLUXDB_', 'SERVICE'))
         },
         'PYTHONPATH': ROOT,
-        'INFLUXDB_URL': server.url,
         'INFLUXDB_INTERVAL': '500',
         'REQUEST_DATABASE': name,
         'SERVICE': 'request',
+        **settings,
     }
-    server.create_database(name)
     # The app's output goes to a file: a pipe nobody reads until the end
     # would fill up with its error logs and stop the server.
     log = tempfile.TemporaryFile(mode='w+')  # noqa: SIM115 - closed below
@@ -272,7 +346,6 @@ def serve_and_drive(
         f'{k or "no answer"}: {v}' for k, v in sorted(statuses.items())
     )
     print(f'  the client got: {answered}')
-    report(server, name, 'request')
 
 
 def record_through_an_outage(
@@ -325,22 +398,52 @@ def record_through_an_outage(
     return delivered
 
 
+def through_victoria(count: int) -> None:
+    """Part 3: every example app again, into VictoriaMetrics through v2."""
+    with VictoriaServer() as victoria:
+        print()
+        print(f'Started a throwaway VictoriaMetrics at {victoria.url}')
+        rng = random.Random(11)
+        for name in APPS:
+            print()
+            settings = {
+                'INFLUXDB_URL': victoria.url,
+                'INFLUXDB_API': 'v2',
+                # VictoriaMetrics does not map the bucket to a label: one
+                # measurement per application keeps them apart.
+                'SERVICE': name,
+            }
+            print(f'(writing through {victoria.url}/api/v2/write)')
+            serve_and_drive(name, settings, count, rng)
+            report_victoria(victoria, name)
+
+
 def main() -> int:
     """Run the demo."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--measurements', type=int, default=4000)
     parser.add_argument('--threads', type=int, default=4)
     parser.add_argument('--requests', type=int, default=600)
+    parser.add_argument(
+        '--victoria-requests',
+        type=int,
+        default=300,
+        help='requests per app served into VictoriaMetrics (0: skip it)',
+    )
     arguments = parser.parse_args()
 
-    if shutil.which('influxd') is None:
-        print(
-            'influxd is not installed. Install the InfluxDB 1.x server with\n'
-            '    sudo apt-get install influxdb\n'
-            'or run the demo with "bash .ci/demo", which installs it.',
-            file=sys.stderr,
-        )
-        return 1
+    for executable, package in (
+        ('influxd', 'influxdb'),
+        ('victoria-metrics', 'victoria-metrics'),
+    ):
+        if shutil.which(executable) is None:
+            print(
+                f'{executable} is not installed. Install it with\n'
+                f'    sudo apt-get install {package}\n'
+                'or run the demo with "bash .ci/demo", which installs it.',
+                file=sys.stderr,
+            )
+            return 1
     logging.basicConfig(
         level=logging.WARNING, format='  [%(name)s] %(levelname)s %(message)s'
     )
@@ -354,7 +457,13 @@ def main() -> int:
         rng = random.Random(7)
         for name in APPS:
             print()
-            serve_and_drive(name, server, arguments.requests, rng)
+            server.create_database(name)
+            serve_and_drive(
+                name, {'INFLUXDB_URL': server.url}, arguments.requests, rng
+            )
+            report(server, name, 'request')
+    if arguments.victoria_requests:
+        through_victoria(arguments.victoria_requests)
     return 0 if delivered else 1
 
 

@@ -9,11 +9,26 @@ import subprocess
 import sys
 import tempfile
 import threading
+import typing
 
 import httpx
 
 from tests.helpers import ROOT, clean_environment, wait_for
 from tests.servers import InfluxServer, free_port, quote_string
+
+
+class Server(typing.Protocol):
+    """What an application needs of the server it writes to: an
+    :class:`InfluxServer` or a :class:`~tests.servers.VictoriaServer`."""
+
+    @property
+    def host(self) -> str: ...
+
+    @property
+    def port(self) -> int: ...
+
+    @property
+    def url(self) -> str: ...
 
 
 class AppServer:
@@ -22,7 +37,7 @@ class AppServer:
     def __init__(
         self,
         command: list[str],
-        influxdb: InfluxServer,
+        influxdb: Server,
         database: str,
         env: dict[str, str] | None = None,
         *,
