@@ -68,9 +68,9 @@ ENVIRONMENT_VARIABLES: Mapping[str, str] = {
     'no_sync': 'INFLUXDB_NO_SYNC',
 }
 
-#: The official clients' variables, read when ours are not set: a service
-#: configured for ``influxdb-client`` (InfluxDB 2.x) or ``influxdb3-python``
-#: (InfluxDB 3) works unchanged.
+#: Other tools' variables, read when ours are not set: a service configured
+#: for ``influxdb-client`` (InfluxDB 2.x, ``INFLUXDB_V2_*``) or for
+#: InfluxDB 3's ``influxdb3`` command (``INFLUXDB3_*``) works unchanged.
 ALSO_READ: Mapping[str, tuple[str, ...]] = {
     'url': ('INFLUXDB_V2_URL', 'INFLUXDB3_HOST_URL'),
     'token': ('INFLUXDB_V2_TOKEN', 'INFLUXDB3_AUTH_TOKEN'),
@@ -442,13 +442,16 @@ class Settings:
         bucket = pick('bucket', _text, None)
         api = _choose_api(pick('api', _api, 'auto'), named, token, origins)
         url = server + by_name(api).path
+        precision = pick('precision', _precision, 'n')
+        precisions = by_name(api).precisions
+        if precision not in precisions:
+            raise ValueError(
+                f'{origins.get("precision", "precision")} {precision!r} '
+                'is not a precision '
+                f'of the {api} write API: use one of {", ".join(precisions)}'
+            )
         username = pick('username', _secret, url_user or None)
         password = pick('password', _secret, url_password or None)
-        precision = pick(
-            'precision',
-            lambda value, name: _precision(value, name),
-            'n',
-        )
         retention_policy = pick('retention_policy', _text, None)
         tag_hostname = pick('tag_hostname', _boolean, True)
         environment = pick('environment', _text, None)

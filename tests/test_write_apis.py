@@ -426,3 +426,30 @@ def test_the_token_is_never_shown(caplog: pytest.LogCaptureFixture) -> None:
         client.shutdown(0).result()
     assert all(token not in text for text in shown)
     assert token not in caplog.text
+
+
+@pytest.mark.parametrize('api', ['v2', 'v3'])
+def test_precisions_an_api_lacks_are_refused_by_name(api: str) -> None:
+    with pytest.raises(ValueError, match=f"precision 'h' .* the {api} write"):
+        Settings.resolve(environ={}, api=api, precision='h')
+    with pytest.raises(ValueError, match="INFLUXDB_PRECISION 'm'"):
+        Settings.resolve(
+            environ={'INFLUXDB_PRECISION': 'm', 'INFLUXDB_API': api}
+        )
+    assert Settings.resolve(environ={}, api='v1', precision='h').precision
+
+
+def test_v1_with_a_token_sends_it(bare_fault_server: FaultServer) -> None:
+    request = write_reference_point(
+        bare_fault_server, 'db', api='v1', token='v1-token'
+    )
+    assert request.path == '/write'
+    assert request.headers['authorization'] == 'Token v1-token'
+    request = write_reference_point(
+        bare_fault_server,
+        'db',
+        api='v1',
+        auth_username='u',
+        auth_password='p',
+    )
+    assert request.headers['authorization'] == 'Basic dTpw'

@@ -123,6 +123,8 @@ class WriteAPI(abc.ABC):
     path = ''
     #: What names the target of a write in logs: database or bucket.
     target = 'database'
+    #: The library's precisions this API takes.
+    precisions: tuple[str, ...] = ('n', 'u', 'ms', 's')
 
     def url(self, settings: Settings) -> str:
         """The URL to post lines to."""

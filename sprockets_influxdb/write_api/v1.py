@@ -1,15 +1,16 @@
 """The InfluxDB 1.x write API: ``POST /write?db=&rp=&precision=``.
 
-Basic authentication with the user name and password.  InfluxDB 2.x and 3
-answer it too (with a token as the password), and so does VictoriaMetrics.
+Basic authentication with the user name and password, or
+``Authorization: Token`` when a token is set.  InfluxDB 2.x and 3 answer it
+too, and so does VictoriaMetrics.
 
 A 400 from InfluxDB 1.x says, in ``{"error": "..."}``:
 
-* ``partial write: `` first when it stored the lines it did not refuse;
+* ``partial write:`` first when it stored the lines it did not refuse;
 * then either one ``unable to parse '<line>': <reason>`` per line it could
   not parse, in the order of the body, one a line; or the first reason its
   storage engine refused points for (a field type conflict, too many
-  values for a tag) and `` dropped=N``.
+  values for a tag) and ``dropped=N``.
 
 Its ``X-Influxdb-Error`` header holds the same message cut at 1 KiB: the
 body is read instead.
@@ -42,6 +43,7 @@ class API(WriteAPI):
 
     name = 'v1'
     path = '/write'
+    precisions = ('n', 'u', 'ms', 's', 'm', 'h')
 
     def params(
         self, settings: Settings, database: str, precision: str
@@ -53,7 +55,9 @@ class API(WriteAPI):
         return params
 
     def headers(self, settings: Settings) -> dict[str, str]:
-        """Basic authentication, when a user name or password is set."""
+        """A token, else basic authentication with user and password."""
+        if settings.token is not None:
+            return {'Authorization': f'Token {settings.token}'}
         if settings.username is None and settings.password is None:
             return {}
         pair = f'{settings.username or ""}:{settings.password or ""}'

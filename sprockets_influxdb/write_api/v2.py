@@ -57,8 +57,6 @@ class API(WriteAPI):
 
     def headers(self, settings: Settings) -> dict[str, str]:
         """``Token`` authorization, else basic with user and password."""
-        if settings.token is not None:
-            return {'Authorization': f'Token {settings.token}'}
         return v1.API().headers(settings)
 
     def where(self, settings: Settings, database: str) -> str:
