@@ -453,3 +453,33 @@ def test_v1_with_a_token_sends_it(bare_fault_server: FaultServer) -> None:
         auth_password='p',
     )
     assert request.headers['authorization'] == 'Basic dTpw'
+
+
+@pytest.mark.parametrize(
+    'error', ['unauthorized', 'forbidden', 'database_not_found']
+)
+def test_v3_auth_and_unknown_databases_keep_the_data_and_retry(
+    bare_fault_server: FaultServer,
+    caplog: pytest.LogCaptureFixture,
+    error: str,
+) -> None:
+    bare_fault_server.script(reference.V3_ERRORS[error])
+    client = Client(
+        bare_fault_server.url,
+        api='v3',
+        token='never-logged-v3',
+        tag_hostname=False,
+        backoff_base=0.01,
+        backoff_max=0.05,
+    )
+    with caplog.at_level(logging.WARNING, logger='sprockets_influxdb'):
+        record(client, 'metrics', 10)
+        assert client.flush(10).result() is True
+    stats = client.stats()
+    client.shutdown(5).result()
+    first, second = bare_fault_server.requests
+    assert first.body == second.body
+    assert (stats.written, stats.retries, stats.dropped_total) == (10, 1, 0)
+    (failure,) = [r for r in caplog.records if 'failed' in r.getMessage()]
+    assert "database 'metrics'" in failure.getMessage()
+    assert 'never-logged-v3' not in caplog.text
