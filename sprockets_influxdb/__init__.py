@@ -193,10 +193,11 @@ def install(
         )
         return False
     LOGGER.info(
-        'sprockets_influxdb v%s installed, writing to %s: %d measurements '
-        'or %.2f seconds trigger a write; %s encoder',
+        'sprockets_influxdb v%s installed, writing to %s (%s write API): '
+        '%d measurements or %.2f seconds trigger a write; %s encoder',
         __version__,
         resolved.url,
+        resolved.api,
         resolved.trigger_size,
         resolved.submission_interval / 1000,
         line_protocol.ENCODER,

@@ -19,6 +19,7 @@ import pytest
 
 from sprockets_influxdb import Client, Measurement, Settings
 from tests import reference
+from tests.helpers import run_script
 from tests.servers import FaultServer, RecordedRequest, Response
 
 PRECISION = {'ns': 'n', 'us': 'u', 'ms': 'ms', 's': 's'}
@@ -483,3 +484,25 @@ def test_v3_auth_and_unknown_databases_keep_the_data_and_retry(
     (failure,) = [r for r in caplog.records if 'failed' in r.getMessage()]
     assert "database 'metrics'" in failure.getMessage()
     assert 'never-logged-v3' not in caplog.text
+
+
+def test_install_says_which_write_api() -> None:
+    result = run_script(
+        """
+        import logging
+        import sprockets_influxdb as influxdb
+        logging.basicConfig(level=logging.INFO)
+        influxdb.install()
+        influxdb.shutdown(0).result()
+        """,
+        env={
+            'INFLUXDB_URL': 'http://127.0.0.1:9',
+            'INFLUXDB_TOKEN': 'tok-4d1e9b',
+        },
+    )
+    assert result.returncode == 0, result.stderr
+    assert (
+        'writing to http://127.0.0.1:9/api/v2/write (v2 write API)'
+        in result.stderr
+    )
+    assert 'tok-4d1e9b' not in result.stderr
