@@ -9,6 +9,7 @@ or the variable.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import logging
 import math
@@ -157,6 +158,22 @@ def _secret(value: object, name: str) -> str:
     if not isinstance(value, str):
         raise TypeError(f'{name} must be a str, not {type(value).__name__}')
     return value
+
+
+def _token(value: object, name: str) -> str | None:
+    """An API token: surrounding spaces dropped, only header characters.
+
+    Errors name the setting, never the token.
+    """
+    text = _secret(value, name).strip()
+    if not text:
+        return None
+    if not all(' ' < character < '\x7f' for character in text):
+        raise ValueError(
+            f'{name} holds a character that cannot be sent in an HTTP '
+            'header (a space, a control or a non-ASCII character)'
+        )
+    return text
 
 
 def _verify(value: object, name: str) -> bool:
@@ -371,6 +388,21 @@ class Settings:
     accept_partial: bool = True
     no_sync: bool = False
 
+    def redact(self, text: str) -> str:
+        """*text* with the token and the password replaced by ``***``.
+
+        For messages that may quote a request's headers (an HTTP library's
+        error about an invalid header, say).
+        """
+        for secret in (self.token, self.password):
+            if secret:
+                text = text.replace(secret, '***')
+        if self.username is not None or self.password is not None:
+            pair = f'{self.username or ""}:{self.password or ""}'
+            basic = base64.b64encode(pair.encode('utf-8')).decode('ascii')
+            text = text.replace(basic, '***')
+        return text
+
     @property
     def server_url(self) -> str:
         """The server's URL: :attr:`url` without its write endpoint."""
@@ -438,7 +470,7 @@ class Settings:
         (server, named, url_user, url_password), origins['url'] = (
             cls._resolve_url(arguments, env)
         )
-        token = pick('token', _secret, None)
+        token = pick('token', _token, None)
         bucket = pick('bucket', _text, None)
         api = _choose_api(pick('api', _api, 'auto'), named, token, origins)
         url = server + by_name(api).path
@@ -529,10 +561,15 @@ class Settings:
         url = arguments.get('url')
         if url is not None:
             return normalize_url(url, 'url'), 'url'
-        for variable in ('INFLUXDB_URL', *ALSO_READ['url']):
-            text = env.get(variable, '').strip()
-            if text:
-                return normalize_url(text, variable), variable
+        text = env.get('INFLUXDB_URL', '').strip()
+        if text:
+            return normalize_url(text, 'INFLUXDB_URL'), 'INFLUXDB_URL'
+        ours = ('INFLUXDB_SCHEME', 'INFLUXDB_HOST', 'INFLUXDB_PORT')
+        if not any(env.get(variable, '').strip() for variable in ours):
+            for variable in ALSO_READ['url']:
+                text = env.get(variable, '').strip()
+                if text:
+                    return normalize_url(text, variable), variable
         scheme = env.get('INFLUXDB_SCHEME', '').strip() or 'http'
         host = env.get('INFLUXDB_HOST', '').strip() or 'localhost'
         port = env.get('INFLUXDB_PORT', '').strip() or '8086'
@@ -643,15 +680,18 @@ def _choose_api(
 ) -> str:
     """The write API to use: ``v1``, ``v2`` or ``v3``.
 
-    ``auto`` is the API the URL's path names; else v3 when the settings
-    came from InfluxDB 3's variables (``INFLUXDB3_*``), v2 when a token is
-    given, v1 otherwise.
+    ``auto`` is the API the URL's path names; else v3 when the URL or the
+    token came from InfluxDB 3's variables (``INFLUXDB3_*``), v2 when a
+    token is given, v1 otherwise.
     """
     if requested != 'auto':
         return requested
     if named is not None:
         return named
-    if any(origin.startswith('INFLUXDB3_') for origin in origins.values()):
+    if any(
+        origins.get(name, '').startswith('INFLUXDB3_')
+        for name in ('url', 'token')
+    ):
         return 'v3'
     return 'v2' if token is not None else 'v1'
 

@@ -136,12 +136,13 @@ class Transport:
         except httpx.ConnectError as error:
             self._counters.failed_requests += 1
             self.connect_failures += 1
-            raise RetryError(_describe(error)) from None
-        except (httpx.HTTPError, ssl.SSLError) as error:
+            raise RetryError(settings.redact(_describe(error))) from None
+        except (httpx.HTTPError, ssl.SSLError, UnicodeError) as error:
             # A TLS alert after the handshake (a client certificate the
-            # server refused) can come through httpx unwrapped.
+            # server refused) can come through httpx unwrapped.  An error
+            # about a header may quote the credentials: never shown.
             self._counters.failed_requests += 1
-            raise RetryError(_describe(error)) from None
+            raise RetryError(settings.redact(_describe(error))) from None
         except RuntimeError as error:
             # At interpreter exit, new threads (host name resolution) can
             # no longer start: a connection failure like any other.

@@ -44,6 +44,7 @@ import os
 import random
 import threading
 import time
+import traceback
 from collections import deque
 from itertools import islice, repeat
 from typing import TYPE_CHECKING, Any
@@ -811,9 +812,19 @@ class Writer:
             self._requeue(target, batch, delivery)
             self._back_off(target, retry)
         except Exception as error:  # a bug: keep the data, make it visible
-            LOGGER.exception('Unexpected error writing to InfluxDB')
+            settings = self._settings
+            trace = settings.redact(
+                ''.join(
+                    traceback.format_exception(
+                        type(error), error, error.__traceback__
+                    )
+                ).rstrip()
+            )
+            LOGGER.error('Unexpected error writing to InfluxDB:\n%s', trace)
             self._requeue(target, batch, delivery)
-            self._back_off(target, RetryError(repr(error), error=True))
+            self._back_off(
+                target, RetryError(settings.redact(repr(error)), error=True)
+            )
         except BaseException:
             # Cancelled at the end of a shutdown: put the lines back so that
             # they are counted as not delivered.
@@ -928,10 +939,10 @@ class Writer:
             self._settle(batch, delivery)
             return True
         counters.failed_requests += 1
-        api = self._api
+        api = by_name(settings.api)
         message, whole = api.message(answer)
-        if status == 400:
-            counters.last_error = f'400: {shorten(message, 500)}'
+        if status in api.rejections:
+            counters.last_error = f'{status}: {shorten(message, 500)}'
             return api.rejection(answer, message, whole, batch.lines)
         if status == 413:
             counters.last_error = f'413: {shorten(message, 500)}'
@@ -991,26 +1002,34 @@ class Writer:
                     pending.append((rest, answer))
                 continue
             if rejection.named and not rejection.stored:
-                # Nothing stored, the first bad line named (InfluxDB 3
-                # without partial writes): drop it, send the others again.
+                # Nothing stored, the first line the server could not
+                # parse named (InfluxDB 3 without partial writes): drop
+                # it, send the lines before it, which it parsed, and the
+                # lines after it, which it may refuse in turn.
                 self._refuse(target, batch, delivery, rejection.named)
-                rest = batch.part(
-                    [i for i in range(len(batch)) if i not in rejection.named]
+                bad = min(rejection.named)
+                before = batch.part(list(range(bad)))
+                after = batch.part(
+                    [
+                        index
+                        for index in range(bad + 1, len(batch))
+                        if index not in rejection.named
+                    ]
                 )
-                if not len(rest):
-                    continue
-                if not delivery.affords(1, rest, stored=False):
-                    self._give_up(
-                        target,
-                        rest,
-                        delivery,
-                        Rejection(rejection.message, False, None),
-                    )
-                    continue
-                delivery.charge(1, rest, stored=False)
-                answer = await self._attempt(target, rest, delivery)
-                if isinstance(answer, Rejection):
-                    pending.append((rest, answer))
+                for part in (before, after):
+                    if not len(part):
+                        continue
+                    if delivery.budget < 1:
+                        # Kept and sent again later, with a new budget.
+                        raise RetryError(
+                            f'{len(part)} lines left to send again after '
+                            f'lines the server could not parse: '
+                            f'{shorten(rejection.message, 300)}'
+                        )
+                    delivery.charge(1, part, stored=False)
+                    answer = await self._attempt(target, part, delivery)
+                    if isinstance(answer, Rejection):
+                        pending.append((part, answer))
                 continue
             if rejection.own and (rejection.count or 0) >= len(batch):
                 refused = dict.fromkeys(range(len(batch)), rejection.message)
@@ -1110,7 +1129,20 @@ class Writer:
     ) -> None:
         """Settle lines the budget left no request to single out."""
         refused = rejection.refused(len(batch))
-        known = rejection.count is not None or not rejection.stored
+        if not rejection.stored:
+            LOGGER.error(
+                'InfluxDB stored none of %d lines for %s and the writer '
+                'could not single out those it refused within its budget '
+                'of requests; dropping them all: %s (first line: %s)',
+                len(batch),
+                self._where(target),
+                shorten(rejection.message, 300),
+                shorten(batch.lines[0], 300),
+            )
+            delivery.done.update(batch.sequences)
+            self._counters.dropped['rejected'] += len(batch)
+            return
+        known = rejection.count is not None
         LOGGER.error(
             'InfluxDB rejected %s%d of %d lines for %s and the '
             'writer could not single them out within its budget of '

@@ -112,8 +112,8 @@ TRACE = """
         measurement.set_field('v', value)
         client.add_measurement(measurement)
 
-    def through(url, database="db", value=1, timeout=1):
-        client.configure(url=url, request_timeout=200)
+    def through(url, database="db", value=1, timeout=1, **options):
+        client.configure(url=url, request_timeout=200, **options)
         record(database, value)
         client.flush(timeout, wait_for_server=False).result()
 
@@ -130,7 +130,10 @@ TRACE = """
     through('https://127.0.0.1:1/write')          # https
     through(silent_url)                           # timed out
     through(url.replace('127.0.0.1', 'localhost'))  # a host name
-    client.configure(url=url)
+    through(url, gzip=True)                       # compressed
+    through(url, api='v2', token='t', org='o')    # the v2 API (404 here)
+    through(url, api='v3', token='t')             # the v3 API (404 here)
+    client.configure(url=url, api='v1', token=None)
     client.shutdown(5).result()
     print(sorted(set(imported)))
 """

@@ -231,11 +231,123 @@ def test_v3_without_partial_writes_sends_the_good_lines_again(
     stats = client.stats()
     client.shutdown(5).result()
     requests = bare_fault_server.requests
-    assert [r.query['accept_partial'] for r in requests] == ['false'] * 3
-    # Each answer names the first bad line; the others are sent again.
-    assert [len(r.lines) for r in requests] == [10, 9, 8]
+    assert {r.query['accept_partial'] for r in requests} == {'false'}
+    # Each answer names the first bad line: the lines before it (which
+    # the server parsed) are sent again, then those after it.
+    assert [len(r.lines) for r in requests] == [10, 3, 6, 3, 2]
     assert stats.written == 8
     assert stats.dropped['rejected'] == 2
+
+
+def test_v3_without_partial_writes_keeps_lines_beyond_the_budget(
+    bare_fault_server: FaultServer,
+) -> None:
+    rule, bad = refuse(set(), partial=False)
+    bad.extend(range(0, 1000, 10))  # 100 bad lines in 1,000
+    bare_fault_server.set_rule(rule)
+    client = Client(
+        bare_fault_server.url,
+        api='v3',
+        token='t',
+        accept_partial=False,
+        tag_hostname=False,
+        backoff_base=0.001,
+        backoff_max=0.002,
+    )
+    record(client, 'db', 1000)
+    assert client.flush(30).result() is True
+    stats = client.stats()
+    client.shutdown(5).result()
+    # No good line is given up: they are sent again with a new budget.
+    assert (stats.written, stats.dropped['rejected']) == (900, 100)
+    assert stats.retries >= 1
+
+
+def test_a_v3_400_not_about_lines_stored_nothing(
+    bare_fault_server: FaultServer,
+) -> None:
+    bare_fault_server.set_rule(
+        lambda request: Response(400, 'unsupported path requested')
+    )
+    client = Client(
+        bare_fault_server.url, api='v3', token='t', tag_hostname=False
+    )
+    record(client, 'db', 100)
+    client.flush(10).result()
+    stats = client.stats()
+    client.shutdown(5).result()
+    assert (stats.written, stats.dropped['rejected']) == (0, 100)
+
+
+def test_a_v3_partial_write_listing_lines_as_the_server_renders_them(
+    bare_fault_server: FaultServer,
+) -> None:
+    """``original_line`` is the server's rendering: the number is trusted."""
+
+    def rule(request: RecordedRequest) -> Response:
+        return reference.v3_partial_write(
+            [(n, f'cpu index={n}', 'invalid column type') for n in (5, 9)]
+        )
+
+    bare_fault_server.set_rule(rule)
+    client = Client(
+        bare_fault_server.url, api='v3', token='t', tag_hostname=False
+    )
+    record(client, 'db', 1000)
+    client.flush(10).result()
+    stats = client.stats()
+    client.shutdown(5).result()
+    assert len(bare_fault_server.requests) == 1
+    assert (stats.written, stats.dropped['rejected']) == (998, 2)
+
+
+def test_a_v2_422_partial_write_is_counted_as_the_server_says(
+    bare_fault_server: FaultServer,
+) -> None:
+    """InfluxDB 2.x answers 422 when its engine refused points.
+
+    Like InfluxDB 1.x, it says how many (``dropped=N``) but not which:
+    they are found by halving, and nothing is retried for ever.
+    """
+    bad = (' index=7i ', ' index=50i ', ' index=93i ')
+
+    def rule(request: RecordedRequest) -> Response:
+        refused = [
+            line for line in request.lines if any(b in line for b in bad)
+        ]
+        if not refused:
+            return Response(204)
+        return reference.v2_error(
+            422,
+            'unprocessable entity',
+            'failure writing points to database: partial write: field '
+            'type conflict: input field "index" on measurement "cpu" is '
+            f'type integer, already exists as type float '
+            f'dropped={len(refused)}',
+        )
+
+    bare_fault_server.set_rule(rule)
+    client = Client(
+        bare_fault_server.url, api='v2', token='t', tag_hostname=False
+    )
+    record(client, 'db', 100)
+    assert client.flush(10).result() is True
+    stats = client.stats()
+    client.shutdown(5).result()
+    assert (stats.written, stats.dropped['rejected']) == (97, 3)
+    assert stats.retries == 0
+
+
+@pytest.mark.parametrize('token', ['tok-5e1\n', 'tok-5e1\xa0x', 'tok 5e1'])
+def test_a_token_that_cannot_be_a_header_is_refused_unseen(token: str) -> None:
+    stripped = token.strip()
+    if stripped == 'tok-5e1':
+        settings = Settings.resolve(environ={'INFLUXDB_TOKEN': token})
+        assert settings.token == 'tok-5e1'
+        return
+    with pytest.raises(ValueError, match='INFLUXDB_TOKEN holds') as error:
+        Settings.resolve(environ={'INFLUXDB_TOKEN': token})
+    assert '5e1' not in str(error.value)
 
 
 def test_a_v2_partial_write_naming_every_refused_line(

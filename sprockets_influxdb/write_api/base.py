@@ -123,12 +123,10 @@ class WriteAPI(abc.ABC):
     path = ''
     #: What names the target of a write in logs: database or bucket.
     target = 'database'
+    #: The statuses whose answer says which lines were refused.
+    rejections: frozenset[int] = frozenset({400})
     #: The library's precisions this API takes.
     precisions: tuple[str, ...] = ('n', 'u', 'ms', 's')
-
-    def url(self, settings: Settings) -> str:
-        """The URL to post lines to."""
-        return settings.server_url + self.path
 
     @abc.abstractmethod
     def params(

@@ -18,7 +18,7 @@ import re
 import typing
 
 from sprockets_influxdb._logging import shorten
-from sprockets_influxdb.write_api import v1
+from sprockets_influxdb.write_api import v1, v3
 from sprockets_influxdb.write_api.base import (
     Answer,
     Rejection,
@@ -34,6 +34,7 @@ __all__ = ['API', 'PRECISIONS']
 #: The library's precisions, by their names in this API.
 PRECISIONS = {'n': 'ns', 'u': 'us', 'ms': 'ms', 's': 's'}
 
+_ENGINE = 'partial write: '
 _WRITTEN_RE = re.compile(r'partial write error \((\d+) written\):\s*')
 
 
@@ -43,6 +44,9 @@ class API(WriteAPI):
     name = 'v2'
     path = '/api/v2/write'
     target = 'bucket'
+    # 422: the storage engine refused points (a field type conflict, a
+    # time outside the retention) and stored the others.
+    rejections = frozenset({400, 422})
 
     def params(
         self, settings: Settings, database: str, precision: str
@@ -78,8 +82,21 @@ class API(WriteAPI):
     def rejection(
         self, answer: Answer, message: str, whole: bool, lines: list[str]
     ) -> Rejection:
-        """How many lines were stored, and the line named if it is all."""
+        """How many lines were stored, and the lines named if they are all.
+
+        InfluxDB 3 answers this endpoint as it answers its own.
+        """
+        if json_field(answer, 'data') is not None:
+            return v3.read_rejection(answer, message, lines)
         message = message.removeprefix('invalid: ')
+        if answer.status == 422:
+            # "failure writing points to database: partial write: ...
+            # dropped=N", as InfluxDB 1.x says it.
+            at = message.find(_ENGINE)
+            text = message[at:] if at >= 0 else message
+            rejection = v1.API().rejection(answer, text, whole, lines)
+            rejection.message = message
+            return rejection
         written = _WRITTEN_RE.search(message)
         if written is None:
             # The batch was refused whole: nothing stored.

@@ -25,7 +25,9 @@ from sprockets_influxdb.write_api.base import Answer, Rejection, WriteAPI
 if typing.TYPE_CHECKING:
     from sprockets_influxdb.config import Settings
 
-__all__ = ['API', 'PRECISIONS']
+__all__ = ['API', 'PRECISIONS', 'read_rejection']
+
+_PARTIAL = '{"error":"partial write of line protocol'
 
 #: The library's precisions, by their names in this API.
 PRECISIONS = {
@@ -80,26 +82,42 @@ class API(WriteAPI):
         self, answer: Answer, message: str, whole: bool, lines: list[str]
     ) -> Rejection:
         """The lines listed in ``data``, or nothing stored."""
-        payload = _payload(answer)
-        data = None if payload is None else payload.get('data')
-        if isinstance(data, dict):
-            # accept_partial=false: nothing stored; the first line it
-            # could not parse is named.
-            index = _index(data, lines)
-            if index is None:
-                return Rejection(message, False, None)
-            reason = str(data.get('error_message', message))
-            return Rejection(message, False, None, {index: reason})
-        if not isinstance(data, list):
-            return Rejection(message, True, None)
-        named: dict[int, str] = {}
-        for entry in data:
-            index = _index(entry, lines)
-            if index is None:
-                # Not what was sent: find the lines by halving.
-                return Rejection(message, True, len(data))
-            named[index] = str(entry.get('error_message', message))
-        return Rejection(message, True, len(named), named, len(lines))
+        return read_rejection(answer, message, lines)
+
+
+def read_rejection(
+    answer: Answer, message: str, lines: list[str]
+) -> Rejection:
+    """What InfluxDB 3 says in a 400 about *lines*, the lines it was sent.
+
+    Only a partial write (``data`` a list) stored anything.  Each entry's
+    ``line_number`` counts the lines sent from 1; its ``original_line`` is
+    the server's rendering of the line, not always the text sent, so the
+    number alone is trusted.
+    """
+    payload = _payload(answer)
+    data = None if payload is None else payload.get('data')
+    if isinstance(data, dict):
+        # accept_partial=false: nothing stored; the first line it could
+        # not parse is named.
+        index = _index(data, lines)
+        if index is None:
+            return Rejection(message, False, None)
+        reason = str(data.get('error_message', message))
+        return Rejection(message, False, None, {index: reason})
+    if not isinstance(data, list):
+        # Not about lines (a bad URL, a name it refuses, a body cut
+        # short): nothing was stored.
+        stored = answer.text.lstrip().startswith(_PARTIAL)
+        return Rejection(message, stored, None)
+    named: dict[int, str] = {}
+    for entry in data:
+        index = _index(entry, lines)
+        if index is None or index in named:
+            # Not what was sent: find the lines by halving.
+            return Rejection(message, True, len(data))
+        named[index] = str(entry.get('error_message', message))
+    return Rejection(message, True, len(named), named, len(lines))
 
 
 def _payload(answer: Answer) -> dict[str, typing.Any] | None:
@@ -113,15 +131,10 @@ def _payload(answer: Answer) -> dict[str, typing.Any] | None:
 
 
 def _index(entry: object, lines: list[str]) -> int | None:
-    """The index in *lines* of a refused line, checked against its text."""
+    """The index in *lines* of a line an entry of ``data`` names."""
     if not isinstance(entry, dict):
         return None
     number = entry.get('line_number')
-    if not isinstance(number, int) or not 0 < number <= len(lines):
-        return None
-    original = entry.get('original_line')
-    if isinstance(original, str) and not lines[number - 1].startswith(
-        original.rstrip('.')
-    ):
+    if type(number) is not int or not 0 < number <= len(lines):
         return None
     return number - 1
