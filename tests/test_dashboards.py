@@ -1,10 +1,11 @@
-"""The Grafana dashboard in ``dashboards/``: valid, and every query answers.
+"""The Grafana dashboards in ``dashboards/``: valid, every query answers.
 
-Each query is run the way Grafana runs it against InfluxDB 1.x: its macros
+Each query is run the way Grafana runs it, against InfluxDB 1.x
+(InfluxQL) and VictoriaMetrics (MetricsQL): its macros
 (``$timeFilter``, ``$__interval``, ``$__interval_ms``) and variables
 replaced, regex variables escaped, against a real influxd holding request
-metrics recorded by the WSGI middleware; each must give back series of the
-shape its panel draws.
+metrics recorded by the WSGI middleware (and a real VictoriaMetrics); each
+must give back series of the shape its panel draws.
 """
 
 from __future__ import annotations
@@ -12,16 +13,18 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 import typing
 
 import flask
+import httpx
 import pytest
 from werkzeug.test import Client as WerkzeugClient
 
 from sprockets_influxdb import Client
 from sprockets_influxdb.wsgi import InfluxDBMiddleware
 from tests.helpers import ROOT
-from tests.servers import InfluxServer
+from tests.servers import InfluxServer, VictoriaServer
 
 DASHBOARD = os.path.join(ROOT, 'dashboards', 'requests-influxql.json')
 MEASUREMENT = 'shop'
@@ -54,39 +57,47 @@ def substitute(query: str, variables: dict[str, str]) -> str:
     return query
 
 
+def shop(client: Client) -> flask.Flask:
+    """A small shop whose requests *client* records."""
+    app = flask.Flask('shop')
+
+    @app.route('/')
+    def index() -> str:
+        return 'home'
+
+    @app.route('/items/<int:item_id>')
+    def item(item_id: int) -> str:
+        return 'item' * item_id
+
+    @app.route('/boom')
+    def boom() -> str:
+        raise ValueError('boom')
+
+    app.wsgi_app = InfluxDBMiddleware(  # type: ignore[method-assign]
+        app.wsgi_app,
+        database='requests',
+        measurement=MEASUREMENT,
+        client=client,
+    )
+    return app
+
+
+def drive(browser: WerkzeugClient) -> None:
+    for index in range(200):
+        browser.get('/')
+        browser.get(f'/items/{index % 7}')
+        if index % 10 == 0:
+            browser.get('/missing')
+            browser.get('/boom')
+
+
 @pytest.fixture(scope='module')
 def stored(influxd_path: str) -> typing.Iterator[InfluxServer]:
     """An influxd holding the request metrics of a small shop."""
     with InfluxServer(executable=influxd_path) as server:
         server.create_database('requests')
         client = Client(server.url, environment='test')
-        app = flask.Flask('shop')
-
-        @app.route('/')
-        def index() -> str:
-            return 'home'
-
-        @app.route('/items/<int:item_id>')
-        def item(item_id: int) -> str:
-            return 'item' * item_id
-
-        @app.route('/boom')
-        def boom() -> str:
-            raise ValueError('boom')
-
-        app.wsgi_app = InfluxDBMiddleware(  # type: ignore[method-assign]
-            app.wsgi_app,
-            database='requests',
-            measurement=MEASUREMENT,
-            client=client,
-        )
-        browser = WerkzeugClient(app)
-        for index_ in range(200):
-            browser.get('/')
-            browser.get(f'/items/{index_ % 7}')
-            if index_ % 10 == 0:
-                browser.get('/missing')
-                browser.get('/boom')
+        drive(WerkzeugClient(shop(client)))
         assert client.shutdown(10).result() is True
         yield server
 
@@ -162,6 +173,146 @@ def test_every_variable_query_answers(stored: InfluxServer) -> None:
         values = [row[-1] for one in series for row in one['values']]
         found[variable['name']] = set(values)
     assert MEASUREMENT in found['measurement']
+    assert found['environment'] == {'test'}
+    assert found['endpoint'] == {
+        '/',
+        '/items/<int:item_id>',
+        '/boom',
+        '<unmatched>',
+    }
+
+
+# -- VictoriaMetrics (MetricsQL) ---------------------------------------------
+
+VM_DASHBOARD = os.path.join(
+    ROOT, 'dashboards', 'requests-victoriametrics.json'
+)
+VM_MACROS = {
+    '$__interval_ms': '10000',
+    '$__interval': '10s',
+    '$__range': '1h',
+    '${measurement}': MEASUREMENT,
+}
+
+
+def vm_substitute(expression: str, variables: dict[str, str]) -> str:
+    for macro, value in VM_MACROS.items():
+        expression = expression.replace(macro, value)
+    for name, value in variables.items():
+        expression = expression.replace(f'${name}', value)
+    left = VARIABLE_RE.findall(expression)
+    assert left == [], f'unknown variables {left} in {expression}'
+    return expression
+
+
+def vm_query(
+    server: VictoriaServer, expression: str, instant: bool
+) -> list[dict[str, typing.Any]]:
+    """Run a MetricsQL query; wait a little for fresh samples.
+
+    The samples are seconds old, and VictoriaMetrics leaves the last 30 s
+    out of a query at "now": the queries end a minute later.
+    """
+    now = time.time()
+    if instant:
+        path = '/api/v1/query'
+        params = {'query': expression, 'time': now + 60}
+    else:
+        path = '/api/v1/query_range'
+        params = {
+            'query': expression,
+            'start': now - 3600,
+            'end': now + 60,
+            'step': 10,
+        }
+    deadline = time.monotonic() + 15
+    while True:
+        response = httpx.get(server.url + path, params=params, timeout=10)
+        assert response.status_code == 200, (expression, response.text)
+        payload = response.json()
+        assert payload['status'] == 'success', (expression, payload)
+        result = typing.cast(
+            list[dict[str, typing.Any]], payload['data']['result']
+        )
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(0.25)
+
+
+@pytest.fixture(scope='module')
+def vm_stored(victoria_path: str) -> typing.Iterator[VictoriaServer]:
+    """A VictoriaMetrics holding the same shop's request metrics."""
+    with VictoriaServer(executable=victoria_path) as server:
+        client = Client(server.url, environment='test')
+        browser = WerkzeugClient(shop(client))
+        drive(browser)
+        assert client.shutdown(10).result() is True
+        server.flush()
+        yield server
+
+
+def promql_regex_value(value: str) -> str:
+    """A variable's value as Grafana writes it into a PromQL regex."""
+    return re.sub(r'([\\^$.|?*+()\[\]{}])', r'\\\\\1', value)
+
+
+@pytest.mark.parametrize('endpoint', ['.*', promql_regex_value('/boom')])
+def test_every_victoriametrics_panel_query_answers(
+    vm_stored: VictoriaServer, endpoint: str
+) -> None:
+    with open(VM_DASHBOARD, encoding='utf-8') as file:
+        dashboard = json.load(file)
+    variables = {'hostname': '.*', 'environment': 'test', 'endpoint': endpoint}
+    for panel in dashboard['panels']:
+        for target in panel['targets']:
+            expression = vm_substitute(target['expr'], variables)
+            result = vm_query(vm_stored, expression, target['instant'])
+            assert result, (panel['title'], expression)
+            for one in result:
+                values = one.get('values') or [one['value']]
+                assert all(float(value) >= 0 for _, value in values)
+            legend = re.findall(r'\{\{(\w+)\}\}', target['legendFormat'])
+            for name in legend:
+                assert all(name in one['metric'] for one in result)
+    expression = vm_substitute(
+        dashboard['panels'][-1]['targets'][0]['expr'], variables
+    )
+    errors = {
+        one['metric']['error']
+        for one in vm_query(vm_stored, expression, False)
+    }
+    assert errors == {'builtins.ValueError'}
+
+
+def test_every_victoriametrics_variable_query_answers(
+    vm_stored: VictoriaServer,
+) -> None:
+    with open(VM_DASHBOARD, encoding='utf-8') as file:
+        dashboard = json.load(file)
+    found = {}
+    for variable in dashboard['templating']['list']:
+        if variable['type'] != 'query':
+            continue
+        query = vm_substitute(variable['query']['query'], {'hostname': '.*'})
+        match = re.fullmatch(r'label_values\((.+), (\w+)\)', query)
+        assert match, query
+        selector, label = match.groups()
+        response = httpx.get(
+            f'{vm_stored.url}/api/v1/label/{label}/values',
+            params={'match[]': selector},
+            timeout=10,
+        )
+        assert response.status_code == 200, response.text
+        values = set(response.json()['data'])
+        if variable['regex']:
+            pattern = variable['regex'].strip('/')
+            values = {
+                m.group(1)
+                for m in map(re.compile(pattern).fullmatch, values)
+                if m
+            }
+        found[variable['name']] = values
+    assert found['measurement'] == {MEASUREMENT}
     assert found['environment'] == {'test'}
     assert found['endpoint'] == {
         '/',
