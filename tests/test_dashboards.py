@@ -320,3 +320,102 @@ def test_every_victoriametrics_variable_query_answers(
         '/boom',
         '<unmatched>',
     }
+
+
+# -- InfluxDB 3 (SQL) --------------------------------------------------------
+
+SQL_DASHBOARD = os.path.join(ROOT, 'dashboards', 'requests-influxdb3-sql.json')
+SQL_MACROS = {
+    '$__timeFilter(time)': "time >= now() - INTERVAL '1 hour'",
+    '$__dateBin(time)': "date_bin(INTERVAL '10 seconds', time)",
+    '$__interval_ms': '10000',
+    '${measurement}': MEASUREMENT,
+    # DataFusion's default schema; InfluxDB 3 names its own "iox".
+    "table_schema = 'iox'": "table_schema = 'public'",
+}
+
+
+def sql_substitute(query: str, variables: dict[str, str]) -> str:
+    for macro, value in SQL_MACROS.items():
+        query = query.replace(macro, value)
+    for name, value in variables.items():
+        query = query.replace(f'${name}', value)
+    left = VARIABLE_RE.findall(query)
+    assert left == [], f'unknown variables {left} in {query}'
+    return query
+
+
+@pytest.fixture(scope='module')
+def sql_engine(stored: InfluxServer) -> typing.Any:
+    """The stored rows in DataFusion, the query engine of InfluxDB 3.
+
+    No InfluxDB 3 server can be installed here: its SQL engine, with the
+    rows as InfluxDB 3 would hold them (one table per measurement, tags
+    and fields as columns, ``time`` a timestamp), stands in for it.
+    """
+    import datafusion
+    import pyarrow
+
+    payload = stored.query(f'SELECT * FROM {MEASUREMENT}', 'requests', 'ns')
+    (series,) = payload['results'][0]['series']
+    columns = series['columns']
+    rows = series['values']
+    arrays = {}
+    for index, name in enumerate(columns):
+        values = [row[index] for row in rows]
+        if name == 'time':
+            arrays[name] = pyarrow.array(values, pyarrow.timestamp('ns'))
+        elif name == 'duration':
+            arrays[name] = pyarrow.array(values, pyarrow.float64())
+        elif name == 'content_length':
+            arrays[name] = pyarrow.array(values, pyarrow.int64())
+        else:
+            arrays[name] = pyarrow.array(values, pyarrow.string())
+    table = pyarrow.table(arrays)
+    config = datafusion.SessionConfig().with_information_schema(True)
+    context = datafusion.SessionContext(config)
+    context.register_record_batches(MEASUREMENT, [table.to_batches()])
+    return context
+
+
+@pytest.mark.parametrize('endpoint', ['.*', promql_regex_value('/boom')])
+def test_every_sql_panel_query_answers(
+    sql_engine: typing.Any, endpoint: str
+) -> None:
+    with open(SQL_DASHBOARD, encoding='utf-8') as file:
+        dashboard = json.load(file)
+    variables = {'hostname': '.*', 'environment': 'test', 'endpoint': endpoint}
+    for panel in dashboard['panels']:
+        for target in panel['targets']:
+            query = sql_substitute(target['rawSql'], variables)
+            rows = sql_engine.sql(query).to_pylist()
+            assert rows, (panel['title'], query)
+            if target['format'] == 'table':
+                assert {'endpoint', 'p99', 'p50', 'requests'} <= set(rows[0])
+            else:
+                assert 'time' in rows[0]
+    query = sql_substitute(
+        dashboard['panels'][-1]['targets'][0]['rawSql'], variables
+    )
+    errors = {row['error'] for row in sql_engine.sql(query).to_pylist()}
+    assert errors == {'builtins.ValueError'}
+
+
+def test_every_sql_variable_query_answers(sql_engine: typing.Any) -> None:
+    with open(SQL_DASHBOARD, encoding='utf-8') as file:
+        dashboard = json.load(file)
+    found = {}
+    for variable in dashboard['templating']['list']:
+        if variable['type'] != 'query':
+            continue
+        query = sql_substitute(variable['query'], {'hostname': '.*'})
+        rows = sql_engine.sql(query).to_pylist()
+        found[variable['name']] = {next(iter(row.values())) for row in rows}
+    assert found['measurement'] == {MEASUREMENT}
+    assert found['environment'] == {'test'}
+    assert found['endpoint'] == {
+        '/',
+        '/items/<int:item_id>',
+        '/boom',
+        '<unmatched>',
+    }
