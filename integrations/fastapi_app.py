@@ -37,6 +37,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from integrations import stats_file  # noqa: E402
 from sprockets_influxdb.asgi import InfluxDBMiddleware  # noqa: E402
 
 router = APIRouter()
@@ -115,6 +116,7 @@ def make_app(database: str = 'example') -> FastAPI:
 
 
 app = make_app(os.environ.get('REQUEST_DATABASE', 'example'))
+stats_file.export()
 
 
 def main() -> None:

@@ -39,6 +39,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 import sprockets_influxdb  # noqa: E402
+from integrations import stats_file  # noqa: E402
 from sprockets_influxdb.wsgi import ENVIRON_KEY, InfluxDBMiddleware  # noqa: E402
 
 # Optional (the first request would configure the library from the
@@ -105,6 +106,7 @@ def make_app(database: str = 'example') -> Flask:
 
 
 app = make_app(os.environ.get('REQUEST_DATABASE', 'example'))
+stats_file.export()
 
 
 def main() -> None:

@@ -45,6 +45,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from integrations import stats_file  # noqa: E402
 from sprockets_influxdb.asgi import InfluxDBMiddleware  # noqa: E402
 
 
@@ -124,6 +125,7 @@ def make_app(database: str = 'example') -> Starlette:
 
 
 app = make_app(os.environ.get('REQUEST_DATABASE', 'example'))
+stats_file.export()
 
 
 def main() -> None:

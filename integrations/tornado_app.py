@@ -35,6 +35,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import sprockets_influxdb as influxdb  # noqa: E402
+from integrations import stats_file  # noqa: E402
 from sprockets_influxdb.tornado import NotFoundHandler  # noqa: E402
 
 
@@ -132,6 +133,7 @@ def main() -> None:
     arguments = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
     logging.getLogger('tornado.access').setLevel(logging.WARNING)
+    stats_file.export()
     asyncio.run(serve(arguments.port))
 
 

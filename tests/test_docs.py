@@ -349,6 +349,25 @@ HARNESSES: dict[str, list[Harness]] = {
             ')\n',
         ),
     ],
+    'reliability.rst': [
+        Harness(
+            'def log_stats(interval=60.0):',
+            epilogue='assert influxdb.stats().written == 0\n',
+        ),
+        Harness(
+            'async def influxdb_health(request):',
+            epilogue="""
+from starlette.testclient import TestClient
+
+with TestClient(app) as client:
+    response = client.get('/health/influxdb')
+    assert response.status_code == 200, response.text
+    assert response.json()['buffered'] == 0, response.json()
+    assert client.get('/health/nothing').status_code == 404
+assert influxdb.stats().added == 0
+""",
+        ),
+    ],
     'request-metrics.rst': [
         Harness(
             'class ItemHandler(influxdb.InfluxDBMixin',
