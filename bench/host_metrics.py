@@ -90,12 +90,12 @@ def ours(url: str, database: str, number: int, start: int) -> dict[str, float]:
 
     imported = time.perf_counter() - began
     points = workload(number, start)
-    Measurement = influxdb.Measurement
+    new = influxdb.Measurement
     add = influxdb.add_measurement
     clock = time.perf_counter()
     influxdb.install(url=url, max_buffer_size=number)
     for host, region, user, system, count, when in points:
-        measurement = Measurement(database, MEASUREMENT)
+        measurement = new(database, MEASUREMENT)
         measurement.set_tag('host', host)
         measurement.set_tag('region', region)
         measurement.set_field('usage_user', user)
