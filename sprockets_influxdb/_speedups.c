@@ -110,6 +110,36 @@ cache_get(PyObject *cache, PyObject *key)
  * ------------------------------------------------------------------------
  */
 
+/* Write the decimal digits of value to out (at least 20 bytes); return
+ * their count.  What snprintf("%llu") writes, at a fraction of its cost:
+ * the encoder writes four or five numbers a line. */
+static int
+put_digits(unsigned long long value, char *out)
+{
+    char reversed[20];
+    int count = 0;
+    do {
+        reversed[count++] = (char)('0' + value % 10);
+        value /= 10;
+    } while (value != 0);
+    for (int index = 0; index < count; index++) {
+        out[index] = reversed[count - 1 - index];
+    }
+    return count;
+}
+
+/* The same for a signed value (at least 21 bytes). */
+static int
+put_signed(long long value, char *out)
+{
+    if (value < 0) {
+        *out = '-';
+        /* -(LLONG_MIN) overflows: negated as unsigned. */
+        return 1 + put_digits(0ULL - (unsigned long long)value, out + 1);
+    }
+    return put_digits((unsigned long long)value, out);
+}
+
 #ifdef __SIZEOF_INT128__
 typedef unsigned __int128 u128;
 
@@ -244,12 +274,12 @@ short_repr(double x, char *out)
     }
     /* chosen * 10**-power, as digits and the position of the point. */
     char digits[24];
-    int count = snprintf(digits, sizeof(digits), "%llu",
-                         (unsigned long long)chosen);
+    int length = put_digits((unsigned long long)chosen, digits);
+    int count = length;
     while (count > 1 && digits[count - 1] == '0') {
         count--;
     }
-    int point = (int)strlen(digits) - power; /* digits before the point */
+    int point = length - power; /* digits before the point */
     if (point <= -4 || point > 16) {
         return 0; /* repr() writes an exponent */
     }
@@ -416,7 +446,8 @@ put_value(Line *line, PyObject *value)
             return -1;
         }
         char number[32];
-        int length = snprintf(number, sizeof(number), "%lldi", integer);
+        int length = put_signed(integer, number);
+        number[length++] = 'i';
         return put(line, number, length) < 0 ? 0 : 1;
     }
     if (kind == &PyUnicode_Type) {
@@ -735,7 +766,8 @@ try_point(State *state, PyObject *name, PyObject *tags, PyObject *fields,
         return NULL;
     }
     char digits[32];
-    int length = snprintf(digits, sizeof(digits), " %lld", number);
+    digits[0] = ' ';
+    int length = 1 + put_signed(number, digits + 1);
     if (status == 0 || put(&line, digits, length) < 0) {
         Py_RETURN_NONE;
     }

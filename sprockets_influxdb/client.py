@@ -188,6 +188,7 @@ class Client:
         self._buffer = Buffer(
             settings.max_buffer_size, settings.trigger_size, self._counters
         )
+        self._put = self._buffer.put
         self._writer = Writer(
             self._buffer, self._counters, settings, self._merge_base_tags
         )
@@ -279,7 +280,7 @@ class Client:
             )
         if not self._open and not self._admit():
             return
-        signal = self._buffer.put(
+        signal = self._put(
             measurement.database,
             measurement.name,
             dict(measurement.tags),

@@ -280,6 +280,11 @@ class Measurement:
         :param unique: keep it apart from the other points of its series
         :raises ValueError: for NaN, an infinity or another type
         """
+        if type(value) is float and value - value == 0.0 and not unique:
+            # The common case first: finite seconds (x - x is NaN for NaN
+            # and the infinities), written as given.
+            self._time = value
+            return
         if isinstance(value, datetime.datetime):
             seconds = value.timestamp()
         elif isinstance(value, bool) or not isinstance(value, (int, float)):

@@ -199,16 +199,23 @@ class _Delivery:
     and bytes sent again: both are budgeted.
     """
 
-    __slots__ = ('budget', 'done', 'last_reason', 'logged', 'resend')
+    __slots__ = (
+        '_batch',
+        '_resend',
+        'budget',
+        'done',
+        'last_reason',
+        'logged',
+    )
 
     def __init__(self, batch: _Batch) -> None:
         # Each halving costs two requests at most; this allows isolating a
         # handful of bad lines in any batch without ever sending one request
         # per line.
         self.budget = 8 * max(1, math.ceil(math.log2(len(batch) + 1)))
-        # A partial write stores the good lines of a body: sending them
-        # again stores the same points again, so only costs bytes.
-        self.resend = 2 * batch.size()
+        # Measured when first needed: most batches are simply delivered.
+        self._batch = batch
+        self._resend: int | None = None
         self.done: set[int] = set()
         self.logged = 0
         self.last_reason = ''
@@ -224,6 +231,19 @@ class _Delivery:
         if self.budget < requests:
             return False
         return not stored or self.resend >= batch.size()
+
+    @property
+    def resend(self) -> int:
+        """Bytes (about) that may still be sent again."""
+        if self._resend is None:
+            # A partial write stores the good lines of a body: sending
+            # them again stores the same points again, so only costs bytes.
+            self._resend = 2 * self._batch.size()
+        return self._resend
+
+    @resend.setter
+    def resend(self, value: int) -> None:
+        self._resend = value
 
     def charge(
         self, requests: int, batch: _Batch, stored: bool = True
