@@ -79,6 +79,7 @@ for _path in (ROOT, BENCH):
 
 from _soak_proxy import FaultProxy  # noqa: E402
 
+from tests.helpers import clean_environment  # noqa: E402
 from tests.servers import InfluxServer, free_port  # noqa: E402
 
 PY = sys.executable
@@ -319,17 +320,6 @@ class App:
             os.killpg(self.process.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(5)
-
-
-def environment(**variables: str) -> dict[str, str]:
-    environ = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(('INFLUXDB_', 'SERVICE', 'ENVIRONMENT'))
-    }
-    environ['PYTHONPATH'] = ROOT
-    environ.update(variables)
-    return environ
 
 
 class RSS:
@@ -581,7 +571,7 @@ def main() -> int:
                 name,
                 'with',
                 directory,
-                environment(
+                clean_environment(
                     INFLUXDB_URL=proxy.url,
                     INFLUXDB_INTERVAL='1000',
                     REQUEST_DATABASE=name,
@@ -590,7 +580,10 @@ def main() -> int:
                 ),
             )
             bare[name] = App(
-                name, 'bare', directory, environment(INFLUXDB_ENABLED='false')
+                name,
+                'bare',
+                directory,
+                clean_environment(INFLUXDB_ENABLED='false'),
             )
         deadline = time.monotonic() + 90
         for app in [*apps.values(), *bare.values()]:

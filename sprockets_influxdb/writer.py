@@ -62,7 +62,7 @@ from sprockets_influxdb.transport import (
     Transport,
     retry_after,
 )
-from sprockets_influxdb.write_api import Rejection, WriteAPI, by_name
+from sprockets_influxdb.write_api import Rejection, by_name
 
 if TYPE_CHECKING:
     from sprockets_influxdb.config import Settings
@@ -512,14 +512,10 @@ class Writer:
                 await self._event.wait()
             self._event = anyio.Event()
 
-    @property
-    def _api(self) -> WriteAPI:
-        """The write API of the server written to."""
-        return by_name(self._settings.api)
-
     def _where(self, target: _Target) -> str:
         """Where the lines of *target* go, for log lines."""
-        return self._api.where(self._settings, target.database)
+        settings = self._settings
+        return by_name(settings.api).where(settings, target.database)
 
     def _unreachable(self, waiter: _Waiter) -> bool:
         """Whether an impatient waiter should give up.

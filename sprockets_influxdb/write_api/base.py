@@ -7,6 +7,8 @@ import json
 import typing
 from collections.abc import Mapping
 
+from sprockets_influxdb._logging import shorten
+
 if typing.TYPE_CHECKING:
     from sprockets_influxdb.config import Settings
 
@@ -15,8 +17,9 @@ __all__ = [
     'Answer',
     'Rejection',
     'WriteAPI',
-    'json_field',
+    'json_object',
     'split_path',
+    'text_message',
 ]
 
 #: The write API each known path names, longest first.
@@ -157,15 +160,20 @@ class WriteAPI(abc.ABC):
         """What a 400 says about *lines*, the lines of the body sent."""
 
 
-def json_field(answer: Answer, *names: str) -> object:
-    """The first of *names* in an answer's JSON object body, or ``None``."""
+def json_object(answer: Answer) -> dict[str, object] | None:
+    """An answer's body as a JSON object, when it is one and was read whole."""
+    if not answer.complete:
+        return None
     try:
         payload = json.loads(answer.text)
     except ValueError:
         return None
-    if not isinstance(payload, dict):
-        return None
-    for name in names:
-        if name in payload:
-            return payload[name]
-    return None
+    return payload if isinstance(payload, dict) else None
+
+
+def text_message(answer: Answer) -> tuple[str, bool]:
+    """An answer's body as its message (shortened), else its reason.
+
+    :returns: the message and whether the body was read whole
+    """
+    return shorten(answer.text.strip(), 500) or answer.reason, answer.complete

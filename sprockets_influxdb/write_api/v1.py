@@ -24,15 +24,21 @@ import re
 import typing
 from collections import deque
 
-from sprockets_influxdb._logging import shorten
-from sprockets_influxdb.write_api.base import Answer, Rejection, WriteAPI
+from sprockets_influxdb.write_api.base import (
+    Answer,
+    Rejection,
+    WriteAPI,
+    text_message,
+)
 
 if typing.TYPE_CHECKING:
     from sprockets_influxdb.config import Settings
 
-__all__ = ['API', 'named_lines']
+__all__ = ['API', 'PARTIAL', 'authorization', 'named_lines', 'read_rejection']
 
-_PARTIAL = 'partial write: '
+#: What begins the message of a 400 that stored the lines it did not
+#: refuse.
+PARTIAL = 'partial write: '
 _UNPARSABLE = "unable to parse '"
 _DROPPED_RE = re.compile(r'\s*dropped=(\d+)\s*$')
 _JSON_ERROR_RE = re.compile(r'\s*\{\s*"error"\s*:\s*"')
@@ -56,13 +62,7 @@ class API(WriteAPI):
 
     def headers(self, settings: Settings) -> dict[str, str]:
         """A token, else basic authentication with user and password."""
-        if settings.token is not None:
-            return {'Authorization': f'Token {settings.token}'}
-        if settings.username is None and settings.password is None:
-            return {}
-        pair = f'{settings.username or ""}:{settings.password or ""}'
-        token = base64.b64encode(pair.encode('utf-8')).decode('ascii')
-        return {'Authorization': f'Basic {token}'}
+        return authorization(settings)
 
     def message(self, answer: Answer) -> tuple[str, bool]:
         """The message of ``{"error": ...}``, even when cut short."""
@@ -75,21 +75,40 @@ class API(WriteAPI):
         header = answer.headers.get('x-influxdb-error')
         if header:
             return str(header), False
-        return shorten(text.strip(), 500) or answer.reason, answer.complete
+        return text_message(answer)
 
     def rejection(
         self, answer: Answer, message: str, whole: bool, lines: list[str]
     ) -> Rejection:
         """The lines named, or the count of ``dropped=N``."""
-        stored = message.startswith(_PARTIAL)
-        text = message[len(_PARTIAL) :] if stored else message
-        if text.startswith(_UNPARSABLE):
-            entries = text.count('\n' + _UNPARSABLE) + 1
-            named, through = named_lines(text, whole, lines)
-            return Rejection(message, stored, entries, named, through)
-        dropped = _DROPPED_RE.search(text)
-        count = int(dropped.group(1)) if stored and dropped else None
-        return Rejection(message, stored, count)
+        return read_rejection(message, whole, lines)
+
+
+def authorization(settings: Settings) -> dict[str, str]:
+    """``Token`` with a token, else basic authentication, else nothing."""
+    if settings.token is not None:
+        return {'Authorization': f'Token {settings.token}'}
+    if settings.username is None and settings.password is None:
+        return {}
+    pair = f'{settings.username or ""}:{settings.password or ""}'
+    token = base64.b64encode(pair.encode('utf-8')).decode('ascii')
+    return {'Authorization': f'Basic {token}'}
+
+
+def read_rejection(message: str, whole: bool, lines: list[str]) -> Rejection:
+    """What an InfluxDB 1.x message says about *lines*, the lines sent.
+
+    :param whole: whether *message* was read whole
+    """
+    stored = message.startswith(PARTIAL)
+    text = message[len(PARTIAL) :] if stored else message
+    if text.startswith(_UNPARSABLE):
+        entries = text.count('\n' + _UNPARSABLE) + 1
+        named, through = named_lines(text, whole, lines)
+        return Rejection(message, stored, entries, named, through)
+    dropped = _DROPPED_RE.search(text)
+    count = int(dropped.group(1)) if stored and dropped else None
+    return Rejection(message, stored, count)
 
 
 def _json_string(text: str) -> tuple[str, bool] | None:

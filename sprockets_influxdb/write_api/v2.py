@@ -17,13 +17,13 @@ from __future__ import annotations
 import re
 import typing
 
-from sprockets_influxdb._logging import shorten
 from sprockets_influxdb.write_api import v1, v3
 from sprockets_influxdb.write_api.base import (
     Answer,
     Rejection,
     WriteAPI,
-    json_field,
+    json_object,
+    text_message,
 )
 
 if typing.TYPE_CHECKING:
@@ -34,7 +34,6 @@ __all__ = ['API', 'PRECISIONS']
 #: The library's precisions, by their names in this API.
 PRECISIONS = {'n': 'ns', 'u': 'us', 'ms': 'ms', 's': 's'}
 
-_ENGINE = 'partial write: '
 _WRITTEN_RE = re.compile(r'partial write error \((\d+) written\):\s*')
 
 
@@ -61,7 +60,7 @@ class API(WriteAPI):
 
     def headers(self, settings: Settings) -> dict[str, str]:
         """``Token`` authorization, else basic with user and password."""
-        return v1.API().headers(settings)
+        return v1.authorization(settings)
 
     def where(self, settings: Settings, database: str) -> str:
         """The bucket and the organization, for log lines."""
@@ -71,13 +70,13 @@ class API(WriteAPI):
 
     def message(self, answer: Answer) -> tuple[str, bool]:
         """The ``message`` (with its ``code``) of the JSON error."""
-        message = json_field(answer, 'message')
+        payload = json_object(answer) or {}
+        message = payload.get('message')
         if isinstance(message, str):
-            code = json_field(answer, 'code')
+            code = payload.get('code')
             prefix = f'{code}: ' if isinstance(code, str) and code else ''
             return prefix + message, True
-        text = answer.text.strip()
-        return shorten(text, 500) or answer.reason, answer.complete
+        return text_message(answer)
 
     def rejection(
         self, answer: Answer, message: str, whole: bool, lines: list[str]
@@ -86,15 +85,15 @@ class API(WriteAPI):
 
         InfluxDB 3 answers this endpoint as it answers its own.
         """
-        if json_field(answer, 'data') is not None:
+        if (json_object(answer) or {}).get('data') is not None:
             return v3.read_rejection(answer, message, lines)
         message = message.removeprefix('invalid: ')
         if answer.status == 422:
             # "failure writing points to database: partial write: ...
             # dropped=N", as InfluxDB 1.x says it.
-            at = message.find(_ENGINE)
+            at = message.find(v1.PARTIAL)
             text = message[at:] if at >= 0 else message
-            rejection = v1.API().rejection(answer, text, whole, lines)
+            rejection = v1.read_rejection(text, whole, lines)
             rejection.message = message
             return rejection
         written = _WRITTEN_RE.search(message)

@@ -16,11 +16,15 @@ Other errors have an empty body (401, 403) or a line of text (404).
 
 from __future__ import annotations
 
-import json
 import typing
 
-from sprockets_influxdb._logging import shorten
-from sprockets_influxdb.write_api.base import Answer, Rejection, WriteAPI
+from sprockets_influxdb.write_api.base import (
+    Answer,
+    Rejection,
+    WriteAPI,
+    json_object,
+    text_message,
+)
 
 if typing.TYPE_CHECKING:
     from sprockets_influxdb.config import Settings
@@ -72,11 +76,10 @@ class API(WriteAPI):
 
     def message(self, answer: Answer) -> tuple[str, bool]:
         """The ``error`` of the JSON answer, else its text."""
-        payload = _payload(answer)
+        payload = json_object(answer)
         if payload is not None and isinstance(payload.get('error'), str):
             return str(payload['error']), True
-        text = answer.text.strip()
-        return shorten(text, 500) or answer.reason, answer.complete
+        return text_message(answer)
 
     def rejection(
         self, answer: Answer, message: str, whole: bool, lines: list[str]
@@ -95,7 +98,7 @@ def read_rejection(
     the server's rendering of the line, not always the text sent, so the
     number alone is trusted.
     """
-    payload = _payload(answer)
+    payload = json_object(answer)
     data = None if payload is None else payload.get('data')
     if isinstance(data, dict):
         # accept_partial=false: nothing stored; the first line it could
@@ -118,16 +121,6 @@ def read_rejection(
             return Rejection(message, True, len(data))
         named[index] = str(entry.get('error_message', message))
     return Rejection(message, True, len(named), named, len(lines))
-
-
-def _payload(answer: Answer) -> dict[str, typing.Any] | None:
-    if not answer.complete:
-        return None
-    try:
-        payload = json.loads(answer.text)
-    except ValueError:
-        return None
-    return payload if isinstance(payload, dict) else None
 
 
 def _index(entry: object, lines: list[str]) -> int | None:
