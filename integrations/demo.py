@@ -9,12 +9,18 @@ prepared environment, ``python integrations/demo.py``.  It
    threads, stopping the server in the middle and starting it again while
    the measurements keep coming;
 3. serves each example application of ``integrations/`` as its own process
-   (as a user runs it), drives a mix of requests through it over HTTP
-   (every route, path parameters, a stream, errors, unrouted paths), and
-   stops it the way a process manager does (SIGTERM);
+   (as a user runs it), all four at once, drives a mix of requests through
+   them over HTTP for ten seconds, rising and falling (every route, path
+   parameters, a stream, errors, unrouted paths), and stops them the way a
+   process manager does (SIGTERM);
 4. prints, from the server, what was stored per framework and endpoint:
    requests, status classes and duration percentiles;
-5. starts a throwaway VictoriaMetrics (``victoria-metrics``), serves each
+5. writes an HTML report (``integrations/report.py``, ``--report PATH``,
+   by default ``demo-report.html``) of what the server stored over those
+   ten seconds: the duration percentiles of every endpoint and the
+   requests by status class, over time, for each framework; and prints
+   the InfluxQL it ran and the report's path;
+6. starts a throwaway VictoriaMetrics (``victoria-metrics``), serves each
    example application again writing to it through the InfluxDB 2.x write
    API (``INFLUXDB_API=v2``), and prints the same table from what its
    export API gives back, with one of the series as it was stored.
@@ -616,9 +622,7 @@ def main() -> int:
         )
         for name in APPS:
             report(server, name, 'request')
-        written = write_report(
-            server, list(APPS), arguments.report, window
-        )
+        written = write_report(server, list(APPS), arguments.report, window)
     if arguments.victoria_requests:
         through_victoria(arguments.victoria_requests)
     if written:

@@ -612,6 +612,13 @@ def render_html(report: Report, source: str) -> str:
         'chart for values, click a legend entry to hide a line, drag to '
         'zoom, double-click to zoom out.</p>',
     ]
+    links = [
+        f'<a href="#{html.escape(section.database)}">'
+        f'{html.escape(section.database)}</a>'
+        for section in report.sections
+    ]
+    links.append('<a href="#influxql">the InfluxQL</a>')
+    parts.append(f'<p>Sections: {" · ".join(links)}</p>')
     for section in report.sections:
         parts.append(
             f'<h2 id="{html.escape(section.database)}">'
