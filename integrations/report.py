@@ -427,8 +427,9 @@ def latency_figure(section: Section, plotly: Any) -> Any:
                     line={'color': colour, 'width': 1.5},
                     marker={'color': colour, 'size': 4},
                     hovertemplate=(
-                        f'{endpoint}<br>p{p}: %{{y:.3g}} ms<br>%{{x}}'
-                        '<extra></extra>'
+                        # The name as data, never as template or markup.
+                        f'%{{fullData.name}}<br>p{p}: %{{y:.3g}} ms<br>'
+                        '%{x}<extra></extra>'
                     ),
                 ),
                 row=row,
@@ -506,7 +507,7 @@ def status_figure(section: Section, plotly: Any) -> Any:
                 legendgroup=status_class,
                 marker={'color': colour},
                 hovertemplate=(
-                    f'{status_class}: %{{y:.1f}} requests/s<br>%{{x}}'
+                    '%{fullData.name}: %{y:.1f} requests/s<br>%{x}'
                     '<extra></extra>'
                 ),
             ),
@@ -528,7 +529,7 @@ def status_figure(section: Section, plotly: Any) -> Any:
                 showlegend=False,
                 marker={'color': colour},
                 hovertemplate=(
-                    f'%{{y}}<br>{status_class}: %{{x}} requests<extra></extra>'
+                    '%{y}<br>%{fullData.name}: %{x} requests<extra></extra>'
                 ),
             ),
             row=1,
