@@ -9,12 +9,18 @@ prepared environment, ``python integrations/demo.py``.  It
    threads, stopping the server in the middle and starting it again while
    the measurements keep coming;
 3. serves each example application of ``integrations/`` as its own process
-   (as a user runs it), drives a mix of requests through it over HTTP
-   (every route, path parameters, a stream, errors, unrouted paths), and
-   stops it the way a process manager does (SIGTERM);
+   (as a user runs it), all four at once, drives a mix of requests through
+   them over HTTP for ten seconds, rising and falling (every route, path
+   parameters, a stream, errors, unrouted paths), and stops them the way a
+   process manager does (SIGTERM);
 4. prints, from the server, what was stored per framework and endpoint:
    requests, status classes and duration percentiles;
-5. starts a throwaway VictoriaMetrics (``victoria-metrics``), serves each
+5. writes an HTML report (``integrations/report.py``, ``--report PATH``,
+   by default ``demo-report.html``) of what the server stored over those
+   ten seconds: the duration percentiles of every endpoint and the
+   requests by status class, over time, for each framework; and prints
+   the InfluxQL it ran and the report's path;
+6. starts a throwaway VictoriaMetrics (``victoria-metrics``), serves each
    example application again writing to it through the InfluxDB 2.x write
    API (``INFLUXDB_API=v2``), and prints the same table from what its
    export API gives back, with one of the series as it was stored.
@@ -37,6 +43,7 @@ import sys
 import tempfile
 import threading
 import time
+import typing
 import urllib.error
 import urllib.request
 
@@ -44,6 +51,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import sprockets_influxdb as influxdb  # noqa: E402
+from integrations import report as html_report  # noqa: E402
 from tests.servers import InfluxServer, Series, VictoriaServer  # noqa: E402
 
 DATABASE = 'demo'
@@ -56,9 +64,18 @@ ENDPOINTS = {
     '<unmatched>': (10, 0.001),
 }
 
+# A request to drive: path, extra headers, relative frequency.
+Route = tuple[str, dict[str, str], int]
+
+
+class App(typing.TypedDict):
+    command: list[str]
+    requests: list[Route]
+
+
 # The example applications: how to serve them, and the requests to drive
-# through them (path, extra headers, relative frequency).
-APPS = {
+# through them.
+APPS: dict[str, App] = {
     'tornado': {
         'command': [sys.executable, 'integrations/tornado_app.py'],
         'requests': [
@@ -197,6 +214,42 @@ def percentile(ordered: list[float], percent: float) -> float:
     return ordered[max(0, math.ceil(percent / 100 * len(ordered)) - 1)]
 
 
+def write_report(
+    server: InfluxServer,
+    databases: list[str],
+    path: str,
+    window: tuple[int, int] | None = None,
+) -> str | None:
+    """Part 3: the HTML report of *databases*, read back from the server.
+
+    Prints the InfluxQL it ran; returns the report's path, or None (and
+    says how to install it) when plotly, the ``report`` extra, is missing.
+
+    :param window: the time it covers (milliseconds since the epoch)
+    """
+    print()
+    print('The HTML report (integrations/report.py) asked InfluxDB:')
+    start_ms, end_ms = window or (None, None)
+    collected = html_report.collect(
+        lambda statement, database: server.query(statement, db=database),
+        databases,
+        start_ms=start_ms,
+        end_ms=end_ms,
+    )
+    print(html_report.format_queries(collected))
+    try:
+        html_report.write_html(
+            collected, path, f"The demo's throwaway InfluxDB ({server.url})"
+        )
+    except html_report.PlotlyMissingError as error:
+        print()
+        print(f'No HTML report: {error}')
+        return None
+    written = os.path.abspath(path)
+    print(f'and wrote {written}')
+    return written
+
+
 def report_victoria(server: VictoriaServer, measurement: str) -> None:
     """Print what VictoriaMetrics stored for *measurement*, per endpoint.
 
@@ -280,12 +333,24 @@ def get(url: str, headers: dict[str, str]) -> int:
 
 
 def serve_and_drive(
-    name: str, settings: dict[str, str], count: int, rng: random.Random
+    name: str,
+    settings: dict[str, str],
+    count: int,
+    rng: random.Random,
+    duration: float = 0.0,
+    together: threading.Barrier | None = None,
+    say: typing.Callable[[str], None] = print,
 ) -> None:
     """Serve one example app, drive *count* requests through it, stop it.
 
     :param settings: the ``INFLUXDB_*`` variables (and ``SERVICE``) it is
         served with
+    :param duration: the seconds over which the requests are spread, the
+        traffic rising to twice the average rate halfway and falling off
+        again (0: as fast as the client goes)
+    :param together: waited on once the app answers, so that apps served
+        at the same time are driven over the same seconds
+    :param say: prints a line of what happened
     """
     app = APPS[name]
     port = free_port()
@@ -305,7 +370,7 @@ def serve_and_drive(
     # would fill up with its error logs and stop the server.
     log = tempfile.TemporaryFile(mode='w+')  # noqa: SIM115 - closed below
     process = subprocess.Popen(
-        [*app['command'], '--port', str(port)],  # type: ignore[list-item]
+        [*app['command'], '--port', str(port)],
         cwd=ROOT,
         env=environ,
         stdout=log,
@@ -313,39 +378,118 @@ def serve_and_drive(
         text=True,
     )
     base = f'http://127.0.0.1:{port}'
-    deadline = time.monotonic() + 20
-    while not get(f'{base}/', {}):
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            process.wait()
-            log.seek(0)
-            raise RuntimeError(f'{name} app did not start:\n{log.read()}')
-        time.sleep(0.05)
-    routes = app['requests']
-    weights = [weight for _, _, weight in routes]  # type: ignore[misc]
-    plan = [rng.choices(routes, weights)[0] for _ in range(count)]  # type: ignore[arg-type]
-    print(f'Serving the {name} example on {base}: {count} requests...')
-    statuses: dict[int, int] = {}
-    with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        results = pool.map(
-            lambda route: get(
-                base + route[0].format(n=rng.randint(1, 999)), route[1]
-            ),
-            plan,
-        )
-        for status in results:
-            statuses[status] = statuses.get(status, 0) + 1
+    try:
+        deadline = time.monotonic() + 20
+        while not get(f'{base}/', {}):
+            if process.poll() is not None or time.monotonic() > deadline:
+                log.seek(0)
+                raise RuntimeError(f'{name} app did not start:\n{log.read()}')
+            time.sleep(0.05)
+        if together is not None:
+            together.wait(timeout=60)
+        statuses = drive(base, app['requests'], count, rng, duration)
+    except BaseException:
+        if together is not None:
+            together.abort()
+        process.kill()
+        process.wait()
+        log.close()
+        raise
     process.send_signal(signal.SIGTERM)
     process.wait(timeout=30)
     # uvicorn ends by raising the SIGTERM it handled again.
     if process.returncode not in (0, -signal.SIGTERM):
         log.seek(0)
-        print(log.read())
+        say(log.read())
     log.close()
+    over = f' over {duration:g} s' if duration else ''
     answered = ', '.join(
         f'{k or "no answer"}: {v}' for k, v in sorted(statuses.items())
     )
-    print(f'  the client got: {answered}')
+    say(f'Served the {name} example on {base}: {count} requests{over}')
+    say(f'  the client got: {answered}')
+
+
+def drive(
+    base: str,
+    routes: list[Route],
+    count: int,
+    rng: random.Random,
+    duration: float,
+) -> dict[int, int]:
+    """Send *count* requests to the app at *base*; count the statuses."""
+    weights = [weight for _, _, weight in routes]
+    plan = [rng.choices(routes, weights)[0] for _ in range(count)]
+    # When each request is sent, in seconds from the start: a triangle,
+    # so that the charts of the HTML report show the load rise and fall.
+    offsets = sorted(
+        rng.triangular(0, duration, duration / 2) if duration else 0.0
+        for _ in plan
+    )
+    paths = [route[0].format(n=rng.randint(1, 999)) for route in plan]
+    statuses: dict[int, int] = {}
+    started = time.monotonic()
+
+    def send(index: int) -> int:
+        delay = started + offsets[index] - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        return get(base + paths[index], plan[index][1])
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        for status in pool.map(send, range(count)):
+            statuses[status] = statuses.get(status, 0) + 1
+    return statuses
+
+
+def serve_and_drive_all(
+    settings: typing.Callable[[str], dict[str, str]],
+    count: int,
+    duration: float,
+    seed: int,
+) -> tuple[int, int]:
+    """Serve every example app at once and drive them over the same time.
+
+    :param settings: the settings of an app, from its name
+    :returns: when the driving started and ended (milliseconds since the
+        epoch): the requests that check an app is up come before
+    """
+    print(
+        f'Serving the example apps ({", ".join(APPS)}) at once, '
+        f'{count} requests each over {duration:g} s...'
+    )
+    window: list[int] = []
+    together = threading.Barrier(
+        len(APPS), action=lambda: window.append(int(time.time() * 1000))
+    )
+    said: dict[str, list[str]] = {name: [] for name in APPS}
+    with concurrent.futures.ThreadPoolExecutor(len(APPS)) as pool:
+        runs = [
+            pool.submit(
+                serve_and_drive,
+                name,
+                settings(name),
+                count,
+                random.Random(seed + number),
+                duration,
+                together,
+                said[name].append,
+            )
+            for number, name in enumerate(APPS)
+        ]
+        failures = [run.exception() for run in runs]
+    # An app that did not start breaks the barrier of the others: its own
+    # error is the one to show.
+    for failure in sorted(
+        (failure for failure in failures if failure is not None),
+        key=lambda failure: isinstance(failure, threading.BrokenBarrierError),
+    ):
+        raise failure
+    window.append(int(time.time() * 1000))
+    for name in APPS:
+        for line in said[name]:
+            print(line)
+    return window[0], window[1]
 
 
 def record_through_an_outage(
@@ -423,7 +567,20 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--measurements', type=int, default=4000)
     parser.add_argument('--threads', type=int, default=4)
-    parser.add_argument('--requests', type=int, default=600)
+    parser.add_argument(
+        '--requests', type=int, default=800, help='requests per app'
+    )
+    parser.add_argument(
+        '--duration',
+        type=float,
+        default=10.0,
+        help='seconds over which the requests to the apps are spread',
+    )
+    parser.add_argument(
+        '--report',
+        default='demo-report.html',
+        help='where the HTML report is written (default: %(default)s)',
+    )
     parser.add_argument(
         '--victoria-requests',
         type=int,
@@ -454,16 +611,23 @@ def main() -> int:
         delivered = record_through_an_outage(
             server, arguments.measurements, arguments.threads
         )
-        rng = random.Random(7)
+        print()
         for name in APPS:
-            print()
             server.create_database(name)
-            serve_and_drive(
-                name, {'INFLUXDB_URL': server.url}, arguments.requests, rng
-            )
+        window = serve_and_drive_all(
+            lambda name: {'INFLUXDB_URL': server.url},
+            arguments.requests,
+            arguments.duration,
+            seed=7,
+        )
+        for name in APPS:
             report(server, name, 'request')
+        written = write_report(server, list(APPS), arguments.report, window)
     if arguments.victoria_requests:
         through_victoria(arguments.victoria_requests)
+    if written:
+        print()
+        print(f'The HTML report: {written}')
     return 0 if delivered else 1
 
 
