@@ -349,6 +349,14 @@ HARNESSES: dict[str, list[Harness]] = {
             ')\n',
         ),
     ],
+    'quickstart.rst': [
+        Harness(caption_contains, elsewhere='tests/test_quickstart.py')
+        for caption_contains in (
+            'class Hello(influxdb.InfluxDBMixin',
+            'app.add_middleware(InfluxDBMiddleware',
+            'app.wsgi_app = InfluxDBMiddleware',
+        )
+    ],
     'reliability.rst': [
         Harness(
             'def log_stats(interval=60.0):',
