@@ -274,13 +274,13 @@ HARNESSES: dict[str, list[Harness]] = {
             '    pass  # the lifespan starts and ends\n',
         ),
     ],
-    'configuration.rst': [
+    'https.rst': [
         Harness(
             'ssl_context=context',
             elsewhere='tests/test_tls.py::test_the_documented_ssl_context',
         ),
     ],
-    'delivery.rst': [
+    'shutdown.rst': [
         Harness(
             'delivered = influxdb.flush().result()',
             prelude='import asyncio\n'
