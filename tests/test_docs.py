@@ -213,6 +213,11 @@ HARNESSES: dict[str, list[Harness]] = {
     ],
     'asgi.rst': [
         Harness(
+            'app.add_middleware(InfluxDBMiddleware',
+            epilogue=_home_route('fastapi')
+            + ASGI_REQUEST.format(path='/', status=200, endpoint='/'),
+        ),
+        Harness(
             'middleware=[Middleware(InfluxDBMiddleware',
             prelude='from starlette.responses import PlainTextResponse\n'
             'from starlette.routing import Route\n\n'
@@ -220,11 +225,6 @@ HARNESSES: dict[str, list[Harness]] = {
             "    return PlainTextResponse('ok')\n\n"
             "routes = [Route('/', home)]\n",
             epilogue=ASGI_REQUEST.format(path='/', status=200, endpoint='/'),
-        ),
-        Harness(
-            'app.add_middleware(InfluxDBMiddleware',
-            epilogue=_home_route('fastapi')
-            + ASGI_REQUEST.format(path='/', status=200, endpoint='/'),
         ),
         Harness(
             'app = InfluxDBMiddleware(app',
@@ -454,6 +454,15 @@ assert influxdb.stats().added == 0
         Harness('def test_the_request_is_stored()'),
     ],
     'tornado.rst': [
+        Harness(
+            "class ItemHandler(influxdb.InfluxDBMixin, web.RequestHandler)",
+            epilogue=TORNADO_REQUEST.format(
+                app='application', port='{port}', paths=['/items/3']
+            )
+            + 'assert codes == [200], codes\n'
+            "assert endpoints == [r'/items/(\\d+)'], endpoints\n"
+            "assert recorded.measurements[0].database == 'example'\n",
+        ),
         Harness(
             'signal.signal(signal.SIGTERM, signal.default_int_handler)',
             elsewhere='tests/integrations/test_tornado.py::'
