@@ -356,6 +356,7 @@ def install(shell: Shell, install_blocks: list[CodeBlock]) -> None:
     assert path.startswith(os.path.join(shell.cwd, 'venv', 'lib')), path
 
 
+@pytest.mark.timeout(300)  # pip, under load, is the slow part
 def test_the_quickstart_runs(influxd_path: str, tmp_path: typing.Any) -> None:
     steps = list(zip(blocks(), PLAN))
     assert len(steps) == len(PLAN), 'see test_every_block_has_a_step'
