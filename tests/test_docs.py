@@ -455,7 +455,7 @@ assert influxdb.stats().added == 0
     ],
     'tornado.rst': [
         Harness(
-            "class ItemHandler(influxdb.InfluxDBMixin, web.RequestHandler)",
+            'class ItemHandler(influxdb.InfluxDBMixin, web.RequestHandler)',
             epilogue=TORNADO_REQUEST.format(
                 app='application', port='{port}', paths=['/items/3']
             )
