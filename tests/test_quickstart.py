@@ -226,6 +226,7 @@ class Shell:
         elif words == ['wait']:
             for job in self.jobs:
                 job.wait(timeout=30)
+            self.transcript.append(self.logs())
             self.jobs.clear()
         else:
             self.wait_for_ports(line)
@@ -260,7 +261,7 @@ class Shell:
     def wait_for_ports(self, line: str) -> None:
         for port in re.findall(r'//localhost:(\d+)', line):
             if port in self.substitutions.values():
-                wait_for_port(int(port), self.logs())
+                wait_for_port(int(port), self.logs)
 
     def logs(self) -> str:
         texts = []
@@ -277,7 +278,9 @@ class Shell:
                 job.wait()
 
 
-def wait_for_port(port: int, logs: str, timeout: float = 30.0) -> None:
+def wait_for_port(
+    port: int, logs: typing.Callable[[], str], timeout: float = 30.0
+) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -285,11 +288,8 @@ def wait_for_port(port: int, logs: str, timeout: float = 30.0) -> None:
             return
         except OSError:
             if time.monotonic() > deadline:
-                pytest.fail(f'nothing listens on {port}:\n{logs}')
+                pytest.fail(f'nothing listens on {port}:\n{logs()}')
             time.sleep(0.05)
-
-
-NUMBER = re.compile(r'\b\d+\.\d+(e-\d+)?\b')
 
 
 def check_output(line: str, printed: str, shown: list[str]) -> None:
