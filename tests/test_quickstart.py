@@ -24,6 +24,10 @@ run, and what stands in for the reader's machine:
   slower than it starts); every other command runs with ``bash -c`` in
   that environment and must exit 0 and print what the page shows (floats
   and the time of the percentile query compared by shape);
+* the Grafana dashboard cannot be imported here (no Grafana): its
+  variable and panel queries are run as Grafana would run them (see
+  ``tests/test_dashboards.py``) with the data source the page describes,
+  and must answer with the quickstart's requests;
 * the commands that create a bucket or a database and a token on
   InfluxDB 2.x and 3 are NOT run: no such server or command line tool can
   be installed here.  The variables the page gives for them are: the
@@ -49,6 +53,7 @@ import typing
 import httpx
 import pytest
 
+from tests import test_dashboards
 from tests.docs import CodeBlock, all_code_blocks
 from tests.helpers import ROOT
 from tests.servers import FaultServer, InfluxServer, free_port
@@ -367,6 +372,7 @@ def test_the_quickstart_runs(influxd_path: str, tmp_path: typing.Any) -> None:
             run_page(shell, steps)
         finally:
             shell.stop()
+        dashboard_shows_the_data(server.url)
         # The writer's points, read back as the administrator.
         answer = httpx.get(
             f'{server.url}/query',
@@ -386,6 +392,51 @@ def test_the_quickstart_runs(influxd_path: str, tmp_path: typing.Any) -> None:
         'app_fastapi.hello': 1,
         'app_flask.hello': 1,
     }, handlers
+
+
+def dashboard_shows_the_data(url: str) -> None:
+    """The dashboard the page has the reader import, with the data source
+    it describes (database ``example``, user ``reader``) and every
+    variable at "All": each query answers, with the quickstart's data."""
+
+    def series(query: str) -> list[dict[str, typing.Any]]:
+        answer = httpx.get(
+            f'{url}/query',
+            params={'db': 'example', 'q': query},
+            auth=('reader', 'reader-secret'),
+        ).json()
+        (result,) = answer['results']
+        assert 'error' not in result, (query, result)
+        return typing.cast(
+            list[dict[str, typing.Any]], result.get('series', [])
+        )
+
+    variables = {
+        'measurement': 'quickstart',
+        'hostname': '.*',
+        'environment': '.*',
+        'endpoint': '.*',
+    }
+    dashboard = test_dashboards.load()
+    found = {}
+    for variable in dashboard['templating']['list']:
+        if variable['type'] == 'query':
+            query = test_dashboards.substitute(variable['query'], variables)
+            values = [
+                row[-1] for one in series(query) for row in one['values']
+            ]
+            found[variable['name']] = set(values)
+    assert 'quickstart' in found['measurement'], found
+    assert found['endpoint'] == {
+        r'/hello/(\w+)',
+        '/hello/{name}',
+        '/hello/<name>',
+    }, found
+    for panel in dashboard['panels']:
+        for target in panel['targets']:
+            query = test_dashboards.substitute(target['query'], variables)
+            if "'5xx'" not in query:  # no request failed
+                assert series(query), (panel['title'], query)
 
 
 def run_page(shell: Shell, steps: list[tuple[CodeBlock, Step]]) -> None:
