@@ -5,19 +5,31 @@ from __future__ import annotations
 import os
 import re
 import textwrap
+import typing
 
 from tests.helpers import ROOT
 
 _DIRECTIVE = re.compile(r'^(\s*)\.\. code-block:: (\w+)\s*$')
+_OPTION = re.compile(r'^:([\w-]+):\s*(.*)$')
 
 
-def code_blocks(document: str, language: str = 'python') -> list[str]:
-    """The code blocks of one language in a page of ``docs/``, in order.
+class CodeBlock(typing.NamedTuple):
+    """One ``code-block`` directive of a page."""
+
+    #: Its language (``python``, ``console``...).
+    language: str
+    #: Its options (``{'caption': 'app.py'}``).
+    options: dict[str, str]
+    #: Its text, dedented, ending with one line feed.
+    text: str
+
+
+def all_code_blocks(document: str) -> list[CodeBlock]:
+    """Every code block of a page of ``docs/``, in order.
 
     :param document: the page's file name (``tornado.rst``), or the path of
         a module whose docstrings the documentation renders
         (``sprockets_influxdb/asgi.py``)
-    :param language: the language of the ``code-block`` directive
     """
     if '/' not in document:
         document = f'docs/{document}'
@@ -38,6 +50,24 @@ def code_blocks(document: str, language: str = 'python') -> list[str]:
         ):
             body.append(lines[index])
             index += 1
-        if match.group(2) == language:
-            blocks.append(textwrap.dedent('\n'.join(body)).strip('\n') + '\n')
+        body = textwrap.dedent('\n'.join(body)).strip('\n').split('\n')
+        options = {}
+        while body and (option := _OPTION.match(body[0])):
+            options[option.group(1)] = option.group(2)
+            del body[0]
+        text = '\n'.join(body).strip('\n') + '\n'
+        blocks.append(CodeBlock(match.group(2), options, text))
     return blocks
+
+
+def code_blocks(document: str, language: str = 'python') -> list[str]:
+    """The code blocks of one language in a page of ``docs/``, in order.
+
+    :param document: as for :func:`all_code_blocks`
+    :param language: the language of the ``code-block`` directive
+    """
+    return [
+        block.text
+        for block in all_code_blocks(document)
+        if block.language == language
+    ]

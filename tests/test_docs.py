@@ -213,6 +213,11 @@ HARNESSES: dict[str, list[Harness]] = {
     ],
     'asgi.rst': [
         Harness(
+            'app.add_middleware(InfluxDBMiddleware',
+            epilogue=_home_route('fastapi')
+            + ASGI_REQUEST.format(path='/', status=200, endpoint='/'),
+        ),
+        Harness(
             'middleware=[Middleware(InfluxDBMiddleware',
             prelude='from starlette.responses import PlainTextResponse\n'
             'from starlette.routing import Route\n\n'
@@ -220,11 +225,6 @@ HARNESSES: dict[str, list[Harness]] = {
             "    return PlainTextResponse('ok')\n\n"
             "routes = [Route('/', home)]\n",
             epilogue=ASGI_REQUEST.format(path='/', status=200, endpoint='/'),
-        ),
-        Harness(
-            'app.add_middleware(InfluxDBMiddleware',
-            epilogue=_home_route('fastapi')
-            + ASGI_REQUEST.format(path='/', status=200, endpoint='/'),
         ),
         Harness(
             'app = InfluxDBMiddleware(app',
@@ -274,13 +274,13 @@ HARNESSES: dict[str, list[Harness]] = {
             '    pass  # the lifespan starts and ends\n',
         ),
     ],
-    'configuration.rst': [
+    'https.rst': [
         Harness(
             'ssl_context=context',
             elsewhere='tests/test_tls.py::test_the_documented_ssl_context',
         ),
     ],
-    'delivery.rst': [
+    'shutdown.rst': [
         Harness(
             'delivered = influxdb.flush().result()',
             prelude='import asyncio\n'
@@ -348,6 +348,14 @@ HARNESSES: dict[str, list[Harness]] = {
             "    'content_length=512i,cached=false 1700000000123'\n"
             ')\n',
         ),
+    ],
+    'quickstart.rst': [
+        Harness(caption_contains, elsewhere='tests/test_quickstart.py')
+        for caption_contains in (
+            'class Hello(influxdb.InfluxDBMixin',
+            'app.add_middleware(InfluxDBMiddleware',
+            'app.wsgi_app = InfluxDBMiddleware',
+        )
     ],
     'reliability.rst': [
         Harness(
@@ -446,6 +454,15 @@ assert influxdb.stats().added == 0
         Harness('def test_the_request_is_stored()'),
     ],
     'tornado.rst': [
+        Harness(
+            'class ItemHandler(influxdb.InfluxDBMixin, web.RequestHandler)',
+            epilogue=TORNADO_REQUEST.format(
+                app='application', port='{port}', paths=['/items/3']
+            )
+            + 'assert codes == [200], codes\n'
+            "assert endpoints == [r'/items/(\\d+)'], endpoints\n"
+            "assert recorded.measurements[0].database == 'example'\n",
+        ),
         Harness(
             'signal.signal(signal.SIGTERM, signal.default_int_handler)',
             elsewhere='tests/integrations/test_tornado.py::'

@@ -844,10 +844,10 @@ def test_an_ssl_context_survives_install_and_configure(
 def test_the_documented_ssl_context(
     client_cert_server: ClientCertServer, pki: PKI
 ) -> None:
-    """The example of docs/configuration.rst, with this test's files."""
+    """The example of docs/https.rst, with this test's files."""
     blocks = [
         block
-        for block in code_blocks('configuration.rst')
+        for block in code_blocks('https.rst')
         if 'ssl_context=context' in block
     ]
     (example,) = blocks
