@@ -543,8 +543,9 @@ def fault_windows(
     (*deliveries*: when influxd answered a write of the app, and how many
     lines it held): the backlog the fault caused is then delivered, and
     with it the work the library does to catch up.  A window holding
-    fewer than *minimum* timed requests is lengthened until it holds that
-    many (never into the next fault), so that its p99 rests on at least
+    fewer than *minimum* timed requests, to the app with the library or
+    to the one without, is lengthened until it holds that many of each
+    (never into the next fault), so that its p99 rests on at least
     ``minimum / 100`` requests above it.  Seconds from the start of the
     load; *caught* is how long after the fault's end the backlog was
     stored (``None``: never, in the load's time).
@@ -552,10 +553,13 @@ def fault_windows(
     :param allowance: points the app may never deliver, by fault (the
         killed worker's)
     """
-    timed = sorted(
-        due for due, target, route, status, _, _ in samples
-        if target == WITH and route != STREAM and status
-    )  # fmt: skip
+    timed = [
+        sorted(
+            due for due, target, route, status, _, _ in samples
+            if target == which and route != STREAM and status
+        )
+        for which in (WITH, WITHOUT)
+    ]  # fmt: skip
     done = sorted(
         due + latency for due, target, _, status, latency, _ in samples
         if target == WITH and status
@@ -573,15 +577,25 @@ def fault_windows(
             closes, why, caught = end, 'never delivered', None
         later = [start for start in starts if start > first]
         limit = min([end, *later])
-        at = bisect.bisect_left(timed, first)
-        if at + minimum - 1 < len(timed):
-            enough = timed[at + minimum - 1]
-            if enough > closes:
-                closes, why = enough, f'lengthened to {minimum} requests'
+        for dues in timed:
+            at = bisect.bisect_left(dues, first)
+            if at + minimum - 1 < len(dues):
+                enough = dues[at + minimum - 1]
+                if enough > closes:
+                    closes, why = enough, f'lengthened to {minimum} requests'
         if closes > limit:
             closes, why = limit, 'cut at the next fault'
         windows[name] = (first, closes, why, caught)
     return windows
+
+
+def _verdict(ratios: list[float | None]) -> bool | None:
+    """Whether every ratio is at most 2 (``None``: one was not measured)."""
+    if any(ratio is not None and ratio > 2.0 for ratio in ratios):
+        return False
+    if any(ratio is None for ratio in ratios):
+        return None
+    return True
 
 
 def main() -> int:
@@ -799,7 +813,7 @@ def main() -> int:
 
     # -- the table -----------------------------------------------------------
     warm = 1.0
-    verdicts: dict[str, dict[str, bool]] = {name: {} for name in APPS}
+    verdicts: dict[str, dict[str, bool | None]] = {name: {} for name in APPS}
     cells: dict[str, dict[str, Any]] = {name: {} for name in APPS}
     statuses = (200, 404, 500)
     dumped: dict[str, Any] = {}
@@ -928,12 +942,8 @@ def main() -> int:
         late[name] = lags[int(0.99 * (len(lags) - 1))]
         verdicts[name]['lost'] = outside == 0
         verdicts[name]['rss'] = growth <= RSS_LIMIT_MB
-        verdicts[name]['p99'] = all(
-            ratio is not None and ratio <= 2.0 for ratio in ratios
-        )
-        verdicts[name]['excess'] = all(
-            ratio is not None and ratio <= 2.0 for ratio in excess
-        )
+        verdicts[name]['p99'] = _verdict(ratios)
+        verdicts[name]['excess'] = _verdict(excess)
 
     if arguments.samples:
         with open(arguments.samples, 'w') as handle:
@@ -1037,12 +1047,15 @@ def main() -> int:
             ),
         ]
         for text, key in items:
-            held = all(verdicts[name][key] for name in APPS)
-            missed = [name for name in APPS if not verdicts[name][key]]
-            print(
-                f'  {text}: {"HOLDS" if held else "DOES NOT HOLD"}'
-                + (f' ({", ".join(missed)})' if missed else '')
-            )
+            missed = [name for name in APPS if verdicts[name][key] is False]
+            unknown = [name for name in APPS if verdicts[name][key] is None]
+            if missed:
+                verdict = f'DOES NOT HOLD ({", ".join(missed)})'
+            elif unknown:
+                verdict = f'NOT MEASURED ({", ".join(unknown)}: too few)'
+            else:
+                verdict = 'HOLDS'
+            print(f'  {text}: {verdict}')
     if failures:
         print()
         for failure in failures:
