@@ -456,13 +456,20 @@ class Profiler:
                 process.wait()
 
 
-def machine_busy() -> tuple[float, float]:
-    """Seconds of CPU busy and in all, summed over the machine's cores."""
+def machine_busy() -> tuple[float, float, float | None]:
+    """Seconds of CPU busy and in all, summed over the machine's cores, and
+    seconds some task waited for a core (``None`` without Linux's PSI)."""
     with open('/proc/stat') as handle:
         values = [int(value) for value in handle.readline().split()[1:9]]
     idle = values[3] + values[4]
     tick = os.sysconf('SC_CLK_TCK')
-    return (sum(values) - idle) / tick, sum(values) / tick
+    waited = None
+    with (
+        contextlib.suppress(OSError, ValueError, IndexError),
+        open('/proc/pressure/cpu') as handle,
+    ):
+        waited = int(handle.readline().rsplit('total=', 1)[1]) / 1e6
+    return (sum(values) - idle) / tick, sum(values) / tick, waited
 
 
 def undelivered_at_kill(stats: dict[str, Any]) -> int:
@@ -747,6 +754,13 @@ def main() -> int:
         busy = (busy_after[0] - busy_before[0]) / (
             busy_after[1] - busy_before[1]
         )
+        pressure = (
+            (busy_after[2] - busy_before[2])
+            / (busy_after[1] - busy_before[1])
+            * (os.cpu_count() or 1)
+            if busy_after[2] is not None and busy_before[2] is not None
+            else None
+        )
         results = {name: load['samples'] for name, load in loads.items()}
 
         answered: dict[str, Counter[int]] = {}
@@ -1006,7 +1020,13 @@ def main() -> int:
     )
     print(
         f'The machine ({os.cpu_count()} cores) was {100 * busy:.0f}% busy '
-        'during the load, all processes counted.'
+        'during the load, all processes counted'
+        + (
+            f'; some task was waiting for a core {100 * pressure:.0f}% of '
+            'the time (CPU pressure).'
+            if pressure is not None
+            else '.'
+        )
     )
     behind = {name: value for name, value in late.items() if value > LATE}
     if behind:
