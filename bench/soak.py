@@ -82,6 +82,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 from collections import Counter
@@ -142,6 +143,11 @@ LATE = 0.05
 # trivial route answers in a few milliseconds on an idle core.
 QUEUED = 0.05
 MEASUREMENT = 'request'
+
+
+def say(text: str) -> None:
+    """Print a paragraph of the report, wrapped."""
+    print(textwrap.fill(text, 100))
 
 
 def log(message: str, started: float | None = None) -> None:
@@ -1021,13 +1027,13 @@ def main() -> int:
             )
         )
     print('-' * len(header))
-    print(
+    say(
         'Outages in the order killed/frozen/503 then 429.  A window runs '
         "from the fault's start until the points of every request answered "
         'when it ended are stored; * lengthened to hold '
         f'{minimum} requests, or cut at the next fault.'
     )
-    print(
+    say(
         f'The machine ({os.cpu_count()} cores) was {100 * busy:.0f}% busy '
         'during the load, all processes counted'
         + (
@@ -1040,7 +1046,7 @@ def main() -> int:
     behind = {name: value for name, value in late.items() if value > LATE}
     queued = {name: value for name, value in medians.items() if value > QUEUED}
     if behind or queued:
-        print(
+        say(
             'NOTE: the machine did not keep up with the load ('
             + '; '.join(
                 [f'the generator sent {name} requests late, p99 '
