@@ -7,14 +7,22 @@ frozen influxd leaves it hanging.  While a fault is set it answers every
 request itself with that status (``Retry-After`` included) and closes the
 connection; connections being relayed when the fault starts are cut, as a
 load balancer that starts shedding load does.
+
+It reads what it relays as HTTP/1.1 exchanges, one at a time per
+connection, and keeps, for each write influxd answered with a 2xx, when
+the answer went back, to which database and how many lines it held
+(:attr:`FaultProxy.delivered`): the soak tells from it when the backlog an
+outage caused was delivered.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import gzip
 import json
 import threading
+import time
+import urllib.parse
 from collections import Counter
 
 
@@ -25,6 +33,9 @@ class FaultProxy:
         self.upstream_port = upstream_port
         self.port = 0
         self.answered: Counter[int] = Counter()
+        #: ``(monotonic time, database, lines)`` of each write influxd
+        #: answered with a 2xx, in the order the answers went back.
+        self.delivered: list[tuple[float, str, int]] = []
         self._fault: tuple[int, dict[str, str]] | None = None
         self._relayed: set[asyncio.StreamWriter] = set()
         self._loop = asyncio.new_event_loop()
@@ -127,24 +138,72 @@ class FaultProxy:
         )
         self._relayed.update((writer, upstream_writer))
         try:
-            await asyncio.gather(
-                _pipe(reader, upstream_writer), _pipe(upstream_reader, writer)
-            )
+            while True:
+                try:
+                    request = await _message(reader)
+                except asyncio.IncompleteReadError:
+                    return  # the client closed the connection
+                upstream_writer.write(request.data)
+                await upstream_writer.drain()
+                response = await _message(upstream_reader)
+                writer.write(response.data)
+                await writer.drain()
+                status = int(response.head[9:12])
+                if 200 <= status < 300:
+                    self._count(request)
+                if response.close or request.close:
+                    return
         finally:
             self._relayed.difference_update((writer, upstream_writer))
             upstream_writer.transport.abort()
 
+    def _count(self, request: _Message) -> None:
+        target = request.head.split(b' ', 2)[1].decode('latin-1')
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(target).query)
+        body = request.body
+        if request.gzip:
+            body = gzip.decompress(body)
+        lines = body.count(b'\n') + 1 if body.strip() else 0
+        database = query.get('db', query.get('bucket', ['']))[0]
+        self.delivered.append((time.monotonic(), database, lines))
 
-async def _pipe(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-) -> None:
-    try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    except OSError:
-        pass
-    finally:
-        # One side ended: end the other, so that the gather returns.
-        with contextlib.suppress(OSError):
-            writer.transport.abort()
+
+class _Message:
+    """One HTTP/1.1 request or response, as read, and what it says."""
+
+    __slots__ = ('body', 'close', 'data', 'gzip', 'head')
+
+    def __init__(self, head: bytes, body: bytes, data: bytes) -> None:
+        self.head = head
+        self.body = body
+        self.data = data
+        lowered = head.lower()
+        self.close = b'\r\nconnection: close' in lowered
+        self.gzip = b'\r\ncontent-encoding: gzip' in lowered
+
+
+async def _message(reader: asyncio.StreamReader) -> _Message:
+    """Read one message (its body by Content-Length or chunked)."""
+    head = await reader.readuntil(b'\r\n\r\n')
+    lowered = head.lower()
+    if b'\r\ntransfer-encoding: chunked' in lowered:
+        raw = []
+        chunks = []
+        while True:
+            line = await reader.readuntil(b'\r\n')
+            raw.append(line)
+            size = int(line.split(b';')[0], 16)
+            chunk = await reader.readexactly(size + 2)
+            raw.append(chunk)
+            if size == 0:
+                break
+            chunks.append(chunk[:-2])
+        body = b''.join(chunks)
+        return _Message(head, body, head + b''.join(raw))
+    length = 0
+    for line in lowered.split(b'\r\n'):
+        name, _, value = line.partition(b':')
+        if name.strip() == b'content-length':
+            length = int(value)
+    body = await reader.readexactly(length) if length else b''
+    return _Message(head, body, head + body)

@@ -14,14 +14,16 @@ gunicorn ``--preload`` with 2 gthread workers (8 threads each).  Each is
 also served without the integration (``bench/_soak_bare.py``), the same
 way.
 
-One load generator process per app sends requests at a fixed rate, the
-integrated app and the bare one alternating (``--rate``, and
-``--bare-rate``, 100/s by default so that two shared cores keep up: 2,400
-requests/s would saturate them and time the queue, not the apps), over
-keep-alive connections: plain route 45%, path
-parameter 35%, unrouted (404) 10%, uncaught exception (500) 5%, a response
-streamed in three chunks 0.1 s apart 5%.  Meanwhile, on a schedule (times
-for 60 s; ``--quick`` scales times and durations to its 15 s):
+One load generator process per app (``bench/_soak_load.py``) sends
+requests to it and to the same app without the integration at the same
+rate (``--rate``, 300/s to each by default), alternating, the same route
+to both: plain route 45%, path parameter 35%, unrouted (404) 10%, uncaught
+exception (500) 5%, a response streamed in three chunks 0.1 s apart 5%.
+The schedule is open (a slow answer never delays the next request) and a
+latency is counted from when the request was due, not from when it was
+sent; the generator's own CPU and lateness are reported.  Meanwhile, on a
+schedule (times for 60 s; ``--quick`` scales times and durations to its
+15 s):
 
 * at 8 s influxd is killed with SIGKILL, and started again 5 s later;
 * at 20 s influxd is frozen with SIGSTOP, and resumed with SIGCONT 3 s later;
@@ -36,29 +38,43 @@ After the load, the soak waits for the apps to deliver (their settings:
 ``INFLUXDB_INTERVAL=1000``, the rest the defaults), stops them with SIGTERM
 and prints one table: requests answered against points stored, by status;
 points lost; RSS of the app's processes at start (before the load), peak,
-end (after delivery, before SIGTERM); latency of the requests (the streamed
-one left out: its pauses are its own) without the library, healthy, and in
-each fault's window (from its start to 2 s after its end, a quarter of that
-in quick mode); the apps' ``stats()`` at exit.
+end (after delivery, before SIGTERM); latency p50/p99/max of the requests
+(the streamed one left out: its pauses are its own), with and without the
+library, healthy and in each fault's window, with the number of requests
+each rests on; the ratios; when each backlog was stored; the apps'
+``stats()`` at exit; the CPU the apps and the generator used.
+
+A fault's window runs from the fault's start until the points of every
+request the app had answered when the fault ended are stored (the proxy
+sees each write influxd accepts): the backlog the fault caused is then
+delivered, so the window holds the outage and the library's catching up,
+however long its backoff made that.  A fixed span after the fault would
+miss a resend that the backoff (up to 30 s) put later.  A window holding
+fewer than 1,000 timed requests (250 with ``--quick``) is lengthened
+until it does, so that its p99 rests on at least 10 requests above it;
+windows never run into the next fault.  Healthy is the rest, after the
+first second.
 
 It fails (exit status 1) when a point is lost other than those the killed
 worker had not delivered, or when an app's RSS at the end exceeds its start
-by more than 50 MB.  Latency ratios are reported; the full run also says
-whether each acceptance item of issue 13 holds.
+by more than 50 MB.  Latency ratios are reported, never a failure (two
+shared cores make them noisy); the full run also says whether each
+acceptance item of issue 13 holds.  ``--profile DIRECTORY`` records the
+apps with py-spy, healthy and in each fault (``bench/_soak_profile.py``
+reads it), ``--samples FILE`` writes every request's figures.
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
 import concurrent.futures
 import contextlib
 import glob
-import http.client
 import itertools
 import json
 import multiprocessing
 import os
-import random
 import shutil
 import signal
 import socket
@@ -66,6 +82,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 from collections import Counter
@@ -77,6 +94,7 @@ for _path in (ROOT, BENCH):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
+from _soak_load import STREAM, WITH, WITHOUT, Sample, drive  # noqa: E402
 from _soak_proxy import FaultProxy  # noqa: E402
 
 from tests.helpers import clean_environment  # noqa: E402
@@ -107,15 +125,6 @@ APPS: dict[str, dict[str, list[str]]] = {
         'bare': [*GUNICORN, 'bench._soak_bare:flask_app'],
     },
 }
-# (name, path, weight); {n} is a number from 1 to 999.
-ROUTES = [
-    ('plain', '/', 45),
-    ('parameter', '/items/{n}', 35),
-    ('unrouted', '/no/such/page/{n}', 10),
-    ('error', '/error', 5),
-    ('stream', '/stream', 5),
-]
-STREAM = 4
 # (name, start, duration) in seconds of a 60 s run.
 SCHEDULE = [
     ('influxd killed', 8.0, 5.0),
@@ -125,105 +134,25 @@ SCHEDULE = [
 ]
 OUTAGES = ('influxd killed', 'influxd frozen', '503 then 429')
 RSS_LIMIT_MB = 50.0
+# Requests a window's p99 rests on at least (a quarter with --quick).
+MIN_SAMPLES = 1000
+# The generator's p99 lateness (from when a request was due to when it
+# was sent) beyond which the run says the machine did not keep up.
+LATE = 0.05
+# The healthy median latency beyond which the apps were queueing: a
+# trivial route answers in a few milliseconds on an idle core.
+QUEUED = 0.05
 MEASUREMENT = 'request'
+
+
+def say(text: str) -> None:
+    """Print a paragraph of the report, wrapped."""
+    print(textwrap.fill(text, 100))
 
 
 def log(message: str, started: float | None = None) -> None:
     stamp = f'[{time.monotonic() - started:6.1f} s] ' if started else ''
     print(f'{stamp}{message}', flush=True)
-
-
-# -- the load generator (one process per app) -------------------------------
-
-
-def drive(plan: dict[str, Any]) -> list[tuple[float, int, int, int, float]]:
-    """Send the requests of *plan*; return (due, target, route, status,
-    latency) for each, target 0 the app with the library, 1 without."""
-    rng = random.Random(plan['seed'])
-    weights = [weight for _, _, weight in ROUTES]
-    ticks = [(i / plan['rate'], 0) for i in range(plan['count'])]
-    if plan['bare_rate']:
-        ticks += [
-            ((i + 0.5) / plan['bare_rate'], 1)
-            for i in range(
-                int(plan['count'] * plan['bare_rate'] / plan['rate'])
-            )
-        ]
-    ticks.sort()
-    work = [
-        (due, target, rng.choices(range(len(ROUTES)), weights)[0],
-         rng.randint(1, 999))
-        for due, target in ticks
-    ]  # fmt: skip
-    ports = (plan['port'], plan['bare_port'])
-    start = plan['start']
-    counter = itertools.count()
-    results: list[tuple[float, int, int, int, float]] = []
-
-    def request(
-        connections: dict[int, http.client.HTTPConnection],
-        target: int,
-        path: str,
-    ) -> int:
-        for attempt in range(2):
-            connection = connections.get(target)
-            reused = connection is not None
-            if connection is None:
-                connection = http.client.HTTPConnection(
-                    '127.0.0.1', ports[target], timeout=30
-                )
-                connections[target] = connection
-            try:
-                connection.request('GET', path)
-                response = connection.getresponse()
-                response.read()
-            except (OSError, http.client.HTTPException) as error:
-                connection.close()
-                del connections[target]
-                # A kept-alive connection the server had closed: retry once
-                # on a new one, as HTTP clients do.
-                stale = isinstance(
-                    error,
-                    (
-                        http.client.RemoteDisconnected,
-                        ConnectionResetError,
-                        BrokenPipeError,
-                    ),
-                )
-                if reused and stale and attempt == 0:
-                    continue
-                return 0
-            if response.will_close:
-                connection.close()
-                del connections[target]
-            return int(response.status)
-        return 0
-
-    def worker() -> None:
-        connections: dict[int, http.client.HTTPConnection] = {}
-        while True:
-            index = next(counter)
-            if index >= len(work):
-                break
-            due, target, route, number = work[index]
-            delay = start + due - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            path = ROUTES[route][1].format(n=number)
-            began = time.monotonic()
-            status = request(connections, target, path)
-            results.append(
-                (due, target, route, status, time.monotonic() - began)
-            )
-        for connection in connections.values():
-            connection.close()
-
-    threads = [threading.Thread(target=worker) for _ in range(32)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
 
 
 # -- processes --------------------------------------------------------------
@@ -296,6 +225,18 @@ class App:
                 children.append(pid)
         return children
 
+    def cpu_seconds(self) -> float:
+        """CPU time of its processes so far (their reaped children's too)."""
+        ticks = 0
+        for pid in self.pids():
+            try:
+                with open(f'/proc/{pid}/stat') as handle:
+                    fields = handle.read().rpartition(')')[2].split()
+            except OSError:
+                continue
+            ticks += sum(int(value) for value in fields[11:15])
+        return ticks / os.sysconf('SC_CLK_TCK')
+
     def rss_mb(self) -> float:
         total = 0
         page = os.sysconf('SC_PAGE_SIZE')
@@ -361,7 +302,7 @@ class Faults:
         self,
         server: InfluxServer,
         proxy: FaultProxy,
-        flask: App,
+        flask: App | None,
         stats_dir: str,
         start: float,
         scale: float,
@@ -444,6 +385,8 @@ class Faults:
         self.windows['503 then 429'] = (began, self._at(0))
         self.say('proxy relays to influxd again')
 
+        if self.flask is None:
+            return
         began = self._at(worker_at)
         workers = self.flask.workers()
         if not workers:
@@ -464,6 +407,78 @@ class Faults:
             f'gunicorn worker {victim} killed with SIGKILL, '
             f'{undelivered} measurements not yet delivered'
         )
+
+
+def profile_spans(scale: float) -> list[tuple[str, float, float]]:
+    """``(label, start, seconds)`` of the py-spy recordings of ``--profile``:
+    healthy before the first fault and after the last, each fault from its
+    start to 5 s after its end (never into the next)."""
+    spans = [('healthy', 1.0, SCHEDULE[0][1] - 1.5)]
+    for index, (name, first, length) in enumerate(SCHEDULE):
+        after = SCHEDULE[index + 1][1] if index + 1 < len(SCHEDULE) else 60
+        spans.append((name, first, min(length + 5, after - first - 0.5)))
+    spans.append(('healthy after', 52.0, 7.0))
+    return [(label, first * scale, length * scale)
+            for label, first, length in spans]  # fmt: skip
+
+
+class Profiler:
+    """Record the apps with the library with py-spy, one recording per
+    span of :func:`profile_spans`: only the samples of threads holding the
+    GIL, without pausing the app (``--nonblocking``), as collapsed stacks
+    (``bench/_soak_profile.py`` reads them)."""
+
+    def __init__(
+        self, apps: dict[str, App], directory: str, start: float, scale: float
+    ) -> None:
+        self.apps = apps
+        self.directory = directory
+        self.start = start
+        self.spans = profile_spans(scale)
+        os.makedirs(directory, exist_ok=True)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        spy = shutil.which('py-spy') or 'py-spy'
+        for index, (label, first, length) in enumerate(self.spans):
+            delay = self.start + first - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            running = []
+            for name, app in self.apps.items():
+                path = os.path.join(self.directory, f'{name}.{index}')
+                with open(f'{path}.log', 'w') as output:
+                    running.append(subprocess.Popen(
+                        [spy, 'record', '--pid', str(app.process.pid),
+                         '--subprocesses', '--threads', '--gil',
+                         '--nonblocking', '--format', 'raw',
+                         '--rate', '200', '--duration',
+                         str(max(1, round(length))),
+                         '--output', f'{path}.txt'],
+                        stdout=output,
+                        stderr=subprocess.STDOUT,
+                    ))  # fmt: skip
+                with open(f'{path}.span', 'w') as handle:
+                    handle.write(f'{label}\n{max(1, round(length))}\n')
+            for process in running:
+                process.wait()
+
+
+def machine_busy() -> tuple[float, float, float | None]:
+    """Seconds of CPU busy and in all, summed over the machine's cores, and
+    seconds some task waited for a core (``None`` without Linux's PSI)."""
+    with open('/proc/stat') as handle:
+        values = [int(value) for value in handle.readline().split()[1:9]]
+    idle = values[3] + values[4]
+    tick = os.sysconf('SC_CLK_TCK')
+    waited = None
+    with (
+        contextlib.suppress(OSError, ValueError, IndexError),
+        open('/proc/pressure/cpu') as handle,
+    ):
+        waited = int(handle.readline().rsplit('total=', 1)[1]) / 1e6
+    return (sum(values) - idle) / tick, sum(values) / tick, waited
 
 
 def undelivered_at_kill(stats: dict[str, Any]) -> int:
@@ -490,8 +505,11 @@ def stored(server: InfluxServer, database: str) -> Counter[int]:
     return counts
 
 
-def percentiles(values: list[float]) -> tuple[float, float, float] | None:
-    if len(values) < 20:
+def percentiles(
+    values: list[float], minimum: int
+) -> tuple[float, float, float] | None:
+    """p50, p99 and max in milliseconds; ``None`` under *minimum* values."""
+    if len(values) < max(minimum, 2):
         return None
     ordered = sorted(values)
     quantiles = statistics.quantiles(ordered, n=100, method='inclusive')
@@ -500,7 +518,7 @@ def percentiles(values: list[float]) -> tuple[float, float, float] | None:
 
 def latency_cell(figures: tuple[float, float, float] | None) -> str:
     if figures is None:
-        return '-'
+        return 'too few'
     return '/'.join(f'{value:.1f}' if value < 100 else f'{value:.0f}'
                     for value in figures)  # fmt: skip
 
@@ -526,6 +544,76 @@ def read_stats(directory: str) -> dict[str, Any]:
     return total
 
 
+def fault_windows(
+    faults: dict[str, tuple[float, float]],
+    samples: list[Sample],
+    deliveries: list[tuple[float, int]],
+    allowance: dict[str, int],
+    minimum: int,
+    end: float,
+) -> dict[str, tuple[float, float, str, float | None]]:
+    """The window of each fault for one app: ``(start, end, why, caught)``.
+
+    A window opens when its fault starts and closes when the points of
+    every request the app had answered when the fault ended are stored
+    (*deliveries*: when influxd answered a write of the app, and how many
+    lines it held): the backlog the fault caused is then delivered, and
+    with it the work the library does to catch up.  A window holding
+    fewer than *minimum* timed requests, to the app with the library or
+    to the one without, is lengthened until it holds that many of each
+    (never into the next fault), so that its p99 rests on at least
+    ``minimum / 100`` requests above it.  Seconds from the start of the
+    load; *caught* is how long after the fault's end the backlog was
+    stored (``None``: never, in the load's time).
+
+    :param allowance: points the app may never deliver, by fault (the
+        killed worker's)
+    """
+    timed = [
+        sorted(
+            due for due, target, route, status, _, _ in samples
+            if target == which and route != STREAM and status
+        )
+        for which in (WITH, WITHOUT)
+    ]  # fmt: skip
+    done = sorted(
+        due + latency for due, target, _, status, latency, _ in samples
+        if target == WITH and status
+    )  # fmt: skip
+    cumulative = list(itertools.accumulate(lines for _, lines in deliveries))
+    starts = sorted(first for first, _ in faults.values())
+    windows = {}
+    for name, (first, last) in faults.items():
+        needed = bisect.bisect_right(done, last) - allowance.get(name, 0)
+        index = bisect.bisect_left(cumulative, needed)
+        if index < len(cumulative):
+            closes, why = max(deliveries[index][0], last), 'delivered'
+            caught: float | None = closes - last
+        else:
+            closes, why, caught = end, 'never delivered', None
+        later = [start for start in starts if start > first]
+        limit = min([end, *later])
+        for dues in timed:
+            at = bisect.bisect_left(dues, first)
+            if at + minimum - 1 < len(dues):
+                enough = dues[at + minimum - 1]
+                if enough > closes:
+                    closes, why = enough, f'lengthened to {minimum} requests'
+        if closes > limit:
+            closes, why = limit, 'cut at the next fault'
+        windows[name] = (first, closes, why, caught)
+    return windows
+
+
+def _verdict(ratios: list[float | None]) -> bool | None:
+    """Whether every ratio is at most 2 (``None``: one was not measured)."""
+    if any(ratio is not None and ratio > 2.0 for ratio in ratios):
+        return False
+    if any(ratio is None for ratio in ratios):
+        return None
+    return True
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--quick', action='store_true', help='15 s, for CI')
@@ -534,25 +622,45 @@ def main() -> int:
         '--rate',
         type=float,
         default=300.0,
-        help='requests/s to each app (default 300)',
-    )
-    parser.add_argument(
-        '--bare-rate',
-        type=float,
-        default=100.0,
-        help='requests/s to each app without the library, alternating '
-        'with the others (default 100)',
+        help='requests/s to each app, and as many to the same app without '
+        'the library, alternating (default 300)',
     )
     parser.add_argument('--seed', type=int, default=13)
+    parser.add_argument(
+        '--apps',
+        default=','.join(APPS),
+        help='the apps to serve, comma separated (default all; the worker '
+        'is killed only with flask)',
+    )
+    parser.add_argument(
+        '--profile',
+        metavar='DIRECTORY',
+        help='record the apps with the library with py-spy into '
+        'DIRECTORY, healthy and in each fault (read it with '
+        'bench/_soak_profile.py)',
+    )
+    parser.add_argument(
+        '--samples',
+        metavar='FILE',
+        help='write every request (due, target, route, status, latency, '
+        'lateness) and the windows to FILE, as JSON',
+    )
     arguments = parser.parse_args()
+    names = arguments.apps.split(',')
+    unknown = sorted(set(names) - set(APPS))
+    if unknown:
+        parser.error(f'unknown apps: {", ".join(unknown)}')
+    for name in list(APPS):
+        if name not in names:
+            del APPS[name]
     duration = arguments.duration or (15.0 if arguments.quick else 60.0)
     scale = duration / 60.0
-    recovery = 2.0 * scale
+    minimum = MIN_SAMPLES if not arguments.quick else MIN_SAMPLES // 4
     began = time.monotonic()
     print(
-        f'soak: {len(APPS)} apps, {arguments.rate:g} requests/s each '
-        f'({arguments.bare_rate:g}/s to each without the library) for '
-        f'{duration:g} s; faults at {scale:g}x the 60 s schedule',
+        f'soak: {len(APPS)} apps, {arguments.rate:g} requests/s to each, '
+        f'with the library and without it, for {duration:g} s; faults at '
+        f'{scale:g}x the 60 s schedule',
         flush=True,
     )
 
@@ -591,7 +699,7 @@ def main() -> int:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f'{app.name} ({app.variant}) not up')
                 time.sleep(0.05)
-        if (
+        if 'flask' in APPS and (
             len(apps['flask'].workers()) < 2
             or len(bare['flask'].workers()) < 2
         ):
@@ -611,7 +719,6 @@ def main() -> int:
                     {
                         'seed': arguments.seed + index,
                         'rate': arguments.rate,
-                        'bare_rate': arguments.bare_rate,
                         'count': count,
                         'port': apps[name].port,
                         'bare_port': bare[name].port,
@@ -623,23 +730,52 @@ def main() -> int:
             faults = Faults(
                 server,
                 proxy,
-                apps['flask'],
+                apps.get('flask'),
                 os.path.join(directory, 'stats-flask'),
                 start,
                 scale,
             )
+            profiler = (
+                Profiler(apps, arguments.profile, start, scale)
+                if arguments.profile
+                else None
+            )
             log('load starts', began)
             faults.thread.start()
-            results = {
-                name: future.result() for name, future in futures.items()
+            time.sleep(max(0.0, start - time.monotonic()))
+            cpu_before = {
+                (name, variant): app.cpu_seconds()
+                for variant, group in (('with', apps), ('bare', bare))
+                for name, app in group.items()
             }
+            busy_before = machine_busy()
+            loads = {name: future.result() for name, future in futures.items()}
             faults.thread.join()
+            busy_after = machine_busy()
+            if profiler is not None:
+                profiler.thread.join()
+            cpu = {
+                (name, variant): app.cpu_seconds() - cpu_before[name, variant]
+                for variant, group in (('with', apps), ('bare', bare))
+                for name, app in group.items()
+            }
         log('load ended', began)
+        busy = (busy_after[0] - busy_before[0]) / (
+            busy_after[1] - busy_before[1]
+        )
+        pressure = (
+            (busy_after[2] - busy_before[2])
+            / (busy_after[1] - busy_before[1])
+            * (os.cpu_count() or 1)
+            if busy_after[2] is not None and busy_before[2] is not None
+            else None
+        )
+        results = {name: load['samples'] for name, load in loads.items()}
 
         answered: dict[str, Counter[int]] = {}
         for name, samples in results.items():
             answered[name] = Counter(
-                status for _, target, _, status, _ in samples if target == 0
+                sample[3] for sample in samples if sample[1] == WITH
             )
         allowance = {name: 0 for name in APPS}
         if faults.killed is not None:
@@ -681,6 +817,14 @@ def main() -> int:
             name: read_stats(os.path.join(directory, f'stats-{name}'))
             for name in APPS
         }
+        deliveries = {
+            name: [
+                (when - start, lines)
+                for when, database, lines in proxy.delivered
+                if database == name
+            ]
+            for name in APPS
+        }
     finally:
         for app in [*apps.values(), *bare.values()]:
             app.stop(timeout=5)
@@ -691,21 +835,13 @@ def main() -> int:
         log('everything stopped', began)
 
     # -- the table -----------------------------------------------------------
-    windows = {
-        name: (first, last + recovery)
-        for name, (first, last) in faults.windows.items()
-    }
-
-    def window_of(due: float) -> str | None:
-        for name, (first, last) in windows.items():
-            if first <= due <= last:
-                return name
-        return None
-
-    verdicts: dict[str, dict[str, bool]] = {name: {} for name in APPS}
+    warm = 1.0
+    verdicts: dict[str, dict[str, bool | None]] = {name: {} for name in APPS}
     cells: dict[str, dict[str, Any]] = {name: {} for name in APPS}
     statuses = (200, 404, 500)
-    sent: dict[str, int] = {}
+    dumped: dict[str, Any] = {}
+    late: dict[str, float] = {}
+    medians: dict[str, float] = {}
     for name in APPS:
         got, kept = answered[name], final[name]
         lost = sum(
@@ -717,36 +853,72 @@ def main() -> int:
         extra = sum(
             max(0, number - got[status]) for status, number in kept.items()
         )
-        sent[name] = sum(1 for sample in results[name] if sample[1] == 0)
-        warm = 1.0
-        samples = [s for s in results[name] if s[2] != STREAM and s[0] >= warm]
-        without = [s[4] for s in samples if s[1] == 1 and s[3]]
-        healthy = [
-            s[4]
-            for s in samples
-            if s[1] == 0 and s[3] and window_of(s[0]) is None
-        ]
-        during = {
-            fault: [
-                s[4]
-                for s in samples
-                if s[1] == 0 and s[3] and window_of(s[0]) == fault
-            ]
-            for fault in windows
-        }
-        figures = {
-            'without': percentiles(without),
-            'healthy': percentiles(healthy),
-            **{fault: percentiles(values) for fault, values in during.items()},
-        }
-        growth = rss.end[name] - rss.start[name]
-        worst = max(
-            (figures[fault][1] for fault in OUTAGES if figures.get(fault)),
-            default=float('nan'),
+        samples = results[name]
+        windows = fault_windows(
+            faults.windows,
+            samples,
+            deliveries[name],
+            {'worker killed': allowance[name]},
+            minimum,
+            duration,
         )
-        base = figures['healthy']
-        bare_figures = figures['without']
-        cells[name] = {
+        dumped[name] = {'samples': samples, 'windows': windows,
+                        'deliveries': deliveries[name]}  # fmt: skip
+
+        def window_of(
+            due: float, windows: dict[str, Any] = windows
+        ) -> str | None:
+            for fault, (first, last, _, _) in windows.items():
+                if first <= due <= last:
+                    return fault
+            return None
+
+        timed: dict[tuple[str | None, int], list[float]] = {}
+        for due, target, route, status, latency, _ in samples:
+            if route == STREAM or not status or due < warm:
+                continue
+            key = (window_of(due), target)
+            timed.setdefault(key, []).append(latency)
+        figures = {
+            key: percentiles(values, minimum) for key, values in timed.items()
+        }
+        cell = cells[name]
+        for fault in (None, *faults.windows):
+            label = fault or 'healthy'
+            for target in (WITH, WITHOUT):
+                cell[(label, target)] = latency_cell(
+                    figures.get((fault, target))
+                )
+            count = len(timed.get((fault, WITH), []))
+            if fault is None:
+                cell[(label, 'n')] = f'{count}'
+                continue
+            first, last, why, _ = windows[fault]
+            cell[(label, 'n')] = f'{count}, {last - first:.1f} s' + (
+                '' if why == 'delivered' else ' *'
+            )
+        base = figures.get((None, WITH))
+        bare_base = figures.get((None, WITHOUT))
+        ratios = []
+        controls = []
+        for fault in OUTAGES:
+            during = figures.get((fault, WITH))
+            ratios.append(during[1] / base[1] if during and base else None)
+            bare_during = figures.get((fault, WITHOUT))
+            controls.append(
+                bare_during[1] / bare_base[1]
+                if bare_during and bare_base
+                else None
+            )
+        excess = [
+            ratio / control if ratio and control else None
+            for ratio, control in zip(ratios, controls)
+        ]
+        caught = [windows[fault][3] for fault in OUTAGES]
+        growth = rss.end[name] - rss.start[name]
+        lags = sorted(sample[5] for sample in samples)
+        load = loads[name]
+        cell.update({
             'answered': '/'.join(str(got[s]) for s in statuses),
             'other': str(sum(n for s, n in got.items() if s not in statuses)),
             'stored': '/'.join(str(kept[s]) for s in statuses),
@@ -757,14 +929,24 @@ def main() -> int:
             'rss': f'{rss.start[name]:.0f}/{rss.peak[name]:.0f}/'
             f'{rss.end[name]:.0f}',
             'growth': f'{growth:+.1f}',
-            **{key: latency_cell(value) for key, value in figures.items()},
             'cost': (
-                f'{base[0] / bare_figures[0]:.2f}/'
-                f'{base[1] / bare_figures[1]:.2f}'
-                if base and bare_figures
+                f'{base[0] / bare_base[0]:.2f}/{base[1] / bare_base[1]:.2f}'
+                if base and bare_base
                 else '-'
             ),
-            'outage': f'{worst / base[1]:.2f}' if base else '-',
+            'outage': '/'.join(
+                '-' if ratio is None else f'{ratio:.2f}' for ratio in ratios
+            ),
+            'control': '/'.join(
+                '-' if ratio is None else f'{ratio:.2f}' for ratio in controls
+            ),
+            'excess': '/'.join(
+                '-' if ratio is None else f'{ratio:.2f}' for ratio in excess
+            ),
+            'caught': '/'.join(
+                'never' if value is None else f'{value:.1f}'
+                for value in caught
+            ),
             'written': str(stats[name]['written']),
             'retries': f'{stats[name]["retries"]}/'
             f'{stats[name]["failed_requests"]}',
@@ -774,13 +956,28 @@ def main() -> int:
                 if number
             )
             or 'none',
-            'rate': str(round(sent[name] / duration)),
-        }
+            'rate': str(round(sum(1 for s in samples
+                                  if s[1] == WITH and s[0] >= 0)
+                              / duration)),
+            'cpu': f'{cpu[name, "with"]:.1f}/{cpu[name, "bare"]:.1f}',
+            'generator': f'{100 * load["cpu"] / load["wall"]:.0f}%, '
+            f'{1e3 * lags[int(0.99 * (len(lags) - 1))]:.1f}',
+        })  # fmt: skip
+        late[name] = lags[int(0.99 * (len(lags) - 1))]
+        medians[name] = max(
+            (figures[None, target][0] / 1e3 for target in (WITH, WITHOUT)
+             if figures.get((None, target))),
+            default=0.0,
+        )  # fmt: skip
         verdicts[name]['lost'] = outside == 0
         verdicts[name]['rss'] = growth <= RSS_LIMIT_MB
-        verdicts[name]['p99'] = bool(base) and worst <= 2 * base[1]
+        verdicts[name]['p99'] = _verdict(ratios)
+        verdicts[name]['excess'] = _verdict(excess)
 
-    labels = [
+    if arguments.samples:
+        with open(arguments.samples, 'w') as handle:
+            json.dump(dumped, handle)
+    labels: list[tuple[Any, str]] = [
         ('answered', 'requests answered, 200/404/500'),
         ('other', '  other or no answer'),
         ('stored', 'points stored, 200/404/500'),
@@ -791,15 +988,26 @@ def main() -> int:
         ('rss', 'RSS MB start/peak/end'),
         ('growth', 'RSS end - start, MB'),
         (None, 'latency ms p50/p99/max:'),
-        ('without', '  without the library'),
-        ('healthy', '  with it, healthy'),
-        *((fault, f'  {fault}') for fault in windows),
-        ('cost', 'library cost, p50/p99 ratio'),
+    ]
+    for fault in ('healthy', *faults.windows):
+        labels += [
+            ((fault, 'n'), f'  {fault}: requests, window'
+             if fault != 'healthy' else '  healthy: requests'),
+            ((fault, WITH), '    with the library'),
+            ((fault, WITHOUT), '    without'),
+        ]  # fmt: skip
+    labels += [
+        ('cost', 'library cost, p50/p99 (healthy)'),
         ('outage', 'outage p99 / healthy p99'),
+        ('control', '  the same, without the library'),
+        ('excess', '  the first over the second'),
+        ('caught', 'backlog stored, s after the end'),
         ('written', 'stats(): written'),
         ('retries', '  retries/failed requests'),
         ('dropped', '  dropped'),
-        ('rate', 'requests/s sent (with library)'),
+        ('rate', 'requests/s sent to each'),
+        ('cpu', 'app CPU s during the load, w/wo'),
+        ('generator', 'load generator CPU, late p99 ms'),
     ]
     width = max(
         16, *(len(value) for app in cells.values() for value in app.values())
@@ -819,6 +1027,37 @@ def main() -> int:
             )
         )
     print('-' * len(header))
+    say(
+        'Outages in the order killed/frozen/503 then 429.  A window runs '
+        "from the fault's start until the points of every request answered "
+        'when it ended are stored; * lengthened to hold '
+        f'{minimum} requests, or cut at the next fault.'
+    )
+    say(
+        f'The machine ({os.cpu_count()} cores) was {100 * busy:.0f}% busy '
+        'during the load, all processes counted'
+        + (
+            f'; some task was waiting for a core {100 * pressure:.0f}% of '
+            'the time (CPU pressure).'
+            if pressure is not None
+            else '.'
+        )
+    )
+    behind = {name: value for name, value in late.items() if value > LATE}
+    queued = {name: value for name, value in medians.items() if value > QUEUED}
+    if behind or queued:
+        say(
+            'NOTE: the machine did not keep up with the load ('
+            + '; '.join(
+                [f'the generator sent {name} requests late, p99 '
+                 f'{1e3 * value:.0f} ms' for name, value in behind.items()]
+                + [f'{name} answered a trivial route in {1e3 * value:.0f} '
+                   'ms at the median, healthy' for name, value
+                   in queued.items()]
+            )
+            + '): the latencies of this run are mostly its queue, and '
+            'the ratios of latencies between windows are not conclusive.'
+        )  # fmt: skip
     print(f'soak: {time.monotonic() - began:.0f} s in all')
 
     failures = list(faults.errors)
@@ -839,15 +1078,25 @@ def main() -> int:
         items = [
             ("0 points lost outside the killed worker's buffer", 'lost'),
             (f'RSS end minus start under {RSS_LIMIT_MB:g} MB', 'rss'),
-            ('p99 during an outage within 2x of healthy p99', 'p99'),
+            ('p99 during each outage within 2x of healthy p99', 'p99'),
+            (
+                '  the same, each ratio over that of the app without the '
+                'library',
+                'excess',
+            ),
         ]
         for text, key in items:
-            held = all(verdicts[name][key] for name in APPS)
-            missed = [name for name in APPS if not verdicts[name][key]]
-            print(
-                f'  {text}: {"HOLDS" if held else "DOES NOT HOLD"}'
-                + (f' ({", ".join(missed)})' if missed else '')
-            )
+            missed = [name for name in APPS if verdicts[name][key] is False]
+            unknown = [name for name in APPS if verdicts[name][key] is None]
+            if missed:
+                verdict = f'DOES NOT HOLD ({", ".join(missed)})'
+            elif unknown:
+                verdict = f'NOT MEASURED ({", ".join(unknown)}: too few)'
+            else:
+                verdict = 'HOLDS'
+            if key in ('p99', 'excess') and (behind or queued):
+                verdict += ' (not conclusive: see the note above)'
+            print(f'  {text}: {verdict}')
     if failures:
         print()
         for failure in failures:
