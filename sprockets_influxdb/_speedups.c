@@ -1067,10 +1067,9 @@ configure_clock(PyObject *module, PyObject *args)
  * Everything else goes to the pure Python method (configure_measurement),
  * which validates, raises the same errors and fills the caches.
  *
- * tags and fields are handed to the buffer without a copy (_detach): the
- * measurement then marks them shared and copies one before handing it out
- * (its attribute read) or changing it, so that later changes are never
- * seen by what was queued, as with the copy add_measurement made before.
+ * What add_measurement queues of it (_snapshot) are copies of its tags
+ * and fields, so that later changes, through the measurement or through a
+ * dictionary taken from it before, are never seen by what was queued.
  * ------------------------------------------------------------------------
  */
 
@@ -1083,10 +1082,6 @@ typedef struct {
     PyObject *tags;
     PyObject *fields;
     PyObject *time;
-    /* Also held by a queued entry: copied before any use that could
-     * change it. */
-    char tags_shared;
-    char fields_shared;
 } MeasurementObject;
 
 /* The module state of the compiled base among the classes of type. */
@@ -1109,21 +1104,6 @@ state_of_type(PyTypeObject *type)
     }
     PyErr_SetString(PyExc_TypeError, "not a compiled Measurement");
     return NULL;
-}
-
-/* Copy a shared dict before it is changed or handed out. */
-static int
-unshare_dict(PyObject **slot, char *shared)
-{
-    if (*shared) {
-        PyObject *copy = PyDict_Copy(*slot);
-        if (copy == NULL) {
-            return -1;
-        }
-        Py_SETREF(*slot, copy);
-        *shared = 0;
-    }
-    return 0;
 }
 
 /* function(self, *args) with the arguments of a vectorcall. */
@@ -1193,9 +1173,7 @@ measurement_init(PyObject *op, PyObject *args, PyObject *kwargs)
                 Py_INCREF(name);
                 Py_XSETREF(self->name, name);
                 Py_XSETREF(self->tags, tags);
-                self->tags_shared = 0;
                 Py_XSETREF(self->fields, fields);
-                self->fields_shared = 0;
                 Py_XSETREF(self->time, time);
                 return 0;
             }
@@ -1253,8 +1231,7 @@ measurement_set_tag(PyObject *op, PyTypeObject *cls, PyObject *const *args,
             return NULL;
         }
         if (known) {
-            if (unshare_dict(&self->tags, &self->tags_shared) < 0
-                || PyDict_SetItem(self->tags, args[0], args[1]) < 0) {
+            if (PyDict_SetItem(self->tags, args[0], args[1]) < 0) {
                 return NULL;
             }
             Py_RETURN_NONE;
@@ -1302,8 +1279,7 @@ measurement_set_field(PyObject *op, PyTypeObject *cls,
                 return NULL;
             }
             if (known) {
-                if (unshare_dict(&self->fields, &self->fields_shared) < 0
-                    || PyDict_SetItem(self->fields, args[0], value) < 0) {
+                if (PyDict_SetItem(self->fields, args[0], value) < 0) {
                     return NULL;
                 }
                 Py_RETURN_NONE;
@@ -1340,10 +1316,19 @@ no_attribute(PyObject *op, const char *name)
     return NULL;
 }
 
-/* (tags, fields) for a queued entry: the dicts themselves, from now on
- * shared, or copies (dict(tags), dict(fields)) of other mappings. */
+/* A copy of a mapping: PyDict_Copy for a dict, else dict(mapping). */
 static PyObject *
-measurement_detach(PyObject *op, PyObject *unused)
+copy_mapping(PyObject *mapping)
+{
+    if (PyDict_CheckExact(mapping)) {
+        return PyDict_Copy(mapping);
+    }
+    return PyObject_CallOneArg((PyObject *)&PyDict_Type, mapping);
+}
+
+/* (tags, fields) for a queued entry: copies. */
+static PyObject *
+measurement_snapshot(PyObject *op, PyObject *unused)
 {
     (void)unused;
     MeasurementObject *self = (MeasurementObject *)op;
@@ -1353,98 +1338,23 @@ measurement_detach(PyObject *op, PyObject *unused)
     if (self->fields == NULL) {
         return no_attribute(op, "fields");
     }
-    PyObject *tags, *fields;
-    if (PyDict_CheckExact(self->tags)) {
-        self->tags_shared = 1;
-        tags = self->tags;
-        Py_INCREF(tags);
+    PyObject *tags = copy_mapping(self->tags);
+    if (tags == NULL) {
+        return NULL;
     }
-    else {
-        tags = PyObject_CallOneArg((PyObject *)&PyDict_Type, self->tags);
-        if (tags == NULL) {
-            return NULL;
-        }
-    }
-    if (self->fields != NULL && PyDict_CheckExact(self->fields)) {
-        self->fields_shared = 1;
-        fields = self->fields;
-        Py_INCREF(fields);
-    }
-    else if (self->fields == NULL) {
+    if (self->fields == NULL) {  /* dict() of the tags ran code */
         Py_DECREF(tags);
         return no_attribute(op, "fields");
     }
-    else {
-        fields = PyObject_CallOneArg((PyObject *)&PyDict_Type, self->fields);
-        if (fields == NULL) {
-            Py_DECREF(tags);
-            return NULL;
-        }
+    PyObject *fields = copy_mapping(self->fields);
+    if (fields == NULL) {
+        Py_DECREF(tags);
+        return NULL;
     }
     PyObject *result = PyTuple_Pack(2, tags, fields);
     Py_DECREF(tags);
     Py_DECREF(fields);
     return result;
-}
-
-static PyObject *
-get_tags(PyObject *op, void *closure)
-{
-    (void)closure;
-    MeasurementObject *self = (MeasurementObject *)op;
-    if (self->tags == NULL) {
-        return no_attribute(op, "tags");
-    }
-    if (unshare_dict(&self->tags, &self->tags_shared) < 0) {
-        return NULL;
-    }
-    Py_INCREF(self->tags);
-    return self->tags;
-}
-
-static int
-put_tags(PyObject *op, PyObject *value, void *closure)
-{
-    (void)closure;
-    MeasurementObject *self = (MeasurementObject *)op;
-    if (value == NULL && self->tags == NULL) {
-        no_attribute(op, "tags");
-        return -1;
-    }
-    Py_XINCREF(value);
-    self->tags_shared = 0;
-    Py_XSETREF(self->tags, value);
-    return 0;
-}
-
-static PyObject *
-get_fields(PyObject *op, void *closure)
-{
-    (void)closure;
-    MeasurementObject *self = (MeasurementObject *)op;
-    if (self->fields == NULL) {
-        return no_attribute(op, "fields");
-    }
-    if (unshare_dict(&self->fields, &self->fields_shared) < 0) {
-        return NULL;
-    }
-    Py_INCREF(self->fields);
-    return self->fields;
-}
-
-static int
-put_fields_attr(PyObject *op, PyObject *value, void *closure)
-{
-    (void)closure;
-    MeasurementObject *self = (MeasurementObject *)op;
-    if (value == NULL && self->fields == NULL) {
-        no_attribute(op, "fields");
-        return -1;
-    }
-    Py_XINCREF(value);
-    self->fields_shared = 0;
-    Py_XSETREF(self->fields, value);
-    return 0;
 }
 
 static int
@@ -1491,9 +1401,9 @@ static PyMethodDef measurement_methods[] = {
      METHOD_FLAGS, NULL},
     {"set_timestamp", (PyCFunction)(void (*)(void))measurement_set_timestamp,
      METHOD_FLAGS, NULL},
-    {"_detach", measurement_detach, METH_NOARGS,
-     "_detach($self, /)\n--\n\n"
-     "(tags, fields) for a queued entry, from now on shared."},
+    {"_snapshot", measurement_snapshot, METH_NOARGS,
+     "_snapshot($self, /)\n--\n\n"
+     "(tags, fields) for a queued entry: copies."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1502,13 +1412,9 @@ static PyMemberDef measurement_members[] = {
      NULL},
     {"name", T_OBJECT_EX, offsetof(MeasurementObject, name), 0, NULL},
     {"_time", T_OBJECT_EX, offsetof(MeasurementObject, time), 0, NULL},
+    {"tags", T_OBJECT_EX, offsetof(MeasurementObject, tags), 0, NULL},
+    {"fields", T_OBJECT_EX, offsetof(MeasurementObject, fields), 0, NULL},
     {NULL, 0, 0, 0, NULL},
-};
-
-static PyGetSetDef measurement_getset[] = {
-    {"tags", get_tags, put_tags, NULL, NULL},
-    {"fields", get_fields, put_fields_attr, NULL, NULL},
-    {NULL, NULL, NULL, NULL, NULL},
 };
 
 static PyType_Slot measurement_slots[] = {
@@ -1521,7 +1427,6 @@ static PyType_Slot measurement_slots[] = {
     {Py_tp_clear, measurement_clear},
     {Py_tp_methods, measurement_methods},
     {Py_tp_members, measurement_members},
-    {Py_tp_getset, measurement_getset},
     {0, NULL},
 };
 
@@ -1732,7 +1637,7 @@ buffer_add(PyObject *op, PyTypeObject *cls, PyObject *const *args,
         && PyObject_TypeCheck(measurement,
                               (PyTypeObject *)state->measurement_type)) {
         MeasurementObject *point = (MeasurementObject *)measurement;
-        pair = measurement_detach(measurement, NULL);
+        pair = measurement_snapshot(measurement, NULL);
         if (pair == NULL) {
             return NULL;
         }
@@ -1750,13 +1655,13 @@ buffer_add(PyObject *op, PyTypeObject *cls, PyObject *const *args,
         Py_INCREF(time);
     }
     else {
-        pair = PyObject_CallMethod(measurement, "_detach", NULL);
+        pair = PyObject_CallMethod(measurement, "_snapshot", NULL);
         if (pair == NULL) {
             return NULL;
         }
         if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2) {
             Py_DECREF(pair);
-            PyErr_SetString(PyExc_TypeError, "_detach() returned no pair");
+            PyErr_SetString(PyExc_TypeError, "_snapshot() returned no pair");
             return NULL;
         }
         database = PyObject_GetAttrString(measurement, "database");
@@ -1814,7 +1719,7 @@ static PyMethodDef buffer_methods[] = {
     {"put", (PyCFunction)(void (*)(void))buffer_put, METHOD_FLAGS, NULL},
     {"add", (PyCFunction)(void (*)(void))buffer_add, METHOD_FLAGS,
      "add($self, measurement, /)\n--\n\n"
-     "put() the values of a measurement, its tags and fields detached."},
+     "put() the values of a measurement, copies of its tags and fields."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -157,14 +157,11 @@ class Buffer(_Base):
             lock.release()
 
     def add(self, measurement: Measurement) -> int:
-        """Add a measurement: :meth:`put` its values.
-
-        Its tags and fields are copies, or with the compiled measurement
-        its own dictionaries, which it copies before any later change.
+        """Add a measurement: :meth:`put` its values (copied dictionaries).
 
         :returns: as :meth:`put`
         """
-        tags, fields = measurement._detach()
+        tags, fields = measurement._snapshot()
         return self.put(
             measurement.database,
             measurement.name,

@@ -140,12 +140,8 @@ class Measurement(_Base):
         # points; a float: seconds the user gave, written as given.
         self._time: int | float = _now_ns()
 
-    def _detach(self) -> tuple[dict[str, str], dict[str, FieldValue]]:
-        """The tags and fields for a queued entry: copies.
-
-        (The compiled base hands over the dicts themselves and copies them
-        before any later change.)
-        """
+    def _snapshot(self) -> tuple[dict[str, str], dict[str, FieldValue]]:
+        """The tags and fields for a queued entry: copies."""
         return dict(self.tags), dict(self.fields)
 
     def __repr__(self) -> str:

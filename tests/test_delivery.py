@@ -121,13 +121,15 @@ def test_a_measurement_changed_after_adding_in_every_way(
 ) -> None:
     # What is queued is what the measurement held when it was added,
     # whether it is changed afterwards through its setters, through its
-    # dictionaries or by replacing them, and added again.
+    # dictionaries (taken before adding, too) or by replacing them, and
+    # added again.
     influxdb.create_database('db')
     client = client_factory(influxdb.url)
     measurement = point(1, tag='a')
+    tags, fields = measurement.tags, measurement.fields
     client.add_measurement(measurement)
-    measurement.tags['tag'] = 'b'
-    measurement.fields['i'] = 2
+    tags['tag'] = 'b'
+    fields['i'] = 2
     measurement.set_timestamp(1_700_000_000.002)
     client.add_measurement(measurement)
     measurement.set_tag('tag', 'c')
