@@ -2,9 +2,9 @@
 
 The :class:`Writer` owns one daemon thread running an anyio event loop (the
 asyncio backend); it posts through a
-:class:`~sprockets_influxdb.transport.Transport` (httpx), as the server's
-write API says (:mod:`sprockets_influxdb.write_api`: the URL, parameters,
-authorization and how to read errors).  It is started lazily
+:class:`~sprockets_influxdb.transport.Transport` (HTTP/1.1, h11), as the
+server's write API says (:mod:`sprockets_influxdb.write_api`: the URL,
+parameters, authorization and how to read errors).  It is started lazily
 by the first measurement, so importing the library or configuring it never
 starts a thread, and the application's own event loop (Tornado, asyncio,
 trio) or the lack of one (WSGI, plain threads) makes no difference to it.
@@ -78,7 +78,7 @@ _imports.import_eagerly()
 # Rejected lines logged one by one per batch; the others are summed up.
 _LOGGED_LINES = 10
 # Entries encoded between two turns of the event loop (a few milliseconds).
-_ENCODE_SLICE = 1000
+_ENCODE_SLICE = 5000
 
 
 class _Batch:
