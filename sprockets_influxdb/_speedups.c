@@ -1871,6 +1871,47 @@ configure(PyObject *module, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* join_lines(lines) -> bytes | None
+ *
+ * '\n'.join(lines).encode('utf-8') for a list of ASCII str, written once
+ * into the bytes object (the body of a request: a megabyte for 10,000
+ * lines, one copy and one allocation fewer); None when a line is not an
+ * ASCII str, for Python to do it. */
+static PyObject *
+join_lines(PyObject *module, PyObject *lines)
+{
+    (void)module;
+    if (!PyList_CheckExact(lines)) {
+        PyErr_SetString(PyExc_TypeError, "join_lines() needs a list");
+        return NULL;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(lines);
+    Py_ssize_t size = count > 0 ? count - 1 : 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *line = PyList_GET_ITEM(lines, i);
+        if (!PyUnicode_CheckExact(line) || !PyUnicode_IS_ASCII(line)) {
+            Py_RETURN_NONE;
+        }
+        size += PyUnicode_GET_LENGTH(line);
+    }
+    PyObject *body = PyBytes_FromStringAndSize(NULL, size);
+    if (body == NULL) {
+        return NULL;
+    }
+    char *out = PyBytes_AS_STRING(body);
+    /* No Python code runs above: the list is as measured. */
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *line = PyList_GET_ITEM(lines, i);
+        Py_ssize_t length = PyUnicode_GET_LENGTH(line);
+        if (i > 0) {
+            *out++ = '\n';
+        }
+        memcpy(out, PyUnicode_1BYTE_DATA(line), (size_t)length);
+        out += length;
+    }
+    return body;
+}
+
 static PyMethodDef methods[] = {
     {"encode", (PyCFunction)(void (*)(void))encode, METH_FASTCALL,
      "encode(name, tags, fields, timestamp, precision, last) -> str | None"},
@@ -1878,6 +1919,9 @@ static PyMethodDef methods[] = {
      METH_FASTCALL,
      "encode_slice(values, start, stop, precision, base_tags, outputs) -> "
      "int"},
+    {"join_lines", join_lines, METH_O,
+     "join_lines(lines) -> bytes | None: the body of lines, None when one "
+     "is not an ASCII str"},
     {"float_repr", float_repr, METH_O,
      "float_repr(x) -> str | None: repr(x) by the fast path, None outside "
      "its range"},

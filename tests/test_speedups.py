@@ -1526,3 +1526,17 @@ def test_the_compiled_measurement_keeps_the_python_documentation() -> None:
         method = getattr(measurement.Measurement, name)
         assert method.__doc__, name
         assert 'param' in method.__doc__
+
+
+def test_join_lines_is_the_body_python_makes() -> None:
+    _speedups = speedups()
+    for lines in (
+        [],
+        ['a'],
+        ['cpu f=1i 1', 'cpu,t=x f="a b\\nc" 2'],
+        ['x' * 5000] * 3,
+    ):
+        assert _speedups.join_lines(lines) == '\n'.join(lines).encode('utf-8')
+    # Not ASCII, or not text: left to Python.
+    assert _speedups.join_lines(['caf\u00e9 f=1i 1']) is None
+    assert _speedups.join_lines(['a', 1]) is None
