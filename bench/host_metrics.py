@@ -28,6 +28,10 @@ own:
   the bodies one after the other (``POST /write?db=...&precision=n``, each
   response read before the next request).
 
+For ours it also prints the CPU time of the application thread (from
+``install()`` to the end of ``flush()``) and of the writer thread (all of
+its life until then: encoding, batching, HTTP), each per point.
+
 After each run the parent counts the points stored with a ``COUNT``
 query: a run that stored fewer points than it sent is a failure, not a
 figure (the script exits non-zero).  The contenders alternate round by
@@ -93,6 +97,7 @@ def ours(url: str, database: str, number: int, start: int) -> dict[str, float]:
     new = influxdb.Measurement
     add = influxdb.add_measurement
     clock = time.perf_counter()
+    cpu = time.thread_time()
     influxdb.install(url=url, max_buffer_size=number)
     for host, region, user, system, count, when in points:
         measurement = new(database, MEASUREMENT)
@@ -106,15 +111,30 @@ def ours(url: str, database: str, number: int, start: int) -> dict[str, float]:
     added = time.perf_counter() - clock
     delivered = influxdb.flush(timeout=120).result()
     elapsed = time.perf_counter() - clock
+    app_cpu = time.thread_time() - cpu
     stats = influxdb.stats()
     return {
         'elapsed': elapsed,
         'added': added,
+        'app_cpu': app_cpu,
+        'writer_cpu': writer_cpu(influxdb.default_client()),
         'import': imported,
         'delivered': float(delivered),
         'dropped': float(stats.dropped_total),
         'requests': float(stats.requests),
     }
+
+
+def writer_cpu(client: object) -> float:
+    """The CPU time the client's writer thread used so far, in seconds."""
+    thread = client._writer._thread  # type: ignore[attr-defined]
+    if thread is None or thread.ident is None:
+        return float('nan')
+    try:
+        clock = time.pthread_getcpuclockid(thread.ident)
+        return time.clock_gettime(clock)
+    except (AttributeError, OSError):  # not on this platform
+        return float('nan')
 
 
 def bare(url: str, database: str, bodies_path: str) -> dict[str, float]:
@@ -278,6 +298,13 @@ def main() -> None:
         f' ms (not timed), install and adding '
         f'{median([r["added"] for r in extra]):.3f} s, '
         f'{median([r["requests"] for r in extra]):.0f} requests'
+    )
+    app = median([r['app_cpu'] for r in extra])
+    writer = median([r['writer_cpu'] for r in extra])
+    print(
+        f'  ours: CPU of the application thread {app:.3f} s '
+        f'({app / args.number * 1e6:.2f} us a point), of the writer thread '
+        f'{writer:.3f} s ({writer / args.number * 1e6:.2f} us a point)'
     )
     print(
         f'  ratio per round {", ".join(f"{r:.2f}" for r in ratios)}; whole '

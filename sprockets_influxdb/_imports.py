@@ -4,9 +4,9 @@ A process that forks while another of its threads is in the middle of an
 import hands the child that module half initialised, for good: the child's
 copy of the importing thread is gone and nothing finishes the import.  The
 writer thread starts with the first measurement, and its first request
-makes anyio, httpx and httpcore import their event loop backend, transport
-and HTTP parser.  A gunicorn ``--preload`` master that records a
-measurement at start-up and forks its workers a few milliseconds later
+makes anyio import its event loop backend and asyncio its executor.  A
+gunicorn ``--preload`` master that records a measurement at start-up and
+forks its workers a few milliseconds later
 would hand every worker a broken anyio, and no writer.
 
 So the modules the writer needs are imported here, by whichever thread
@@ -25,16 +25,13 @@ __all__: list[str] = []
 EAGER = (
     # anyio.run(..., backend='asyncio') imports its backend on first use.
     'anyio._backends._asyncio',
-    'anyio.streams.tls',
-    # httpx imports its transport's engine when the first client is made
-    # and httpcore imports its backends and parsers on the first request.
-    'httpcore',
-    'httpcore._backends.anyio',
-    'httpcore._backends.auto',
+    # The transport's HTTP/1.1 state machine.
     'h11',
-    # asyncio's default executor, which resolves host names.
+    # asyncio's default executor, which resolves host names, and the codec
+    # socket.getaddrinfo() encodes a host name with.
     'concurrent.futures.thread',
     'queue',
+    'encodings.idna',
     # The default certificate authorities of https.
     'certifi',
 )

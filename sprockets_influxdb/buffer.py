@@ -20,7 +20,12 @@ import time
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from itertools import repeat
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from sprockets_influxdb.measurement import _compiled
+
+if TYPE_CHECKING:
+    from sprockets_influxdb.measurement import Measurement
 
 __all__ = ['ENTRY_SIZE', 'Buffer', 'Entry', 'entries']
 
@@ -42,7 +47,15 @@ def entries(values: Sequence[Any]) -> Iterator[Entry]:
     return zip(*([iterator] * ENTRY_SIZE))
 
 
-class Buffer:
+if TYPE_CHECKING:
+    _Base = object
+else:
+    # The compiled base holds the attributes and does put() and add(), the
+    # same steps as below (see _speedups.c).
+    _Base = object if _compiled is None else _compiled.BufferBase
+
+
+class Buffer(_Base):
     """Measurements accepted but not yet taken by the writer.
 
     Bounded by *max_size*: when full, the oldest entry is dropped and
@@ -143,6 +156,20 @@ class Buffer:
         finally:
             lock.release()
 
+    def add(self, measurement: Measurement) -> int:
+        """Add a measurement: :meth:`put` its values (copied dictionaries).
+
+        :returns: as :meth:`put`
+        """
+        tags, fields = measurement._snapshot()
+        return self.put(
+            measurement.database,
+            measurement.name,
+            tags,
+            fields,
+            measurement._time,
+        )
+
     def due(self, interval: float, now: float) -> bool:
         """Tell whether the buffer should be written now.
 
@@ -191,3 +218,9 @@ class Buffer:
             except IndexError:
                 return None
             return sequence
+
+
+if _compiled is not None:
+    _compiled.configure_buffer(time.monotonic)
+    # The compiled put() and add() take the place of those above.
+    del Buffer.put, Buffer.add

@@ -188,7 +188,7 @@ class Client:
         self._buffer = Buffer(
             settings.max_buffer_size, settings.trigger_size, self._counters
         )
-        self._put = self._buffer.put
+        self._add = self._buffer.add
         self._writer = Writer(
             self._buffer, self._counters, settings, self._merge_base_tags
         )
@@ -280,13 +280,7 @@ class Client:
             )
         if not self._open and not self._admit():
             return
-        signal = self._put(
-            measurement.database,
-            measurement.name,
-            dict(measurement.tags),
-            dict(fields),
-            measurement._time,
-        )
+        signal = self._add(measurement)
         if signal > 0:
             self._writer.wake()
         elif signal < 0:

@@ -8,6 +8,7 @@ import math
 import sys
 import time
 from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 from sprockets_influxdb import clock, line_protocol
 from sprockets_influxdb.line_protocol import FieldValue
@@ -30,6 +31,25 @@ _now_ns = clock.now_ns
 _default_tags: dict[str, str] | None = None
 
 
+def _load_compiled() -> Any:
+    """The compiled extension when its Measurement base is to be used."""
+    if not (line_protocol.COMPILED and clock.COMPILED):
+        return None
+    from sprockets_influxdb import _speedups
+
+    return _speedups if hasattr(_speedups, 'MeasurementBase') else None
+
+
+_compiled = _load_compiled()
+if TYPE_CHECKING:
+    _Base = object
+else:
+    # The compiled base does what __init__, set_tag, set_field and
+    # set_timestamp below do for the common case, and calls them for the
+    # rest (see _speedups.c).
+    _Base = object if _compiled is None else _compiled.MeasurementBase
+
+
 def set_default_tags(tags: Mapping[str, str] | None) -> None:
     """Set the tags new measurements start with (``None``: read them lazily).
 
@@ -37,6 +57,8 @@ def set_default_tags(tags: Mapping[str, str] | None) -> None:
     """
     global _default_tags
     _default_tags = None if tags is None else dict(tags)
+    if _compiled is not None:
+        _compiled.configure_default_tags(_default_tags)
 
 
 def _initial_tags() -> dict[str, str]:
@@ -48,7 +70,7 @@ def _initial_tags() -> dict[str, str]:
     return dict(_default_tags)
 
 
-class Measurement:
+class Measurement(_Base):
     """One point that will become a row in an InfluxDB database.
 
     Build it, then hand it to :func:`sprockets_influxdb.add_measurement`
@@ -117,6 +139,10 @@ class Measurement:
         # An int: nanoseconds the library chose, kept apart from other
         # points; a float: seconds the user gave, written as given.
         self._time: int | float = _now_ns()
+
+    def _snapshot(self) -> tuple[dict[str, str], dict[str, FieldValue]]:
+        """The tags and fields for a queued entry: copies."""
+        return dict(self.tags), dict(self.fields)
 
     def __repr__(self) -> str:
         return (
@@ -301,3 +327,18 @@ class Measurement:
             self._time = clock.align(nanoseconds, up=True)
         else:
             self._time = seconds
+
+
+if _compiled is not None:
+    # The methods above serve what the compiled ones leave to Python; the
+    # compiled ones take their place (and their documentation).
+    _compiled.configure_measurement(
+        _tag_pairs,
+        Measurement.__init__,
+        Measurement.set_tag,
+        Measurement.set_field,
+        Measurement.set_timestamp,
+    )
+    for _name in ('__init__', 'set_tag', 'set_field', 'set_timestamp'):
+        delattr(Measurement, _name)
+    del _name

@@ -116,6 +116,46 @@ def test_later_changes_to_a_measurement_are_not_sent(
     assert indexes(influxdb) == [1]
 
 
+def test_a_measurement_changed_after_adding_in_every_way(
+    influxdb: InfluxServer, client_factory: Factory
+) -> None:
+    # What is queued is what the measurement held when it was added,
+    # whether it is changed afterwards through its setters, through its
+    # dictionaries (taken before adding, too) or by replacing them, and
+    # added again.
+    influxdb.create_database('db')
+    client = client_factory(influxdb.url)
+    measurement = point(1, tag='a')
+    tags, fields = measurement.tags, measurement.fields
+    client.add_measurement(measurement)
+    tags['tag'] = 'b'
+    fields['i'] = 2
+    measurement.set_timestamp(1_700_000_000.002)
+    client.add_measurement(measurement)
+    measurement.set_tag('tag', 'c')
+    measurement.set_field('i', 3)
+    measurement.set_timestamp(1_700_000_000.003)
+    client.add_measurement(measurement)
+    measurement.tags = {'tag': 'd'}
+    measurement.fields = {'i': 4}
+    measurement.set_timestamp(1_700_000_000.004)
+    client.add_measurement(measurement)
+    with measurement.duration('i'):
+        pass
+    measurement.tags.clear()
+    measurement.set_tags({'tag': 'e'})
+    assert client.flush().result(timeout=10)
+    rows = influxdb.rows('db', 'm')
+    assert [(row['tag'], row['i']) for row in rows] == [
+        ('a', 1),
+        ('b', 2),
+        ('c', 3),
+        ('d', 4),
+    ]
+    assert measurement.tags == {'tag': 'e'}
+    assert isinstance(measurement.fields['i'], float)
+
+
 def test_a_measurement_without_fields_is_refused(
     client_factory: Factory,
 ) -> None:

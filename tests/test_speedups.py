@@ -1439,3 +1439,104 @@ def test_cached_values_that_are_not_ascii_text_are_left_to_python(
         'None',
         'None',
     ]
+
+
+MEASUREMENT_SCRIPT = r"""
+import datetime, enum, json
+import sprockets_influxdb as influxdb
+from sprockets_influxdb import _speedups, measurement as module
+
+class Name(str, enum.Enum):
+    HOST = 'host'
+
+base = getattr(_speedups, 'MeasurementBase', ())
+out = {'compiled': isinstance(influxdb.Measurement('db', 'm'), base)}
+calls = [
+    ('init', ('db', 'm'), {}), ('init', ('', 'm'), {}), ('init', (1, 'm'), {}),
+    ('init', ('db', ''), {}), ('init', ('db', 'a\nb'), {}),
+    ('init', (), {'database': 'db', 'name': 'm'}), ('init', ('db',), {}),
+    ('tag', ('host', 'a'), {}), ('tag', ('host', 'a'), {}),
+    ('tag', ('host', None), {}), ('tag', ('host', ''), {}),
+    ('tag', ('n', 5), {}), ('tag', ('e', Name.HOST), {}),
+    ('tag', (Name.HOST, 'x'), {}), ('tag', ('', 'x'), {}),
+    ('tag', ('k', 'a\nb'), {}), ('tag', ('k', 'caf\u00e9'), {}),
+    ('tag', (), {'name': 'kw', 'value': 'v'}), ('tag', ('only',), {}),
+    ('field', ('f', 1.5), {}), ('field', ('f', 1.5), {}),
+    ('field', ('f', float('nan')), {}), ('field', ('f', float('inf')), {}),
+    ('field', ('i', 2**63), {}), ('field', ('i', -2**63), {}),
+    ('field', ('b', True), {}), ('field', ('s', 'caf\u00e9'), {}),
+    ('field', ('s', 'plain'), {}), ('field', ('', 1), {}),
+    ('field', ('x', None), {}), ('field', ('x', [1]), {}),
+    ('field', (Name.HOST, 1), {}), ('field', (), {'name': 'kw', 'value': 1}),
+    ('time', (1.5,), {}), ('time', (float('nan'),), {}),
+    ('time', (float('inf'),), {}), ('time', (3,), {}), ('time', (True,), {}),
+    ('time', ('1',), {}), ('time', (1.5,), {'unique': True}),
+    ('time', (datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc),),
+     {}),
+    ('time', (), {'value': 2.5}),
+]
+point = influxdb.Measurement('db', 'm')
+for kind, args, kwargs in calls:
+    try:
+        if kind == 'init':
+            made = influxdb.Measurement(*args, **kwargs)
+            result = [made.database, made.name, made.tags, made.fields,
+                      type(made._time).__name__]
+        else:
+            method = {'tag': point.set_tag, 'field': point.set_field,
+                      'time': point.set_timestamp}[kind]
+            method(*args, **kwargs)
+            when = point._time
+            if kwargs.get('unique'):
+                when = type(when).__name__  # ends in the process id
+            result = [point.tags, point.fields, repr(when)
+                      if kind == 'time' else None]
+    except Exception as error:
+        result = [type(error).__name__, str(error)]
+    out.setdefault('results', []).append(repr(result))
+print(json.dumps(out))
+"""
+
+
+def test_the_compiled_measurement_answers_as_the_python_one() -> None:
+    import json
+
+    from tests.helpers import run_script
+
+    answers = {}
+    for pure in ('0', '1'):
+        result = run_script(
+            MEASUREMENT_SCRIPT,
+            {'SPROCKETS_INFLUXDB_PURE_PYTHON': pure, 'INFLUXDB_TAGS': ''},
+        )
+        assert result.returncode == 0, result.stderr
+        answers[pure] = json.loads(result.stdout)
+    assert answers['0']['compiled'] is not PURE_PYTHON
+    assert answers['1']['compiled'] is False
+    assert answers['0']['results'] == answers['1']['results']
+    # Errors are among them, named by the setters.
+    assert any('ValueError' in line for line in answers['1']['results'])
+
+
+def test_the_compiled_measurement_keeps_the_python_documentation() -> None:
+    from sprockets_influxdb import measurement
+
+    # In either mode, help() and the API reference show the setters' text.
+    for name in ('set_tag', 'set_field', 'set_timestamp'):
+        method = getattr(measurement.Measurement, name)
+        assert method.__doc__, name
+        assert 'param' in method.__doc__
+
+
+def test_join_lines_is_the_body_python_makes() -> None:
+    _speedups = speedups()
+    for lines in (
+        [],
+        ['a'],
+        ['cpu f=1i 1', 'cpu,t=x f="a b\\nc" 2'],
+        ['x' * 5000] * 3,
+    ):
+        assert _speedups.join_lines(lines) == '\n'.join(lines).encode('utf-8')
+    # Not ASCII, or not text: left to Python.
+    assert _speedups.join_lines(['caf\u00e9 f=1i 1']) is None
+    assert _speedups.join_lines(['a', 1]) is None
