@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import io
 import os
 import re
@@ -42,8 +43,8 @@ PATH = '/items/42'
 HUGE = str(10**9)
 
 
-def serve_tornado(number: int) -> None:
-    """Serve *number* requests over loopback in one event loop."""
+def serve_tornado(warm_up: int, number: int) -> None:
+    """Serve *warm_up*, then *number* requests over loopback in one loop."""
     from tornado import httpserver, netutil, web
 
     import _served_app
@@ -62,12 +63,19 @@ def serve_tornado(number: int) -> None:
         server.add_sockets(sockets)
         port = sockets[0].getsockname()[1]
         reader, writer = await asyncio.open_connection('127.0.0.1', port)
-        for _ in range(number):
-            writer.write(request)
-            head = await reader.readuntil(b'\r\n\r\n')
-            start = head.lower().index(b'content-length:') + 15
-            length = int(head[start : head.index(b'\r\n', start)])
-            await reader.readexactly(length)
+
+        async def serve(count: int) -> None:
+            for _ in range(count):
+                writer.write(request)
+                head = await reader.readuntil(b'\r\n\r\n')
+                start = head.lower().index(b'content-length:') + 15
+                length = int(head[start : head.index(b'\r\n', start)])
+                await reader.readexactly(length)
+
+        await serve(warm_up)
+        gc.collect()
+        gc.freeze()
+        await serve(number)
         writer.close()
         server.stop()
 
@@ -143,17 +151,24 @@ def serve_wsgi(app: Any, number: int) -> None:
 
 
 def child(framework: str, number: int) -> None:
-    """Serve *number* requests (the process valgrind runs)."""
+    """Serve *number* requests (the process valgrind runs).
+
+    After 200 requests of warm-up, the objects made so far are frozen out
+    of the garbage collector's reach (:func:`gc.freeze`): a full collection
+    then walks only what the requests left, not every imported module, so
+    that its cost does not fall in one of the two runs and not the other.
+    """
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     if framework == 'tornado':
-        serve_tornado(number)
+        serve_tornado(200, number)
         return
     import _served_app
 
-    if framework == 'flask':
-        serve_wsgi(_served_app.app, number)
-    else:
-        serve_asgi(_served_app.app, number)
+    serve = serve_wsgi if framework == 'flask' else serve_asgi
+    serve(_served_app.app, 200)
+    gc.collect()
+    gc.freeze()
+    serve(_served_app.app, number)
 
 
 def count(framework: str, contender: str, number: int) -> int:

@@ -115,6 +115,8 @@ class InfluxDBMiddleware:
         self._flask = _find_flask(app)
         self.url_map = url_map or getattr(self._flask, 'url_map', None)
         self._handlers: dict[str, str] = {}
+        # (rule, its text, handler name) per rule matched, by identity.
+        self._rules: dict[int, tuple[Any, str, str | None]] = {}
         self.recorder = middleware_recorder(
             database, measurement, exclude_paths, client, methods
         )
@@ -162,7 +164,16 @@ class InfluxDBMiddleware:
                 rule = None
         if rule is None:
             return None, None
-        return rule.rule, self._handler_name(rule.endpoint)
+        cached = self._rules.get(id(rule))
+        if cached is not None and cached[0] is rule:
+            return cached[1], cached[2]
+        text = rule.rule
+        name = self._handler_name(rule.endpoint)
+        rules = self._rules
+        if len(rules) >= _CACHE_LIMIT:
+            rules.clear()
+        rules[id(rule)] = (rule, text, name)
+        return text, name
 
     def _handler_name(self, endpoint: Any) -> str | None:
         if not isinstance(endpoint, str):
@@ -204,6 +215,9 @@ def _find_flask(app: Any) -> Any:
 
 
 _MARK = 'sprockets_influxdb'
+# Rules cached (an application's URL map is finite; this bounds one that
+# makes rules on the fly).
+_CACHE_LIMIT = 4096
 
 
 def _watch_exceptions(flask_app: Any) -> bool:
@@ -220,8 +234,19 @@ def _watch_exceptions(flask_app: Any) -> bool:
         return True
     from flask import got_request_exception, request, request_started
 
-    def rule(sender: Any, **_: Any) -> None:
-        request.environ[_RULE_KEY] = request.url_rule
+    try:  # the request context itself: no proxy to go through
+        from flask.globals import _cv_request
+
+        current = _cv_request.get
+
+        def rule(sender: Any, **_: Any) -> None:
+            served = current().request
+            served.environ[_RULE_KEY] = served.url_rule
+
+    except ImportError:  # pragma: no cover - Flask < 2.2
+
+        def rule(sender: Any, **_: Any) -> None:
+            request.environ[_RULE_KEY] = request.url_rule
 
     def error(sender: Any, exception: BaseException, **_: Any) -> None:
         request.environ[_ERROR_KEY] = exception
@@ -242,7 +267,12 @@ def _watch_exceptions(flask_app: Any) -> bool:
 
 
 class _Request:
-    """One request going through the middleware."""
+    """One request going through the middleware, and its response body.
+
+    The body is counted, and the request recorded once the last byte is
+    out.  The server iterates over the body and then closes it; a test
+    client may do neither.
+    """
 
     __slots__ = (
         'body_bytes',
@@ -250,7 +280,10 @@ class _Request:
         'environ',
         'middleware',
         'record',
+        'result',
+        'start_response',
         'status',
+        'write',
     )
 
     def __init__(
@@ -266,56 +299,68 @@ class _Request:
         self.body_bytes = 0
         #: The Content-Length the application declared, if any.
         self.declared: int | None = None
+        self.result: Iterable[bytes] = ()
+        self.write: Callable[[bytes], object] | None = None
+        self.start_response: StartResponse | None = None
+
+    def start(
+        self,
+        status: str,
+        headers: list[tuple[str, str]],
+        exc_info: ExcInfo | None = None,
+    ) -> Callable[[bytes], object]:
+        """The ``start_response`` the application is given."""
+        self.status = int(status.split(' ', 1)[0])
+        assert self.start_response is not None
+        self.write = self.start_response(status, headers, exc_info)
+        self.declared = _declared_length(headers)
+        return self.counting_write
+
+    def counting_write(self, data: bytes) -> object:
+        """The legacy ``write()`` callable: its bytes count too."""
+        self.body_bytes += len(data)
+        assert self.write is not None
+        return self.write(data)
 
     def run(self, start_response: StartResponse) -> Iterable[bytes]:
-        def start(
-            status: str,
-            headers: list[tuple[str, str]],
-            exc_info: ExcInfo | None = None,
-        ) -> Callable[[bytes], object]:
-            self.status = int(status.split(' ', 1)[0])
-            write = start_response(status, headers, exc_info)
-
-            def counting_write(data: bytes) -> object:
-                # The legacy write() callable: its bytes count too.
-                self.body_bytes += len(data)
-                return write(data)
-
-            self.declared = _declared_length(headers)
-            return counting_write
-
+        self.start_response = start_response
         try:
-            result = self.middleware.app(self.environ, start)
+            result = self.middleware.app(self.environ, self.start)
         except BaseException as error:
             self.finish(error if isinstance(error, Exception) else None)
             raise
         file_wrapper = self.environ.get('wsgi.file_wrapper')
-        if isinstance(file_wrapper, type) and isinstance(result, file_wrapper):
+        if file_wrapper is not None and (
+            isinstance(file_wrapper, type) and isinstance(result, file_wrapper)
+        ):
             # The server sends such a file its own way (sendfile): leave it.
             self.body_bytes = self.declared or 0
             self.finish(None)
             return result
-        return _Body(self, result)
+        self.result = result
+        return _Body(self)
 
     def finish(self, error: BaseException | None, gone: bool = False) -> None:
         record = self.record
         if record.finished:
             return
+        environ = self.environ
         try:
-            endpoint, handler = self.middleware.endpoint(self.environ)
+            endpoint, handler = self.middleware.endpoint(environ)
         except Exception as failure:
             record.recorder.report_failure(
                 'Could not find the URL rule of a request', failure
             )
             endpoint = handler = None
         if error is None:
-            error = self.environ.get(_ERROR_KEY)
-        method = self.environ.get('REQUEST_METHOD')
+            error = environ.get(_ERROR_KEY)
         record.finish(
             self.status,
             endpoint=endpoint or UNMATCHED,
             handler=handler,
-            content_length=0 if method == 'HEAD' else self.body_bytes,
+            content_length=0
+            if environ.get('REQUEST_METHOD') == 'HEAD'
+            else self.body_bytes,
             error=error,
             disconnected=gone,
         )
@@ -338,17 +383,16 @@ class _Body:
     neither.
     """
 
-    __slots__ = ('_request', '_result')
+    __slots__ = ('_request',)
 
-    def __init__(self, request: _Request, result: Iterable[bytes]) -> None:
+    def __init__(self, request: _Request) -> None:
         self._request = request
-        self._result = result
 
     def __iter__(self) -> Iterator[bytes]:
         request = self._request
         record = request.record
         try:
-            for chunk in self._result:
+            for chunk in request.result:
                 request.body_bytes += len(chunk)
                 declared = request.declared
                 if (
@@ -374,20 +418,21 @@ class _Body:
         sending_failed = sys.exc_info()[0] is not None
         error: BaseException | None = None
         try:
-            close = getattr(self._result, 'close', None)
+            close = getattr(request.result, 'close', None)
             if close is not None:
                 close()
         except Exception as caught:
             error = caught
             raise
         finally:
-            # A HEAD response may go unread.
-            gone = (
-                error is None
-                and sending_failed
-                and request.environ.get('REQUEST_METHOD') != 'HEAD'
-            )
-            request.finish(error, gone=gone)
+            if not request.record.finished:
+                # A HEAD response may go unread.
+                gone = (
+                    error is None
+                    and sending_failed
+                    and request.environ.get('REQUEST_METHOD') != 'HEAD'
+                )
+                request.finish(error, gone=gone)
 
     def __del__(self) -> None:
         # Neither exhausted nor closed (a test client that only looked at
