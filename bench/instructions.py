@@ -45,9 +45,8 @@ HUGE = str(10**9)
 
 def serve_tornado(warm_up: int, number: int) -> None:
     """Serve *warm_up*, then *number* requests over loopback in one loop."""
-    from tornado import httpserver, netutil, web
-
     import _served_app
+    from tornado import httpserver, netutil, web
 
     handler = _served_app.tornado_handler()
     application = web.Application(

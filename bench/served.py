@@ -557,31 +557,29 @@ def main() -> None:
         + '; CPU of the server process tree per request'
     )
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix='served-') as temporary:
-        with InfluxServer() as influx, servers(
-            selected, influx, Path(temporary)
-        ) as made:
-            for group in made.values():  # warm up, writer and pools too
-                for server in group:
-                    window(server, influx, min(args.duration, 0.5), load)
-                    server.cpu.clear()
-                    server.rates.clear()
-            for index in range(args.rounds):
-                for group in made.values():
-                    for server in rotated(group, index):  # type: ignore[arg-type]
-                        cpu, rate = window(
-                            server, influx, args.duration, load
-                        )
-                        server.cpu.append(cpu)
-                        server.rates.append(rate)
+    with (
+        tempfile.TemporaryDirectory(prefix='served-') as temporary,
+        InfluxServer() as influx,
+        servers(selected, influx, Path(temporary)) as made,
+    ):
+        for group in made.values():  # warm up, writer and pools too
+            for server in group:
+                window(server, influx, min(args.duration, 0.5), load)
+                server.cpu.clear()
+                server.rates.clear()
+        for index in range(args.rounds):
             for group in made.values():
-                for server in group:
-                    server.stop()
-            print(f'  ({time.monotonic() - started:.0f} s)')
-            results = [
-                report(scenario, group, influx)
-                for scenario, group in made.items()
-            ]
+                for server in rotated(group, index):  # type: ignore[arg-type]
+                    cpu, rate = window(server, influx, args.duration, load)
+                    server.cpu.append(cpu)
+                    server.rates.append(rate)
+        for group in made.values():
+            for server in group:
+                server.stop()
+        print(f'  ({time.monotonic() - started:.0f} s)')
+        results = [
+            report(scenario, group, influx) for scenario, group in made.items()
+        ]
     met = all(ok for _, ok in results)
     print(
         'served: '
