@@ -478,9 +478,7 @@ def report(
             f'(min/max {spread(server.cpu)})'
         )
         if server is not bare:
-            overhead = median(
-                [a - b for a, b in zip(server.cpu, bare.cpu, strict=True)]
-            )
+            overhead = median([a - b for a, b in zip(server.cpu, bare.cpu)])
             overheads[server.contender] = overhead
             line += f'  overhead {overhead * 1e6:+7.1f} us'
         if server.contender in DELIVERING:
@@ -557,11 +555,12 @@ def main() -> None:
         + '; CPU of the server process tree per request'
     )
     started = time.monotonic()
-    with (
-        tempfile.TemporaryDirectory(prefix='served-') as temporary,
-        InfluxServer() as influx,
-        servers(selected, influx, Path(temporary)) as made,
-    ):
+    with contextlib.ExitStack() as stack:
+        temporary = stack.enter_context(
+            tempfile.TemporaryDirectory(prefix='served-')
+        )
+        influx = stack.enter_context(InfluxServer())
+        made = stack.enter_context(servers(selected, influx, Path(temporary)))
         for group in made.values():  # warm up, writer and pools too
             for server in group:
                 window(server, influx, min(args.duration, 0.5), load)
