@@ -125,6 +125,9 @@ class InfluxDBMiddleware:
         self._signals = self._flask is not None and _watch_exceptions(
             self._flask
         )
+        self._request_class = (
+            _rule_keeping(self._flask) if self._flask is not None else None
+        )
 
     def __call__(
         self, environ: dict[str, Any], start_response: StartResponse
@@ -155,7 +158,15 @@ class InfluxDBMiddleware:
         :returns: ``(rule, handler)``, ``None`` for what is not known
         """
         rule = environ.get(_RULE_KEY)
-        if rule is None and not self._signals and self.url_map is not None:
+        if (
+            rule is None
+            and self.url_map is not None
+            and (
+                self._request_class is None
+                # Replaced after the middleware was made.
+                or self._flask.request_class is not self._request_class
+            )
+        ):
             try:
                 rule, _ = self.url_map.bind_to_environ(environ).match(
                     return_rule=True
@@ -221,10 +232,10 @@ _CACHE_LIMIT = 4096
 
 
 def _watch_exceptions(flask_app: Any) -> bool:
-    """Have Flask's signals tell the middleware what it cannot see.
+    """Have Flask's signal tell the middleware of uncaught exceptions.
 
-    That is the rule Flask matched, and the exceptions Flask turns into
-    500 responses itself, which never reach the middleware.
+    Flask turns them into 500 responses itself: they never reach the
+    middleware.
 
     :returns: whether Flask's signals work (before Flask 2.3 they need the
         ``blinker`` package)
@@ -232,38 +243,69 @@ def _watch_exceptions(flask_app: Any) -> bool:
     extensions = getattr(flask_app, 'extensions', None)
     if isinstance(extensions, dict) and extensions.get(_MARK):
         return True
-    from flask import got_request_exception, request, request_started
-
-    try:  # the request context itself: no proxy to go through
-        from flask.globals import _cv_request
-
-        current = _cv_request.get
-
-        def rule(sender: Any, **_: Any) -> None:
-            served = current().request
-            served.environ[_RULE_KEY] = served.url_rule
-
-    except ImportError:  # pragma: no cover - Flask < 2.2
-
-        def rule(sender: Any, **_: Any) -> None:
-            request.environ[_RULE_KEY] = request.url_rule
+    from flask import got_request_exception, request
 
     def error(sender: Any, exception: BaseException, **_: Any) -> None:
         request.environ[_ERROR_KEY] = exception
 
     try:
-        request_started.connect(rule, flask_app, weak=False)
         got_request_exception.connect(error, flask_app, weak=False)
     except RuntimeError:  # Flask < 2.3 without blinker
         LOGGER.warning(
-            'Flask signals need the blinker package: URL rules are found '
-            'by matching again, and uncaught exceptions are recorded as '
-            '500 without the error tag'
+            'Flask signals need the blinker package: uncaught exceptions '
+            'are recorded as 500 without the error tag'
         )
         return False
     if isinstance(extensions, dict):
         extensions[_MARK] = True
     return True
+
+
+def _rule_keeping(flask_app: Any) -> type | None:
+    """Have Flask's requests put the rule they match in their ``environ``.
+
+    Flask keeps the rule it matched on its request object
+    (``request.url_rule``), which is gone when the response comes back to
+    the middleware: the application's ``request_class`` is replaced by a
+    subclass that also keeps it in the ``environ`` when Flask sets it.
+    Reading ``request.url_rule`` is unchanged.
+
+    :returns: that subclass, or ``None`` when the request class cannot be
+        derived (the rule is then found by matching the URL map again)
+    """
+    base = getattr(flask_app, 'request_class', None)
+    if not isinstance(base, type):
+        return None
+    if base.__dict__.get(_MARK):
+        return base
+    namespace = base.__dict__
+    default = getattr(base, 'url_rule', None)
+    if isinstance(namespace.get('url_rule'), property) or (
+        getattr(base, '__slots__', None) is not None
+        and '__dict__' not in dir(base)
+    ):
+        return None
+
+    def get(self: Any) -> Any:
+        return self.__dict__.get('url_rule', default)
+
+    def set_rule(self: Any, rule: Any) -> None:
+        self.__dict__['url_rule'] = rule
+        self.environ[_RULE_KEY] = rule
+
+    keeping = type(
+        base.__name__,
+        (base,),
+        {
+            'url_rule': property(get, set_rule),
+            _MARK: True,
+            '__module__': base.__module__,
+            '__qualname__': base.__qualname__,
+            '__doc__': base.__doc__,
+        },
+    )
+    flask_app.request_class = keeping
+    return keeping
 
 
 class _Request:
