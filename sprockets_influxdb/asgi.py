@@ -129,9 +129,17 @@ class InfluxDBMiddleware:
             if recorder is not None:
                 record = recorder.start(scope['method'], scope['path'])
                 if record is not None:
-                    await _Responder(self, scope, record).run(
-                        self.app, receive, send
-                    )
+                    responder = _Responder(self, scope, record, receive, send)
+                    try:
+                        await self.app(
+                            scope, responder.receive, responder.send
+                        )
+                    except BaseException as error:
+                        responder.finish(
+                            error if isinstance(error, Exception) else None
+                        )
+                        raise
+                    responder.finish(None)
                     return
             # Not recorded: the handlers still find a measurement.
             state = scope.setdefault('state', {})
@@ -377,6 +385,8 @@ class _Responder:
         'body_bytes',
         'completed',
         'disconnected',
+        'downstream_receive',
+        'downstream_send',
         'ended',
         'middleware',
         'path',
@@ -392,10 +402,14 @@ class _Responder:
         middleware: InfluxDBMiddleware,
         scope: Scope,
         record: RequestRecord,
+        receive: Receive,
+        send: Send,
     ) -> None:
         self.middleware = middleware
         self.scope = scope
         self.record = record
+        self.downstream_receive = receive
+        self.downstream_send = send
         # Routing changes the scope in place: keep what the routes match.
         self.path = scope['path']
         self.root_path = scope.get('root_path', '')
@@ -414,50 +428,44 @@ class _Responder:
         elif isinstance(state, dict):
             state['influxdb'] = record.measurement
 
-    async def run(self, app: ASGIApp, receive: Receive, send: Send) -> None:
-        async def receive_wrapper() -> Message:
-            message = await receive()
-            if message['type'] == 'http.disconnect' and not self.completed:
-                self.disconnected = True
-            return message
+    async def receive(self) -> Message:
+        """The ``receive`` the application is given."""
+        message = await self.downstream_receive()
+        if message['type'] == 'http.disconnect' and not self.completed:
+            self.disconnected = True
+        return message
 
-        async def send_wrapper(message: Message) -> None:
-            kind = message['type']
-            if kind == 'http.response.body':
-                size = len(message.get('body', b''))
-                if message.get('more_body', False):
-                    try:
-                        await send(message)
-                    except OSError:
-                        # ASGI 2.4 servers raise OSError once the client
-                        # has gone.
-                        self.disconnected = True
-                        raise
-                    self.body_bytes += size  # once the server took it
-                    return
-                self.body_bytes += size
-                self.last()
-            elif kind == 'http.response.start':
-                self.status = int(message['status'])
-            elif kind == 'http.response.pathsend':
-                # The server sends the file itself: the last of the body.
-                self.body_bytes += _file_size(message.get('path'))
-                self.last()
-            else:
-                await send(message)
+    async def send(self, message: Message) -> None:
+        """The ``send`` the application is given."""
+        kind = message['type']
+        if kind == 'http.response.body':
+            size = len(message.get('body', b''))
+            if message.get('more_body', False):
+                try:
+                    await self.downstream_send(message)
+                except OSError:
+                    # ASGI 2.4 servers raise OSError once the client has
+                    # gone.
+                    self.disconnected = True
+                    raise
+                self.body_bytes += size  # once the server took it
                 return
-            try:
-                await send(message)
-            except OSError:
-                self.disconnected = True
-                raise
-
+            self.body_bytes += size
+            self.last()
+        elif kind == 'http.response.start':
+            self.status = int(message['status'])
+        elif kind == 'http.response.pathsend':
+            # The server sends the file itself: the last of the body.
+            self.body_bytes += _file_size(message.get('path'))
+            self.last()
+        else:
+            await self.downstream_send(message)
+            return
         try:
-            await app(self.scope, receive_wrapper, send_wrapper)
-        except BaseException as error:
-            self.finish(error if isinstance(error, Exception) else None)
+            await self.downstream_send(message)
+        except OSError:
+            self.disconnected = True
             raise
-        self.finish(None)
 
     def last(self) -> None:
         """The last of the response is about to be handed to the server.
