@@ -53,6 +53,8 @@ def drain() -> None:
     client = getattr(module, '_default', None)
     if client is not None:
         client._buffer.clear()
+
+
 PATH = '/items/42'
 HUGE = str(10**9)
 
