@@ -52,6 +52,8 @@ from sprockets_influxdb.request_metrics import (
 
 __all__ = ['InfluxDBMiddleware']
 
+_monotonic = time.monotonic
+
 LOGGER = logging.getLogger('sprockets_influxdb')
 
 Scope = MutableMapping[str, Any]
@@ -67,6 +69,8 @@ _CACHE_LIMIT = 4096
 # A root path holds the raw path parameters of the mounts a request went
 # through (``Mount('/users/{uid}')``): long ones are not cached.
 _CACHED_ROOT_PATH = 256
+# Not looked for yet.
+_UNKNOWN = object()
 
 
 class InfluxDBMiddleware:
@@ -103,6 +107,12 @@ class InfluxDBMiddleware:
         self.client = client
         self._templates: dict[tuple[int, int, str], tuple[object, str]] = {}
         self._handlers: dict[int, tuple[object, str]] = {}
+        # Per route reached (by identity, with the root path it was reached
+        # through): (route, template, endpoint, handler name).
+        self._routes: dict[
+            tuple[int, int, str], tuple[object, str, object, str | None]
+        ] = {}
+        self._owner: object = _UNKNOWN
         self.recorder = middleware_recorder(
             database, measurement, exclude_paths, client, methods
         )
@@ -119,7 +129,17 @@ class InfluxDBMiddleware:
             if recorder is not None:
                 record = recorder.start(scope['method'], scope['path'])
                 if record is not None:
-                    await _Responder(self, scope, record).run(receive, send)
+                    responder = _Responder(self, scope, record, receive, send)
+                    try:
+                        await self.app(
+                            scope, responder.receive, responder.send
+                        )
+                    except BaseException as error:
+                        responder.finish(
+                            error if isinstance(error, Exception) else None
+                        )
+                        raise
+                    responder.finish(None)
                     return
             # Not recorded: the handlers still find a measurement.
             state = scope.setdefault('state', {})
@@ -211,6 +231,64 @@ class InfluxDBMiddleware:
                 self._templates.clear()
             self._templates[key] = (owner, template)
         return template
+
+    def _route(
+        self, root: object, path: str, root_path: str, scope: Scope
+    ) -> tuple[str | None, str | None]:
+        """(template, handler name) of a routed request, cached per route.
+
+        :param root: the application whose routes to search
+        :param path: the request's path before routing
+        :param root_path: its root path before routing
+        :param scope: the scope after routing
+        """
+        route = scope.get('route')
+        handler = scope.get('endpoint')
+        if route is not None:
+            fastapi = scope.get('fastapi')
+            context = (
+                fastapi.get('effective_route_context')
+                if type(fastapi) is dict
+                else None
+            )
+            owner = route if context is None else context
+            key = (id(root), id(owner), root_path)
+            cached = self._routes.get(key)
+            if (
+                cached is not None
+                and cached[0] is owner
+                and cached[2] is handler
+            ):
+                return cached[1], cached[3]
+        else:
+            key = None
+            owner = None
+        original = {
+            name: scope[name]
+            for name in ('type', 'method', 'headers')
+            if name in scope
+        }
+        original['path'] = path
+        if root_path or 'root_path' in scope:
+            original['root_path'] = root_path
+        template = self.endpoint(root, original, scope)
+        name = None if handler is None else self.handler_name(handler)
+        if (
+            key is not None
+            and template is not None
+            and len(root_path) <= _CACHED_ROOT_PATH
+            and not isinstance(route, (Mount, Host))
+        ):
+            routes = self._routes
+            if len(routes) >= _CACHE_LIMIT:
+                routes.clear()
+            routes[key] = (owner, template, handler, name)
+        return template, name
+
+    def _routes_owner(self) -> object:
+        if self._owner is _UNKNOWN:
+            self._owner = _routes_owner(self.app)
+        return self._owner
 
     def handler_name(self, handler: object) -> str:
         """The dotted name of an endpoint function or class.
@@ -307,12 +385,14 @@ class _Responder:
         'body_bytes',
         'completed',
         'disconnected',
+        'downstream_receive',
+        'downstream_send',
         'ended',
-        'method',
         'middleware',
-        'original',
+        'path',
         'record',
         'root',
+        'root_path',
         'scope',
         'status',
     )
@@ -322,65 +402,70 @@ class _Responder:
         middleware: InfluxDBMiddleware,
         scope: Scope,
         record: RequestRecord,
+        receive: Receive,
+        send: Send,
     ) -> None:
         self.middleware = middleware
         self.scope = scope
         self.record = record
-        self.method = scope.get('method')
+        self.downstream_receive = receive
+        self.downstream_send = send
         # Routing changes the scope in place: keep what the routes match.
-        self.original = {
-            key: scope[key]
-            for key in ('type', 'path', 'root_path', 'method', 'headers')
-            if key in scope
-        }
-        self.root = scope.get('app') or _routes_owner(middleware.app)
+        self.path = scope['path']
+        self.root_path = scope.get('root_path', '')
+        # The application whose routes route the request (a mounted
+        # Starlette application puts itself in the scope later).
+        self.root = scope.get('app')
         self.status = 500
         self.body_bytes = 0
         self.completed = False
         self.disconnected = False
         self.ended: float | None = None
         scope[_RECORDING] = True
-        state = scope.setdefault('state', {})
-        if isinstance(state, dict):
+        state = scope.get('state')
+        if state is None:
+            scope['state'] = {'influxdb': record.measurement}
+        elif isinstance(state, dict):
             state['influxdb'] = record.measurement
 
-    async def run(self, receive: Receive, send: Send) -> None:
-        async def receive_wrapper() -> Message:
-            message = await receive()
-            if message['type'] == 'http.disconnect' and not self.completed:
-                self.disconnected = True
-            return message
+    async def receive(self) -> Message:
+        """The ``receive`` the application is given."""
+        message = await self.downstream_receive()
+        if message['type'] == 'http.disconnect' and not self.completed:
+            self.disconnected = True
+        return message
 
-        async def send_wrapper(message: Message) -> None:
-            kind = message['type']
-            if kind == 'http.response.start':
-                self.status = int(message['status'])
-                await self.send(send, message)
-            elif kind == 'http.response.pathsend':
-                # The server sends the file itself: the last of the body.
-                self.body_bytes += _file_size(message.get('path'))
-                self.last()
-                await self.send(send, message)
-            elif kind == 'http.response.body':
-                size = len(message.get('body', b''))
-                if message.get('more_body', False):
-                    await self.send(send, message)
-                    self.body_bytes += size  # once the server took it
-                    return
-                self.body_bytes += size
-                self.last()
-                await self.send(send, message)
-            else:
-                await send(message)
-
+    async def send(self, message: Message) -> None:
+        """The ``send`` the application is given."""
+        kind = message['type']
+        if kind == 'http.response.body':
+            size = len(message.get('body', b''))
+            if message.get('more_body', False):
+                try:
+                    await self.downstream_send(message)
+                except OSError:
+                    # ASGI 2.4 servers raise OSError once the client has
+                    # gone.
+                    self.disconnected = True
+                    raise
+                self.body_bytes += size  # once the server took it
+                return
+            self.body_bytes += size
+            self.last()
+        elif kind == 'http.response.start':
+            self.status = int(message['status'])
+        elif kind == 'http.response.pathsend':
+            # The server sends the file itself: the last of the body.
+            self.body_bytes += _file_size(message.get('path'))
+            self.last()
+        else:
+            await self.downstream_send(message)
+            return
         try:
-            await self.middleware.app(
-                self.scope, receive_wrapper, send_wrapper
-            )
-        except BaseException as error:
-            self.finish(error if isinstance(error, Exception) else None)
+            await self.downstream_send(message)
+        except OSError:
+            self.disconnected = True
             raise
-        self.finish(None)
 
     def last(self) -> None:
         """The last of the response is about to be handed to the server.
@@ -394,40 +479,31 @@ class _Responder:
         # Complete once handed over: a client that closes while the server
         # sends this last chunk did get the whole response.
         self.completed = True
-        self.ended = time.monotonic()
+        self.ended = _monotonic()
         if self.status < 500:
             self.finish(None)
-
-    async def send(self, send: Send, message: Message) -> None:
-        try:
-            await send(message)
-        except OSError:
-            # ASGI 2.4 servers raise OSError once the client has gone.
-            self.disconnected = True
-            raise
 
     def finish(self, error: BaseException | None) -> None:
         record = self.record
         if record.finished:
             return
+        middleware = self.middleware
+        scope = self.scope
+        endpoint = name = None
         try:
             # 405: the path matched, the method did not: no route served it.
-            endpoint = (
-                None
-                if self.status == 405
-                else self.middleware.endpoint(
-                    self.root, self.original, self.scope
+            if self.status != 405:
+                endpoint, name = middleware._route(
+                    self.root or middleware._routes_owner(),
+                    self.path,
+                    self.root_path,
+                    scope,
                 )
-            )
         except Exception as failure:
             record.recorder.report_failure(
                 'Could not find the route of a request', failure
             )
             endpoint = None
-        handler = self.scope.get('endpoint')
-        name = None
-        if handler is not None:
-            name = self.middleware.handler_name(handler)
         # Went away before the response was complete (what was sent after,
         # an error page say, never reached the client).
         gone = self.disconnected
@@ -436,7 +512,9 @@ class _Responder:
             endpoint=endpoint or UNMATCHED,
             handler=name,
             # Servers send no body in answer to HEAD.
-            content_length=0 if self.method == 'HEAD' else self.body_bytes,
+            content_length=0
+            if scope.get('method') == 'HEAD'
+            else self.body_bytes,
             # An error raised because the client went away (reading the
             # body, say) is the client's doing: a 499, not a 500.
             error=None if gone else error,

@@ -82,7 +82,19 @@ METHODS_VARIABLE = 'INFLUXDB_HTTP_METHODS'
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,32}")
 
 _align = clock.align
+_monotonic = time.monotonic
 _STATUS_CLASSES = {code: f'{code // 100}xx' for code in range(100, 600)}
+# The tags a request is given, validated, per (method, endpoint, handler,
+# status): values from bounded sets (the methods, the application's routes
+# and handlers, the statuses it answers with), and at most this many kept.
+_TAG_CACHE_LIMIT = 4096
+_REQUEST_TAG_KEYS = (
+    'method',
+    'endpoint',
+    'handler',
+    'status_code',
+    'status_class',
+)
 
 
 def _default_measurement() -> str:
@@ -178,6 +190,12 @@ class RequestRecorder:
         self._excluded = patterns
         # The logging of each kind of failure.
         self._failures: dict[str, Throttle] = {}
+        # The request tags of each (method, endpoint, handler, status):
+        # the tags to set and the tags to remove (an empty value or None).
+        self._tag_sets: dict[
+            tuple[str, str, str | None, int],
+            tuple[dict[str, str], tuple[str, ...]],
+        ] = {}
         if add_measurement is None:
             import sprockets_influxdb
 
@@ -212,6 +230,31 @@ class RequestRecorder:
             more,
         )
         LOGGER.debug('%s', what, exc_info=error)
+
+    def _request_tags(
+        self, key: tuple[str, str, str | None, int]
+    ) -> tuple[dict[str, str], tuple[str, ...]]:
+        """Validate the tags of a kind of request once: (set, removed).
+
+        :raises ValueError: for a value a tag cannot carry
+        """
+        method, endpoint, handler, status = key
+        scratch = Measurement(self.database, self.measurement)
+        tags = scratch.tags
+        tags.clear()
+        set_tag = scratch.set_tag
+        set_tag('method', method)
+        set_tag('endpoint', endpoint)
+        set_tag('handler', handler)
+        set_tag('status_code', str(status))
+        set_tag('status_class', _STATUS_CLASSES.get(status, 'other'))
+        removed = tuple(name for name in _REQUEST_TAG_KEYS if name not in tags)
+        entry = (tags, removed)
+        cache = self._tag_sets
+        if len(cache) >= _TAG_CACHE_LIMIT:
+            cache.clear()
+        cache[key] = entry
+        return entry
 
     def excluded(self, path: str) -> bool:
         """Tell whether requests for *path* are left unrecorded.
@@ -287,7 +330,7 @@ class RequestRecord:
         self.method = method
         #: :func:`time.monotonic` at the start of the request (see
         #: :meth:`date_back`).
-        self.started = time.monotonic()
+        self.started = _monotonic()
         #: The measurement the request becomes.
         self.measurement = Measurement(recorder.database, recorder.measurement)
         #: Whether :meth:`finish` was called.
@@ -336,31 +379,43 @@ class RequestRecord:
         if self.finished:
             return
         self.finished = True
-        end = time.monotonic() if ended is None else ended
+        end = _monotonic() if ended is None else ended
         if error is not None:
             status = 500
         elif disconnected:
             status = CLIENT_CLOSED_REQUEST
         measurement = self.measurement
+        recorder = self.recorder
         try:
-            set_tag = measurement.set_tag
-            set_tag('method', self.method)
-            matched = endpoint is not None and endpoint != UNMATCHED
-            set_tag('endpoint', endpoint if matched else UNMATCHED)
             # A request no route served has no handler either, whatever
             # answered it (a 404 handler, a 405 from the route's methods).
-            set_tag('handler', handler if matched else None)
-            set_tag('status_code', str(status))
-            set_tag('status_class', _STATUS_CLASSES.get(status, 'other'))
+            if endpoint is None or endpoint == UNMATCHED:
+                endpoint = UNMATCHED
+                handler = None
+            key = (self.method, endpoint, handler, status)
+            entry = recorder._tag_sets.get(key)
+            if entry is None:
+                entry = recorder._request_tags(key)
+            tags = measurement.tags
+            tags.update(entry[0])
+            for name in entry[1]:
+                tags.pop(name, None)
             if error is not None:
                 kind = error if isinstance(error, type) else type(error)
-                set_tag('error', f'{kind.__module__}.{kind.__qualname__}')
+                measurement.set_tag(
+                    'error', f'{kind.__module__}.{kind.__qualname__}'
+                )
             fields = measurement.fields
-            fields['duration'] = max(end - self.started, 0.0)
-            fields['content_length'] = int(content_length)
-            self.recorder._add(measurement)
-        except Exception as error:
+            duration = end - self.started
+            fields['duration'] = duration if duration > 0.0 else 0.0
+            fields['content_length'] = (
+                content_length
+                if type(content_length) is int
+                else int(content_length)
+            )
+            recorder._add(measurement)
+        except Exception as failure:
             # Recording must never fail a request.
-            self.recorder.report_failure(
-                'Could not record a request measurement', error
+            recorder.report_failure(
+                'Could not record a request measurement', failure
             )

@@ -39,10 +39,7 @@ to the process next (a Ctrl-C right after, say).
 from __future__ import annotations
 
 import logging
-import time
-import weakref
-from asyncio import Future
-from typing import Any, Callable
+from typing import Any, Union
 
 from tornado import httputil, routing, web
 
@@ -67,15 +64,112 @@ EXCLUDE_PATHS = 'sprockets_influxdb.exclude_paths'
 #: variable); any other is recorded as ``_OTHER``.
 METHODS = 'sprockets_influxdb.methods'
 
-_recorders: weakref.WeakKeyDictionary[web.Application, RequestRecorder | None]
-_recorders = weakref.WeakKeyDictionary()
+# The attribute of an application that holds what the mixin keeps for it.
+_STATE = '_sprockets_influxdb_state'
+# Entries of the per-application caches (handler classes, routers): an
+# application's routing table is finite; this bounds what a program that
+# makes classes or routers on the fly could make them hold.
+_CACHE_LIMIT = 4096
+
+# What a router's rules become for one handler class: the rules a request
+# that reached the class may have matched, each as (the path expression
+# when the rule matches paths, the matcher otherwise, the URL pattern
+# without its trailing '$' or None, the router it leads to or None).
+_Candidate = tuple[Any, Any, Union[str, None], Union[routing.RuleRouter, None]]
+_Candidates = tuple[int, list[_Candidate]]
 
 
-def _recorder(application: web.Application) -> RequestRecorder | None:
-    try:
-        return _recorders[application]
-    except KeyError:
-        pass
+class _State:
+    """What the mixin keeps for an application."""
+
+    __slots__ = ('names', 'recorder', 'routes')
+
+    def __init__(self, recorder: RequestRecorder | None) -> None:
+        self.recorder = recorder
+        #: The dotted name of each handler class.
+        self.names: dict[type, str] = {}
+        #: The candidate rules of each (router, handler class).
+        self.routes: dict[tuple[routing.RuleRouter, type], _Candidates] = {}
+
+    def name(self, cls: type) -> str:
+        """The dotted name of a handler class."""
+        name = self.names.get(cls)
+        if name is None:
+            names = self.names
+            if len(names) >= _CACHE_LIMIT:
+                names.clear()
+            name = names[cls] = f'{cls.__module__}.{cls.__qualname__}'
+        return name
+
+    def pattern(
+        self,
+        router: routing.RuleRouter,
+        request: httputil.HTTPServerRequest,
+        cls: type,
+    ) -> str | None:
+        """The pattern of the innermost rule that matches *request*.
+
+        Only the rules that could have led to *cls* are tried: a rule whose
+        target is another handler class did not match, or the request would
+        be served by that class.
+        """
+        rules = router.rules
+        key = (router, cls)
+        entry = self.routes.get(key)
+        if entry is None or entry[0] != len(rules):
+            entry = self._candidates(key, rules)
+        path = request.path
+        for regex, matcher, pattern, inner in entry[1]:
+            if regex is not None:
+                if regex.match(path) is None:
+                    continue
+            elif matcher.match(request) is None:
+                continue
+            if inner is not None:
+                found = self.pattern(inner, request, cls)
+                if found is not None:
+                    return found
+                if pattern is None:
+                    continue
+            return pattern
+        return None
+
+    def _candidates(
+        self, key: tuple[routing.RuleRouter, type], rules: list[routing.Rule]
+    ) -> _Candidates:
+        cls = key[1]
+        candidates: list[_Candidate] = []
+        for rule in rules:
+            target = rule.target
+            if (
+                isinstance(target, type)
+                and issubclass(target, web.RequestHandler)
+                and target is not cls
+            ):
+                continue
+            matcher = rule.matcher
+            regex = None
+            pattern = None
+            if isinstance(matcher, routing.PathMatches):
+                pattern = matcher.regex.pattern
+                if pattern.endswith('$'):
+                    pattern = pattern[:-1]
+                if type(matcher) is routing.PathMatches:
+                    regex = matcher.regex  # its match() is the regex's
+            inner = target if isinstance(target, routing.RuleRouter) else None
+            candidates.append((regex, matcher, pattern, inner))
+        entry = (len(rules), candidates)
+        routes = self.routes
+        if len(routes) >= _CACHE_LIMIT:
+            routes.clear()
+        routes[key] = entry
+        return entry
+
+
+def _state(application: web.Application) -> _State:
+    state: _State | None = application.__dict__.get(_STATE)
+    if state is not None:
+        return state
     settings = application.settings
     database = settings.get(REQUEST_DATABASE)
     recorder: RequestRecorder | None = None
@@ -99,14 +193,19 @@ def _recorder(application: web.Application) -> RequestRecorder | None:
                 'Invalid sprockets_influxdb settings: requests are served '
                 'but not recorded'
             )
-    _recorders[application] = recorder
-    return recorder
+    state = _State(recorder)
+    setattr(application, _STATE, state)
+    return state
 
 
 def _pattern(
     router: routing.RuleRouter, request: httputil.HTTPServerRequest
 ) -> str | None:
-    """The pattern of the innermost rule that matches *request*."""
+    """The pattern of the innermost rule that matches *request*.
+
+    All the rules are tried, in order (the fallback of a request that did
+    not reach its handler class by routing).
+    """
     for rule in router.rules:
         if rule.matcher.match(request) is None:
             continue
@@ -124,67 +223,51 @@ def _pattern(
     return None
 
 
-class _CountingConnection(httputil.HTTPConnection):
-    """Wraps a request's connection: counts the body bytes written.
+class _Counter:
+    """The last of a handler's output transforms: counts the body bytes.
 
-    It also records the request as the last byte is handed over.
+    It also records the request as the last byte is handed over to the
+    connection: when the body reaches the ``Content-Length`` declared,
+    else when the handler finishes the response.
     """
 
-    def __init__(self, connection: Any, complete: Callable[[], None]) -> None:
-        self._connection = connection
-        self._complete: Callable[[], None] | None = complete
-        self._declared: int | None = None
+    __slots__ = ('body_bytes', 'declared', 'handler', 'head')
+
+    def __init__(self, handler: InfluxDBMixin, head: bool) -> None:
+        self.handler = handler
+        # Tornado sends no body in answer to HEAD.
+        self.head = head
         self.body_bytes = 0
-        #: :func:`time.monotonic` when the response was complete.
-        self.finished: float | None = None
+        self.declared: int | None = None
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._connection, name)
-
-    def set_close_callback(self, callback: Any) -> None:
-        # Called twice per request: spared the __getattr__ detour.
-        self._connection.set_close_callback(callback)
-
-    def _last_bytes(self) -> None:
-        """The response is complete: record it before it leaves."""
-        complete = self._complete
-        if complete is not None:
-            self._complete = None  # and no cycle with the handler left
-            self.finished = time.monotonic()
-            complete()
-
-    def write_headers(
+    def transform_first_chunk(
         self,
-        start_line: Any,
+        status_code: int,
         headers: httputil.HTTPHeaders,
-        chunk: bytes | None = None,
-    ) -> Future[None]:
-        declared = headers.get('Content-Length')
-        if declared is not None and declared.isdigit():
-            self._declared = int(declared)
-        if chunk:
+        chunk: bytes,
+        finishing: bool,
+    ) -> tuple[int, httputil.HTTPHeaders, bytes]:
+        """Count the first chunk; record the request if it is the last."""
+        if not self.head:
             self.body_bytes += len(chunk)
-        if self._declared is not None and self.body_bytes >= self._declared:
-            self._last_bytes()
-        result: Future[None] = self._connection.write_headers(
-            start_line, headers, chunk
-        )
-        return result
+        if finishing:
+            self.handler._influxdb_finish(False, status_code)
+        else:
+            declared = headers.get('Content-Length')
+            if declared is not None and declared.isdigit():
+                self.declared = int(declared)
+                if self.body_bytes >= self.declared:
+                    self.handler._influxdb_finish(False, status_code)
+        return status_code, headers, chunk
 
-    def write(self, chunk: bytes) -> Future[None]:
-        self.body_bytes += len(chunk)
-        if self._declared is not None and self.body_bytes >= self._declared:
-            self._last_bytes()
-        result: Future[None] = self._connection.write(chunk)
-        return result
-
-    def finish(self) -> None:
-        self._last_bytes()
-        self._connection.finish()
-
-    def forget(self) -> None:
-        """Record nothing more (the request was recorded another way)."""
-        self._complete = None
+    def transform_chunk(self, chunk: bytes, finishing: bool) -> bytes:
+        """Count a chunk; record the request if it is the last."""
+        if not self.head:
+            self.body_bytes += len(chunk)
+        declared = self.declared
+        if finishing or (declared is not None and self.body_bytes >= declared):
+            self.handler._influxdb_finish(False)
+        return chunk
 
 
 class InfluxDBMixin:
@@ -216,9 +299,9 @@ class InfluxDBMixin:
         **kwargs: Any,
     ) -> None:
         self._influxdb_error: BaseException | None = None
-        self._influxdb_record: RequestRecord | None = None
-        self._influxdb_connection: _CountingConnection | None = None
-        recorder = _recorder(application)
+        self._influxdb_counter: _Counter | None = None
+        state = application.__dict__.get(_STATE) or _state(application)
+        recorder = state.recorder
         record = None
         if recorder is not None:
             record = recorder.start(request.method or 'GET', request.path)
@@ -233,14 +316,19 @@ class InfluxDBMixin:
             # body, unless streamed): date the start back to its arrival.
             record.date_back(request.request_time())
             self.influxdb = record.measurement
-            if request.connection is not None:
-                counting = _CountingConnection(
-                    request.connection, self._influxdb_complete
-                )
-                request.connection = counting
-                self._influxdb_connection = counting
         self._influxdb_record = record
         super().__init__(application, request, **kwargs)  # type: ignore[call-arg]
+
+    def _execute(
+        self, transforms: list[Any], *args: bytes, **kwargs: bytes
+    ) -> Any:
+        # The last of the output transforms sees the body as it is handed
+        # to the connection (compressed, when a transform compresses it).
+        if self._influxdb_record is not None:
+            counter = _Counter(self, self.request.method == 'HEAD')
+            self._influxdb_counter = counter
+            transforms.append(counter)
+        return super()._execute(transforms, *args, **kwargs)  # type: ignore[misc]
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         """Remember an exception that escaped the handler, then log it."""
@@ -251,28 +339,24 @@ class InfluxDBMixin:
     def on_finish(self) -> None:
         """Record the request, then run any ``on_finish`` further down.
 
-        The connection has usually recorded it already.
+        The output transform has usually recorded it already.
         """
-        self._influxdb_finish(disconnected=False)
+        self._influxdb_finish(False)
         super().on_finish()  # type: ignore[misc]
 
     def on_connection_close(self) -> None:
         """Record a request whose client went away before it finished."""
-        self._influxdb_finish(disconnected=True)
+        self._influxdb_finish(True)
         super().on_connection_close()  # type: ignore[misc]
 
-    def _influxdb_complete(self) -> None:
-        self._influxdb_finish(disconnected=False)
-
-    def _influxdb_finish(self, disconnected: bool) -> None:
+    def _influxdb_finish(
+        self, disconnected: bool, status: int | None = None
+    ) -> None:
         record = self._influxdb_record
         if record is None or record.finished:
             return
-        connection = self._influxdb_connection
-        if connection is not None:
-            connection.forget()
         try:
-            self._influxdb_record_request(record, disconnected)
+            self._influxdb_record_request(record, disconnected, status)
         except Exception as error:
             # Recording must never disturb the application.
             record.recorder.report_failure(
@@ -280,23 +364,31 @@ class InfluxDBMixin:
             )
 
     def _influxdb_record_request(
-        self, record: RequestRecord, disconnected: bool
+        self, record: RequestRecord, disconnected: bool, status: int | None
     ) -> None:
-        connection = self._influxdb_connection
-        status = self.get_status()  # type: ignore[attr-defined]
+        if status is None:
+            status = self.get_status()  # type: ignore[attr-defined]
+        cls = type(self)
+        state: _State = self.application.__dict__[_STATE]
         endpoint = None
         if status != 405:
-            pattern = _pattern(self.application.default_router, self.request)
-            if pattern is not None:
-                endpoint = pattern[:-1] if pattern.endswith('$') else pattern
+            router = self.application.default_router
+            if cls is self.application.settings.get('default_handler_class'):
+                # Reached by routing or as the fallback: try every rule.
+                pattern = _pattern(router, self.request)
+                if pattern is not None and pattern.endswith('$'):
+                    pattern = pattern[:-1]
+                endpoint = pattern
+            else:
+                endpoint = state.pattern(router, self.request, cls)
+        counter = self._influxdb_counter
         record.finish(
             status,
             endpoint=endpoint or UNMATCHED,
-            handler=f'{type(self).__module__}.{type(self).__qualname__}',
-            content_length=connection.body_bytes if connection else 0,
+            handler=state.name(cls),
+            content_length=counter.body_bytes if counter else 0,
             error=self._influxdb_error,
             disconnected=disconnected,
-            ended=connection.finished if connection else None,
         )
 
 

@@ -115,6 +115,8 @@ class InfluxDBMiddleware:
         self._flask = _find_flask(app)
         self.url_map = url_map or getattr(self._flask, 'url_map', None)
         self._handlers: dict[str, str] = {}
+        # (rule, its text, handler name) per rule matched, by identity.
+        self._rules: dict[int, tuple[Any, str, str | None]] = {}
         self.recorder = middleware_recorder(
             database, measurement, exclude_paths, client, methods
         )
@@ -122,6 +124,9 @@ class InfluxDBMiddleware:
         self._measurement = measurement
         self._signals = self._flask is not None and _watch_exceptions(
             self._flask
+        )
+        self._request_class = (
+            _rule_keeping(self._flask) if self._flask is not None else None
         )
 
     def __call__(
@@ -153,7 +158,15 @@ class InfluxDBMiddleware:
         :returns: ``(rule, handler)``, ``None`` for what is not known
         """
         rule = environ.get(_RULE_KEY)
-        if rule is None and not self._signals and self.url_map is not None:
+        if (
+            rule is None
+            and self.url_map is not None
+            and (
+                self._request_class is None
+                # Replaced after the middleware was made.
+                or self._flask.request_class is not self._request_class
+            )
+        ):
             try:
                 rule, _ = self.url_map.bind_to_environ(environ).match(
                     return_rule=True
@@ -162,7 +175,16 @@ class InfluxDBMiddleware:
                 rule = None
         if rule is None:
             return None, None
-        return rule.rule, self._handler_name(rule.endpoint)
+        cached = self._rules.get(id(rule))
+        if cached is not None and cached[0] is rule:
+            return cached[1], cached[2]
+        text = rule.rule
+        name = self._handler_name(rule.endpoint)
+        rules = self._rules
+        if len(rules) >= _CACHE_LIMIT:
+            rules.clear()
+        rules[id(rule)] = (rule, text, name)
+        return text, name
 
     def _handler_name(self, endpoint: Any) -> str | None:
         if not isinstance(endpoint, str):
@@ -204,13 +226,16 @@ def _find_flask(app: Any) -> Any:
 
 
 _MARK = 'sprockets_influxdb'
+# Rules cached (an application's URL map is finite; this bounds one that
+# makes rules on the fly).
+_CACHE_LIMIT = 4096
 
 
 def _watch_exceptions(flask_app: Any) -> bool:
-    """Have Flask's signals tell the middleware what it cannot see.
+    """Have Flask's signal tell the middleware of uncaught exceptions.
 
-    That is the rule Flask matched, and the exceptions Flask turns into
-    500 responses itself, which never reach the middleware.
+    Flask turns them into 500 responses itself: they never reach the
+    middleware.
 
     :returns: whether Flask's signals work (before Flask 2.3 they need the
         ``blinker`` package)
@@ -218,22 +243,17 @@ def _watch_exceptions(flask_app: Any) -> bool:
     extensions = getattr(flask_app, 'extensions', None)
     if isinstance(extensions, dict) and extensions.get(_MARK):
         return True
-    from flask import got_request_exception, request, request_started
-
-    def rule(sender: Any, **_: Any) -> None:
-        request.environ[_RULE_KEY] = request.url_rule
+    from flask import got_request_exception, request
 
     def error(sender: Any, exception: BaseException, **_: Any) -> None:
         request.environ[_ERROR_KEY] = exception
 
     try:
-        request_started.connect(rule, flask_app, weak=False)
         got_request_exception.connect(error, flask_app, weak=False)
     except RuntimeError:  # Flask < 2.3 without blinker
         LOGGER.warning(
-            'Flask signals need the blinker package: URL rules are found '
-            'by matching again, and uncaught exceptions are recorded as '
-            '500 without the error tag'
+            'Flask signals need the blinker package: uncaught exceptions '
+            'are recorded as 500 without the error tag'
         )
         return False
     if isinstance(extensions, dict):
@@ -241,8 +261,60 @@ def _watch_exceptions(flask_app: Any) -> bool:
     return True
 
 
+def _rule_keeping(flask_app: Any) -> type | None:
+    """Have Flask's requests put the rule they match in their ``environ``.
+
+    Flask keeps the rule it matched on its request object
+    (``request.url_rule``), which is gone when the response comes back to
+    the middleware: the application's ``request_class`` is replaced by a
+    subclass that also keeps it in the ``environ`` when Flask sets it.
+    Reading ``request.url_rule`` is unchanged.
+
+    :returns: that subclass, or ``None`` when the request class cannot be
+        derived (the rule is then found by matching the URL map again)
+    """
+    base = getattr(flask_app, 'request_class', None)
+    if not isinstance(base, type):
+        return None
+    if base.__dict__.get(_MARK):
+        return base
+    namespace = base.__dict__
+    default = getattr(base, 'url_rule', None)
+    if isinstance(namespace.get('url_rule'), property) or (
+        getattr(base, '__slots__', None) is not None
+        and '__dict__' not in dir(base)
+    ):
+        return None
+
+    def get(self: Any) -> Any:
+        return self.__dict__.get('url_rule', default)
+
+    def set_rule(self: Any, rule: Any) -> None:
+        self.__dict__['url_rule'] = rule
+        self.environ[_RULE_KEY] = rule
+
+    keeping = type(
+        base.__name__,
+        (base,),
+        {
+            'url_rule': property(get, set_rule),
+            _MARK: True,
+            '__module__': base.__module__,
+            '__qualname__': base.__qualname__,
+            '__doc__': base.__doc__,
+        },
+    )
+    flask_app.request_class = keeping
+    return keeping
+
+
 class _Request:
-    """One request going through the middleware."""
+    """One request going through the middleware, and its response body.
+
+    The body is counted, and the request recorded once the last byte is
+    out.  The server iterates over the body and then closes it; a test
+    client may do neither.
+    """
 
     __slots__ = (
         'body_bytes',
@@ -250,7 +322,10 @@ class _Request:
         'environ',
         'middleware',
         'record',
+        'result',
+        'start_response',
         'status',
+        'write',
     )
 
     def __init__(
@@ -266,56 +341,68 @@ class _Request:
         self.body_bytes = 0
         #: The Content-Length the application declared, if any.
         self.declared: int | None = None
+        self.result: Iterable[bytes] = ()
+        self.write: Callable[[bytes], object] | None = None
+        self.start_response: StartResponse | None = None
+
+    def start(
+        self,
+        status: str,
+        headers: list[tuple[str, str]],
+        exc_info: ExcInfo | None = None,
+    ) -> Callable[[bytes], object]:
+        """The ``start_response`` the application is given."""
+        self.status = int(status.split(' ', 1)[0])
+        assert self.start_response is not None
+        self.write = self.start_response(status, headers, exc_info)
+        self.declared = _declared_length(headers)
+        return self.counting_write
+
+    def counting_write(self, data: bytes) -> object:
+        """The legacy ``write()`` callable: its bytes count too."""
+        self.body_bytes += len(data)
+        assert self.write is not None
+        return self.write(data)
 
     def run(self, start_response: StartResponse) -> Iterable[bytes]:
-        def start(
-            status: str,
-            headers: list[tuple[str, str]],
-            exc_info: ExcInfo | None = None,
-        ) -> Callable[[bytes], object]:
-            self.status = int(status.split(' ', 1)[0])
-            write = start_response(status, headers, exc_info)
-
-            def counting_write(data: bytes) -> object:
-                # The legacy write() callable: its bytes count too.
-                self.body_bytes += len(data)
-                return write(data)
-
-            self.declared = _declared_length(headers)
-            return counting_write
-
+        self.start_response = start_response
         try:
-            result = self.middleware.app(self.environ, start)
+            result = self.middleware.app(self.environ, self.start)
         except BaseException as error:
             self.finish(error if isinstance(error, Exception) else None)
             raise
         file_wrapper = self.environ.get('wsgi.file_wrapper')
-        if isinstance(file_wrapper, type) and isinstance(result, file_wrapper):
+        if file_wrapper is not None and (
+            isinstance(file_wrapper, type) and isinstance(result, file_wrapper)
+        ):
             # The server sends such a file its own way (sendfile): leave it.
             self.body_bytes = self.declared or 0
             self.finish(None)
             return result
-        return _Body(self, result)
+        self.result = result
+        return _Body(self)
 
     def finish(self, error: BaseException | None, gone: bool = False) -> None:
         record = self.record
         if record.finished:
             return
+        environ = self.environ
         try:
-            endpoint, handler = self.middleware.endpoint(self.environ)
+            endpoint, handler = self.middleware.endpoint(environ)
         except Exception as failure:
             record.recorder.report_failure(
                 'Could not find the URL rule of a request', failure
             )
             endpoint = handler = None
         if error is None:
-            error = self.environ.get(_ERROR_KEY)
-        method = self.environ.get('REQUEST_METHOD')
+            error = environ.get(_ERROR_KEY)
         record.finish(
             self.status,
             endpoint=endpoint or UNMATCHED,
             handler=handler,
-            content_length=0 if method == 'HEAD' else self.body_bytes,
+            content_length=0
+            if environ.get('REQUEST_METHOD') == 'HEAD'
+            else self.body_bytes,
             error=error,
             disconnected=gone,
         )
@@ -338,17 +425,16 @@ class _Body:
     neither.
     """
 
-    __slots__ = ('_request', '_result')
+    __slots__ = ('_request',)
 
-    def __init__(self, request: _Request, result: Iterable[bytes]) -> None:
+    def __init__(self, request: _Request) -> None:
         self._request = request
-        self._result = result
 
     def __iter__(self) -> Iterator[bytes]:
         request = self._request
         record = request.record
         try:
-            for chunk in self._result:
+            for chunk in request.result:
                 request.body_bytes += len(chunk)
                 declared = request.declared
                 if (
@@ -374,20 +460,21 @@ class _Body:
         sending_failed = sys.exc_info()[0] is not None
         error: BaseException | None = None
         try:
-            close = getattr(self._result, 'close', None)
+            close = getattr(request.result, 'close', None)
             if close is not None:
                 close()
         except Exception as caught:
             error = caught
             raise
         finally:
-            # A HEAD response may go unread.
-            gone = (
-                error is None
-                and sending_failed
-                and request.environ.get('REQUEST_METHOD') != 'HEAD'
-            )
-            request.finish(error, gone=gone)
+            if not request.record.finished:
+                # A HEAD response may go unread.
+                gone = (
+                    error is None
+                    and sending_failed
+                    and request.environ.get('REQUEST_METHOD') != 'HEAD'
+                )
+                request.finish(error, gone=gone)
 
     def __del__(self) -> None:
         # Neither exhausted nor closed (a test client that only looked at

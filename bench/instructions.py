@@ -1,0 +1,273 @@
+"""Instructions per request of each integration, counted by callgrind.
+
+A profiling aid, not one of ``bench/run``'s benchmarks: on a shared
+machine, wall-clock timings of a few microseconds are noise, while the
+number of instructions a request executes is the same from run to run.
+
+For each framework and contender (the applications of
+``bench/_served_app.py``: ``GET /items/42``, bare or with this library's
+integration), the script runs a child process under ``valgrind
+--tool=callgrind`` twice, serving *N* and then *2N* requests in-process
+(Tornado: its HTTP server and a keep-alive client on loopback in one event
+loop; Starlette and FastAPI: the ASGI callable awaited directly; Flask: the
+WSGI callable called directly), and divides the difference of the two
+instruction counts by *N*: start-up and import cost cancel out.  The
+library's client is pointed at an unreachable address with a huge
+interval, trigger size and buffer: nothing is written, so what is counted
+is the request path, the writer thread's work apart (the buffer is emptied
+every 100 requests, as the writer would, so that it does not grow).
+
+.. code-block:: console
+
+   $ python bench/instructions.py                      # every framework
+   $ python bench/instructions.py --only tornado -n 1000
+
+Needs valgrind (Debian: ``apt-get install valgrind``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import io
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from typing import Any
+
+FRAMEWORKS = ('tornado', 'starlette', 'fastapi', 'flask')
+BATCH = 100  # requests between two emptyings of the client's buffer
+
+
+def drain() -> None:
+    """Empty the default client's buffer, as its writer would.
+
+    Nothing is delivered here: without this the buffer would grow with the
+    requests, and the garbage collector's work with it.
+    """
+    module = sys.modules.get('sprockets_influxdb')
+    client = getattr(module, '_default', None)
+    if client is not None:
+        client._buffer.clear()
+
+
+PATH = '/items/42'
+HUGE = str(10**9)
+
+
+def serve_tornado(warm_up: int, number: int) -> None:
+    """Serve *warm_up*, then *number* requests over loopback in one loop."""
+    import _served_app
+    from tornado import httpserver, netutil, web
+
+    handler = _served_app.tornado_handler()
+    application = web.Application(
+        [(r'/items/(?P<item_id>\d+)', handler)], **_served_app.SETTINGS
+    )
+    request = (
+        f'GET {PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: b\r\n\r\n'
+    ).encode()
+
+    async def main() -> None:
+        sockets = netutil.bind_sockets(0, '127.0.0.1')
+        server = httpserver.HTTPServer(application)
+        server.add_sockets(sockets)
+        port = sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection('127.0.0.1', port)
+
+        async def serve(count: int) -> None:
+            for index in range(count):
+                if index % BATCH == 0:
+                    drain()
+                writer.write(request)
+                head = await reader.readuntil(b'\r\n\r\n')
+                start = head.lower().index(b'content-length:') + 15
+                length = int(head[start : head.index(b'\r\n', start)])
+                await reader.readexactly(length)
+
+        await serve(warm_up)
+        gc.collect()
+        gc.freeze()
+        await serve(number)
+        writer.close()
+        server.stop()
+
+    asyncio.run(main())
+
+
+def serve_asgi(app: Any, number: int) -> None:
+    """Await the ASGI application *number* times."""
+    scope = {
+        'type': 'http',
+        'asgi': {'version': '3.0', 'spec_version': '2.3'},
+        'http_version': '1.1',
+        'method': 'GET',
+        'scheme': 'http',
+        'path': PATH,
+        'raw_path': PATH.encode(),
+        'root_path': '',
+        'query_string': b'',
+        'headers': [(b'host', b'127.0.0.1:8000'), (b'user-agent', b'b')],
+        'client': ('127.0.0.1', 50000),
+        'server': ('127.0.0.1', 8000),
+    }
+    message = {'type': 'http.request', 'body': b'', 'more_body': False}
+
+    async def receive() -> dict[str, Any]:
+        return message
+
+    async def send(message: Any) -> None:
+        if message['type'] == 'http.response.start':
+            assert message['status'] == 200, message
+
+    async def main() -> None:
+        for index in range(number):
+            if index % BATCH == 0:
+                drain()
+            request = scope.copy()
+            request['state'] = {}
+            await app(request, receive, send)
+
+    asyncio.run(main())
+
+
+def serve_wsgi(app: Any, number: int) -> None:
+    """Call the WSGI application *number* times, as a server does."""
+    environ = {
+        'REQUEST_METHOD': 'GET',
+        'SCRIPT_NAME': '',
+        'PATH_INFO': PATH,
+        'QUERY_STRING': '',
+        'SERVER_NAME': '127.0.0.1',
+        'SERVER_PORT': '8000',
+        'SERVER_PROTOCOL': 'HTTP/1.1',
+        'REMOTE_ADDR': '127.0.0.1',
+        'HTTP_HOST': '127.0.0.1:8000',
+        'wsgi.version': (1, 0),
+        'wsgi.url_scheme': 'http',
+        'wsgi.input': io.BytesIO(b''),
+        'wsgi.errors': sys.stderr,
+        'wsgi.multithread': False,
+        'wsgi.multiprocess': False,
+        'wsgi.run_once': False,
+    }
+
+    def start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
+        assert status.startswith('200'), status
+        return None
+
+    for index in range(number):
+        if index % BATCH == 0:
+            drain()
+        body = app(environ.copy(), start_response)
+        for _chunk in body:
+            pass
+        close = getattr(body, 'close', None)
+        if close is not None:
+            close()
+
+
+def child(framework: str, number: int) -> None:
+    """Serve *number* requests (the process valgrind runs).
+
+    After 200 requests of warm-up, the objects made so far are frozen out
+    of the garbage collector's reach (:func:`gc.freeze`): a full collection
+    then walks only what the requests left, not every imported module, so
+    that its cost does not fall in one of the two runs and not the other.
+    """
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    if framework == 'tornado':
+        serve_tornado(200, number)
+        return
+    import _served_app
+
+    serve = serve_wsgi if framework == 'flask' else serve_asgi
+    serve(_served_app.app, 200)
+    gc.collect()
+    gc.freeze()
+    serve(_served_app.app, number)
+
+
+def count(framework: str, contender: str, number: int) -> int:
+    """Instructions of a child serving *number* requests."""
+    env = dict(
+        os.environ,
+        SERVED_FRAMEWORK=framework,
+        SERVED_CONTENDER=contender,
+        INFLUXDB_URL='http://127.0.0.1:9',
+        INFLUXDB_INTERVAL=HUGE,
+        INFLUXDB_TRIGGER_SIZE=HUGE,
+        INFLUXDB_MAX_BUFFER_SIZE=HUGE,
+        INFLUXDB_SHUTDOWN_TIMEOUT='0',
+        PYTHONHASHSEED='0',
+    )
+    with tempfile.TemporaryDirectory() as directory:
+        out = os.path.join(directory, 'callgrind.out')
+        done = subprocess.run(
+            [
+                'valgrind',
+                '--tool=callgrind',
+                f'--callgrind-out-file={out}',
+                sys.executable,
+                os.path.abspath(__file__),
+                '--child',
+                framework,
+                str(number),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            raise SystemExit(done.stderr[-3000:])
+        found = re.search(r'Collected : (\d+)', done.stderr)
+        if found is None:
+            raise SystemExit(done.stderr[-3000:])
+        return int(found.group(1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('-n', '--number', type=int, default=1000)
+    parser.add_argument('--only', action='append', default=[])
+    parser.add_argument(
+        '--contenders', default='bare,ours', help='default: bare,ours'
+    )
+    parser.add_argument('--child', nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child[0], int(args.child[1]))
+        return
+    if shutil.which('valgrind') is None:
+        raise SystemExit('valgrind is missing (apt-get install valgrind)')
+    frameworks = [
+        name for value in args.only for name in value.split(',') if name
+    ] or list(FRAMEWORKS)
+    contenders = args.contenders.split(',')
+    number = args.number
+    for framework in frameworks:
+        per_request = {}
+        for contender in contenders:
+            small = count(framework, contender, number)
+            large = count(framework, contender, 2 * number)
+            per_request[contender] = (large - small) / number
+        line = ', '.join(
+            f'{name} {value:,.0f}' for name, value in per_request.items()
+        )
+        bare = per_request.get('bare')
+        extra = ''
+        if bare is not None:
+            extra = '; added: ' + ', '.join(
+                f'{name} {value - bare:+,.0f}'
+                for name, value in per_request.items()
+                if name != 'bare'
+            )
+        print(f'{framework}: instructions per request: {line}{extra}')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,591 @@
+"""Served benchmark: each integration behind its real server, over loopback.
+
+Each framework's application (``bench/_served_app.py``: ``GET
+/items/42`` through a route with a path parameter, a small JSON answer) is
+served by the server users run it with, one server process per contender:
+
+* ``tornado``: Tornado's ``HTTPServer``, one process; contenders bare,
+  ``historical`` (sprockets-influxdb 2.2.1's mixin, from
+  ``bench/.vendor``) and ``ours`` (:class:`sprockets_influxdb.InfluxDBMixin`);
+* ``starlette``: uvicorn (one process, ``--http httptools``, asyncio, no
+  access log); bare, ours, ``prometheus``
+  (prometheus-fastapi-instrumentator), ``starlette_exporter`` and
+  ``opentelemetry`` (opentelemetry-instrumentation-starlette);
+* ``fastapi``: uvicorn likewise; bare, ours, prometheus-fastapi-instrumentator
+  and OpenTelemetry (opentelemetry-instrumentation-fastapi);
+* ``flask-sync`` and ``flask-gthread``: gunicorn with one worker, ``sync``
+  (one request at a time, no keep-alive) or ``gthread`` (4 threads); bare,
+  ours, ``prometheus`` (prometheus_flask_exporter) and OpenTelemetry
+  (opentelemetry-instrumentation-flask).
+
+OpenTelemetry runs with its SDK: spans go through a ``BatchSpanProcessor``
+to an exporter that drops them, metrics to an in-memory reader.  The
+Prometheus contenders keep their metrics in memory (nothing scrapes them).
+This library and 2.2.1 really deliver, to a throwaway ``influxd`` the
+script starts (``INFLUXDB_INTERVAL=500``: a batch at least every half
+second; every other setting at its default), each contender to a database
+of its own.
+
+Every contender's server runs for the whole benchmark.  Each round, each
+contender is loaded in turn (the order rotates round by round) for a fixed
+time by ``wrk`` (``-t1 -c8``: one thread, 8 keep-alive connections; a
+bounded Python client with the same connections when ``wrk`` is missing).
+The figures of a round: the requests per second the load generator
+counted, and the CPU time of the server's whole process tree (every
+process and every thread: ``utime + stime`` of ``/proc/<pid>/stat``, the
+gunicorn master and worker, the library's writer thread...) from just
+before the load until, for the contenders that deliver, their points of
+the round are stored (this library: the stored count, polled, reaches the
+requests served so far; 2.2.1, whose millisecond times make points of the
+same series overwrite each other, is given a second): so work moved off the
+request path to a writer thread but still paid for is counted, divided by
+the requests served.  The overhead of an integration is the median over the
+rounds of its CPU per request minus the bare application's in the same
+round.
+
+At the end the servers are stopped (SIGTERM: they deliver what is left) and
+the points this library stored are counted: a run where it stored fewer
+than the requests served is invalid (the summary says so and the target is
+MISSED).
+
+Targets (issue 15): the Tornado mixin at most half of 2.2.1's overhead;
+under uvicorn and gunicorn, this library at most half of the best
+competitor's overhead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from _common import BENCH_DIR, ROOT, describe_machine, rotated, spread, verdict
+
+try:
+    from tests.servers import InfluxServer
+except ImportError as error:  # pragma: no cover - a broken checkout
+    raise SystemExit(
+        f'served: cannot import InfluxServer from {ROOT}/tests/servers.py '
+        f'({error})'
+    ) from None
+
+PATH = '/items/42'
+CONNECTIONS = 8
+INTERVAL_MS = 500
+MEASUREMENT = 'request'
+TICK = os.sysconf('SC_CLK_TCK')
+TARGET = 2.0  # ours at most half of the reference's overhead
+
+SCENARIOS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    # name: (framework, server, contenders)
+    'tornado': ('tornado', 'tornado', ('bare', 'historical', 'ours')),
+    'starlette': (
+        'starlette',
+        'uvicorn',
+        ('bare', 'ours', 'prometheus', 'starlette_exporter', 'opentelemetry'),
+    ),
+    'fastapi': (
+        'fastapi',
+        'uvicorn',
+        ('bare', 'ours', 'prometheus', 'opentelemetry'),
+    ),
+    'flask-sync': (
+        'flask',
+        'gunicorn-sync',
+        ('bare', 'ours', 'prometheus', 'opentelemetry'),
+    ),
+    'flask-gthread': (
+        'flask',
+        'gunicorn-gthread',
+        ('bare', 'ours', 'prometheus', 'opentelemetry'),
+    ),
+}
+DELIVERING = ('ours', 'historical')
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return int(sock.getsockname()[1])
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds of *pid* and its descendants, all their threads."""
+    total = 0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            with open(f'/proc/{current}/stat', 'rb') as stat:
+                text = stat.read()
+        except OSError:
+            continue  # gone
+        # The command name may hold spaces: count fields after its ')'.
+        fields = text[text.rindex(b')') + 2 :].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+        with contextlib.suppress(OSError):
+            for task in os.listdir(f'/proc/{current}/task'):
+                path = f'/proc/{current}/task/{task}/children'
+                with open(path, 'rb') as children:
+                    pending.extend(int(p) for p in children.read().split())
+    return total / TICK
+
+
+@dataclass
+class Load:
+    """What the load generator counted in one window."""
+
+    requests: int
+    seconds: float
+    errors: str = ''
+
+
+WRK_REQUESTS = re.compile(r'(\d+) requests in ([\d.]+)(us|ms|s|m)')
+WRK_NON_2XX = re.compile(r'Non-2xx or 3xx responses: (\d+)')
+WRK_SOCKET = re.compile(r'Socket errors: (.*)')
+UNITS = {'us': 1e-6, 'ms': 1e-3, 's': 1.0, 'm': 60.0}
+
+
+def wrk_load(port: int, duration: float) -> Load:
+    """Load 127.0.0.1:*port* with wrk for *duration* seconds.
+
+    wrk takes whole seconds: it is started for longer and interrupted
+    (SIGINT, on which it stops and reports) after *duration*.
+    """
+    command = [
+        'wrk',
+        '-t1',
+        f'-c{CONNECTIONS}',
+        f'-d{int(duration) + 30}s',
+        '--timeout',
+        '5s',
+        f'http://127.0.0.1:{port}{PATH}',
+    ]
+    with tempfile.TemporaryFile('w+') as out:
+        process = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, text=True
+        )
+        time.sleep(duration)
+        process.send_signal(signal.SIGINT)
+        returncode = process.wait(timeout=30)
+        out.seek(0)
+        output = out.read()
+    done = subprocess.CompletedProcess(command, returncode, output, '')
+    output = done.stdout
+    found = WRK_REQUESTS.search(output)
+    if done.returncode != 0 or found is None:
+        raise RuntimeError(f'wrk failed: {output}')
+    errors = []
+    non_2xx = WRK_NON_2XX.search(output)
+    if non_2xx:
+        errors.append(f'{non_2xx.group(1)} non-2xx responses')
+    socket_errors = WRK_SOCKET.search(output)
+    if socket_errors:
+        # gunicorn's sync worker closes each connection: not an error.
+        numbers = dict(
+            part.strip().split(' ')
+            for part in socket_errors.group(1).split(',')
+        )
+        bad = {k: v for k, v in numbers.items() if k != 'read' and v != '0'}
+        if bad:
+            errors.append(f'socket errors {bad}')
+    return Load(
+        requests=int(found.group(1)),
+        seconds=float(found.group(2)) * UNITS[found.group(3)],
+        errors='; '.join(errors),
+    )
+
+
+REQUEST = (
+    f'GET {PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: bench\r\n\r\n'
+).encode()
+
+
+async def _python_load(port: int, duration: float) -> Load:
+    """Keep-alive HTTP/1.1 clients on CONNECTIONS connections, bounded."""
+    deadline = time.monotonic() + duration
+    counts = [0]
+    errors: list[str] = []
+
+    async def one_connection() -> None:
+        reader = writer = None
+        while time.monotonic() < deadline:
+            if writer is None:
+                reader, writer = await asyncio.open_connection(
+                    '127.0.0.1', port
+                )
+            assert reader is not None
+            writer.write(REQUEST)
+            head = await asyncio.wait_for(
+                reader.readuntil(b'\r\n\r\n'), timeout=5
+            )
+            lines = head.decode('latin-1').lower().split('\r\n')
+            if not lines[0].startswith('http/1.1 200'):
+                errors.append(lines[0])
+            headers = dict(
+                line.split(':', 1) for line in lines[1:] if ':' in line
+            )
+            length = int(headers.get('content-length', '0'))
+            await reader.readexactly(length)
+            counts[0] += 1
+            if headers.get('connection', '').strip() == 'close':
+                writer.close()
+                writer = None
+        if writer is not None:
+            writer.close()
+
+    start = time.monotonic()
+    await asyncio.gather(*(one_connection() for _ in range(CONNECTIONS)))
+    return Load(counts[0], time.monotonic() - start, '; '.join(errors[:3]))
+
+
+def python_load(port: int, duration: float) -> Load:
+    """The load generator used when wrk is missing."""
+    return asyncio.run(_python_load(port, duration))
+
+
+@dataclass
+class Server:
+    """One contender's server process."""
+
+    scenario: str
+    contender: str
+    framework: str
+    kind: str
+    port: int
+    database: str
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+    served: int = 0  # requests the load generator counted, warm-up included
+    windows: int = 0
+    cpu: list[float] = field(default_factory=list)
+    rates: list[float] = field(default_factory=list)
+    invalid: str = ''
+
+    def command(self) -> list[str]:
+        python = sys.executable
+        if self.kind == 'tornado':
+            return [python, str(BENCH_DIR / '_served_app.py'), str(self.port)]
+        if self.kind == 'uvicorn':
+            return [
+                python,
+                '-m',
+                'uvicorn',
+                '--app-dir',
+                str(BENCH_DIR),
+                '--host',
+                '127.0.0.1',
+                '--port',
+                str(self.port),
+                '--http',
+                'httptools',
+                '--loop',
+                'asyncio',
+                '--no-access-log',
+                '--log-level',
+                'warning',
+                '_served_app:app',
+            ]
+        worker = self.kind.split('-', 1)[1]
+        command = [
+            python,
+            '-m',
+            'gunicorn',
+            '--chdir',
+            str(BENCH_DIR),
+            '--bind',
+            f'127.0.0.1:{self.port}',
+            '--workers',
+            '1',
+            '--worker-class',
+            worker,
+            '--log-level',
+            'warning',
+        ]
+        if worker == 'gthread':
+            command += ['--threads', '4']
+        return [*command, '_served_app:app']
+
+    def start(self, influx_url: str) -> None:
+        env = dict(
+            os.environ,
+            SERVED_FRAMEWORK=self.framework,
+            SERVED_CONTENDER=self.contender,
+            SERVED_DATABASE=self.database,
+            INFLUXDB_URL=influx_url,
+            INFLUXDB_INTERVAL=str(INTERVAL_MS),
+            PYTHONPATH=os.pathsep.join(
+                [str(ROOT), os.environ.get('PYTHONPATH', '')]
+            ),
+        )
+        with open(self.log, 'wb') as log:
+            self.process = subprocess.Popen(
+                self.command(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=ROOT,
+                start_new_session=True,
+            )
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        assert self.process is not None
+        deadline = time.monotonic() + timeout
+        url = f'http://127.0.0.1:{self.port}{PATH}'
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f'{self.name} exited: {self.log.read_text()[-2000:]}'
+                )
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    if response.status == 200:
+                        response.read()
+                        self.served += 1
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f'{self.name} did not answer {url}')
+            time.sleep(0.2)
+
+    @property
+    def name(self) -> str:
+        return f'{self.scenario}/{self.contender}'
+
+    def stop(self) -> None:
+        process = self.process
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def stored(influx: InfluxServer, database: str) -> int:
+    """How many request points *database* holds."""
+    result = influx.query(
+        f'SELECT COUNT("duration") FROM {MEASUREMENT}', db=database
+    )
+    series = result['results'][0].get('series')
+    return int(series[0]['values'][0][1]) if series else 0
+
+
+def wait_stored(influx: InfluxServer, server: Server, timeout: float) -> None:
+    """Wait until *server*'s database holds a point per request served."""
+    deadline = time.monotonic() + timeout
+    while stored(influx, server.database) < server.served:
+        if time.monotonic() > deadline:
+            server.invalid = (
+                f'only {stored(influx, server.database)} of '
+                f'{server.served} requests stored {timeout:.0f} s after '
+                'the load'
+            )
+            return
+        time.sleep(0.05)
+
+
+def window(
+    server: Server, influx: InfluxServer, duration: float, load: object
+) -> tuple[float, float]:
+    """Load *server* once: (CPU seconds per request, requests per second)."""
+    assert server.process is not None
+    pid = server.process.pid
+    before = tree_cpu(pid)
+    result: Load = load(server.port, duration)  # type: ignore[operator]
+    if result.errors:
+        raise RuntimeError(f'{server.name}: {result.errors}')
+    server.served += result.requests
+    server.windows += 1
+    if server.contender == 'ours':
+        wait_stored(influx, server, timeout=30)
+    elif server.contender == 'historical':
+        time.sleep(INTERVAL_MS / 1000 * 2)
+    else:
+        time.sleep(0.05)
+    after = tree_cpu(pid)
+    return (after - before) / result.requests, result.requests / result.seconds
+
+
+@contextlib.contextmanager
+def servers(
+    selected: list[str], influx: InfluxServer, directory: Path
+) -> Iterator[dict[str, list[Server]]]:
+    """Start a server per contender of each selected scenario."""
+    made: dict[str, list[Server]] = {}
+    try:
+        for scenario in selected:
+            framework, kind, contenders = SCENARIOS[scenario]
+            made[scenario] = []
+            for contender in contenders:
+                database = f'{scenario}_{contender}'.replace('-', '_')
+                if contender in DELIVERING:
+                    influx.create_database(database)
+                server = Server(
+                    scenario,
+                    contender,
+                    framework,
+                    kind,
+                    free_port(),
+                    database,
+                    directory / f'{database}.log',
+                )
+                server.start(influx.url)
+                made[scenario].append(server)
+        for group in made.values():
+            for server in group:
+                server.wait_ready()
+        yield made
+    finally:
+        for group in made.values():
+            for server in group:
+                server.stop()
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def report(
+    scenario: str, group: list[Server], influx: InfluxServer
+) -> tuple[str, bool]:
+    """Print a scenario's table; return its summary and whether it met."""
+    bare = group[0]
+    assert bare.contender == 'bare'
+    print(f'  {scenario} ({SCENARIOS[scenario][1]}):')
+    overheads: dict[str, float] = {}
+    for server in group:
+        line = (
+            f'    {server.contender:19} {median(server.rates):8,.0f} req/s  '
+            f'{median(server.cpu) * 1e6:7.1f} us CPU/request '
+            f'(min/max {spread(server.cpu)})'
+        )
+        if server is not bare:
+            overhead = median([a - b for a, b in zip(server.cpu, bare.cpu)])
+            overheads[server.contender] = overhead
+            line += f'  overhead {overhead * 1e6:+7.1f} us'
+        if server.contender in DELIVERING:
+            count = stored(influx, server.database)
+            line += f'; stored {count:,} of {server.served:,} served'
+            if server.contender == 'ours' and not server.invalid:
+                # Requests cut short when a window ends may be recorded
+                # (as 499) without the load generator counting them.
+                slack = CONNECTIONS * (server.windows + 1)
+                if not server.served <= count <= server.served + slack:
+                    server.invalid = f'{count} stored, {server.served} served'
+        print(line)
+    ours = overheads['ours']
+    others = {k: v for k, v in overheads.items() if k != 'ours'}
+    best_name = min(others, key=others.__getitem__)
+    best = others[best_name]
+    ratio = best / ours if ours > 0 else float('inf')
+    invalid = [s for s in group if s.invalid]
+    for server in invalid:
+        print(f'    INVALID {server.name}: {server.invalid}')
+    met = ratio >= TARGET and not invalid
+    print(
+        f'    ours {ours * 1e6:+.1f} us against {best_name} '
+        f'{best * 1e6:+.1f} us: {ratio:.1f}x less (target {TARGET:.0f}x)'
+    )
+    summary = f'{scenario} {ours * 1e6:+.1f} us vs {best_name} ' + (
+        f'{best * 1e6:+.1f} us ({ratio:.1f}x)'
+        + (' INVALID' if invalid else '')
+    )
+    return summary, met
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--rounds', type=int, default=7)
+    parser.add_argument(
+        '--duration',
+        type=float,
+        default=1.5,
+        help='seconds of load per contender per round (default 1.5)',
+    )
+    parser.add_argument(
+        '--only',
+        action='append',
+        default=[],
+        help=f'scenarios to run, of {", ".join(SCENARIOS)} (repeatable or '
+        'comma-separated; default all)',
+    )
+    parser.add_argument(
+        '--python-client',
+        action='store_true',
+        help='load with the bundled Python client even when wrk is there',
+    )
+    args = parser.parse_args()
+    selected = [
+        name for value in args.only for name in value.split(',') if name
+    ] or list(SCENARIOS)
+    unknown = [name for name in selected if name not in SCENARIOS]
+    if unknown:
+        parser.error(f'unknown scenarios {unknown}; have {list(SCENARIOS)}')
+    if args.rounds < 1:
+        parser.error('--rounds must be at least 1')
+    use_wrk = shutil.which('wrk') is not None and not args.python_client
+    load = wrk_load if use_wrk else python_load
+    print(f'served: {describe_machine()}')
+    print(
+        f'  {args.rounds} rounds of {args.duration:g} s per contender, '
+        f'GET {PATH}, '
+        + (
+            f'wrk -t1 -c{CONNECTIONS}'
+            if use_wrk
+            else f'the Python client, {CONNECTIONS} connections (no wrk)'
+        )
+        + '; CPU of the server process tree per request'
+    )
+    started = time.monotonic()
+    with contextlib.ExitStack() as stack:
+        temporary = stack.enter_context(
+            tempfile.TemporaryDirectory(prefix='served-')
+        )
+        influx = stack.enter_context(InfluxServer())
+        made = stack.enter_context(servers(selected, influx, Path(temporary)))
+        for group in made.values():  # warm up, writer and pools too
+            for server in group:
+                window(server, influx, min(args.duration, 0.5), load)
+                server.cpu.clear()
+                server.rates.clear()
+        for index in range(args.rounds):
+            for group in made.values():
+                for server in rotated(group, index):  # type: ignore[arg-type]
+                    cpu, rate = window(server, influx, args.duration, load)
+                    server.cpu.append(cpu)
+                    server.rates.append(rate)
+        for group in made.values():
+            for server in group:
+                server.stop()
+        print(f'  ({time.monotonic() - started:.0f} s)')
+        results = [
+            report(scenario, group, influx) for scenario, group in made.items()
+        ]
+    met = all(ok for _, ok in results)
+    print(
+        'served: '
+        + '; '.join(summary for summary, _ in results)
+        + f' (target: at most half of the best competitor): {verdict(met)}'
+    )
+
+
+if __name__ == '__main__':
+    main()
