@@ -158,6 +158,47 @@ def log(message: str, started: float | None = None) -> None:
 # -- processes --------------------------------------------------------------
 
 
+# The ports given to the applications of this run: two must never share
+# one (a server that cannot bind retries for a while, and the other one's
+# answers would be counted as its own).
+_PORTS: set[int] = set()
+
+
+def _listening_inodes(port: int) -> set[str]:
+    """The socket inodes listening on *port* of 127.0.0.1 or any address."""
+    found = set()
+    for table in ('/proc/net/tcp', '/proc/net/tcp6'):
+        try:
+            with open(table) as handle:
+                rows = handle.readlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if fields[3] == '0A' and int(fields[1].rpartition(':')[2], 16) == (
+                port
+            ):
+                found.add(fields[9])
+    return found
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    """The socket inodes process *pid* holds open."""
+    inodes = set()
+    try:
+        descriptors = os.listdir(f'/proc/{pid}/fd')
+    except OSError:
+        return inodes
+    for descriptor in descriptors:
+        try:
+            target = os.readlink(f'/proc/{pid}/fd/{descriptor}')
+        except OSError:
+            continue
+        if target.startswith('socket:['):
+            inodes.add(target[8:-1])
+    return inodes
+
+
 class App:
     """One application served in its own session (process group)."""
 
@@ -166,8 +207,18 @@ class App:
     ) -> None:
         self.name = name
         self.variant = variant
-        self.port = free_port()
         self.log_path = os.path.join(directory, f'{name}-{variant}.log')
+        self.env = env
+        self._start()
+
+    def _start(self) -> None:
+        """Start it on a port no other application of the run has."""
+        port = free_port()
+        while port in _PORTS:
+            port = free_port()
+        _PORTS.add(port)
+        self.port = port
+        name, variant, env = self.name, self.variant, self.env
         command = [
             part.replace('{port}', str(self.port))
             for part in APPS[name][variant]
@@ -190,6 +241,25 @@ class App:
         try:
             socket.create_connection(('127.0.0.1', self.port), 0.2).close()
         except OSError:
+            return False
+        # Whoever answers must be this application, not another process
+        # that took the port first.
+        listening = _listening_inodes(self.port)
+        held: set[str] = set()
+        for pid in [self.process.pid, *self.pids()]:
+            held |= _socket_inodes(pid)
+        if not listening & held:
+            # Another process took the port between free_port() and the
+            # bind: start again elsewhere.
+            print(
+                f'{self.name} ({self.variant}): port {self.port} taken by '
+                'another process; starting it on another port',
+                flush=True,
+            )
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+            self._start()
             return False
         return True
 
