@@ -21,7 +21,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
@@ -196,6 +196,33 @@ def duration(seconds: float) -> str:
     if seconds < 1:
         return f'{seconds * 1e3:.1f} ms'
     return f'{seconds:.2f} s'
+
+
+def counted_by(
+    registry: Any, metric: str, labels: dict[str, str]
+) -> Callable[[int], None]:
+    """A check that a Prometheus counter grew by the requests of a round.
+
+    :param registry: the ``prometheus_client`` registry holding it
+    :param metric: the sample's name
+    :param labels: the labels of the one sample the requests count in
+    :returns: a function taking the number of requests just made, which
+        raises :class:`AssertionError` when the counter did not grow by it
+    """
+
+    def count() -> float:
+        value = registry.get_sample_value(metric, labels)
+        return float(value or 0.0)
+
+    previous = count()
+
+    def after(number: int) -> None:
+        nonlocal previous
+        counted = count()
+        assert counted - previous == number, (counted, previous, number)
+        previous = counted
+
+    return after
 
 
 def verdict(met: bool) -> str:

@@ -52,6 +52,7 @@ from _common import (
     DATABASE,
     MEASUREMENT,
     alternate,
+    counted_by,
     describe_machine,
     median,
     parse_args,
@@ -242,19 +243,7 @@ def prometheus() -> Contender:
     route = STARLETTE_ROUTE if FRAMEWORK == 'starlette' else ROUTE
     labels = {'handler': route, 'method': 'GET', 'status': '2xx'}
 
-    def count() -> float:
-        value = registry.get_sample_value('http_requests_total', labels)
-        return value or 0.0
-
-    previous = count()
-
-    def after(number: int) -> None:
-        nonlocal previous
-        counted = count()
-        assert counted - previous == number, (counted, previous, number)
-        previous = counted
-
-    return Contender(app, after)
+    return Contender(app, counted_by(registry, 'http_requests_total', labels))
 
 
 def starlette_exporter() -> Contender:
@@ -270,19 +259,9 @@ def starlette_exporter() -> Contender:
         'app_name': 'starlette',
     }
 
-    def count() -> float:
-        value = registry.get_sample_value('starlette_requests_total', labels)
-        return value or 0.0
-
-    previous = count()
-
-    def after(number: int) -> None:
-        nonlocal previous
-        counted = count()
-        assert counted - previous == number, (counted, previous, number)
-        previous = counted
-
-    return Contender(app, after)
+    return Contender(
+        app, counted_by(registry, 'starlette_requests_total', labels)
+    )
 
 
 def measure(rounds: int, number: int) -> dict[str, list[float]]:

@@ -52,6 +52,7 @@ from _common import (
     DATABASE,
     MEASUREMENT,
     alternate,
+    counted_by,
     describe_machine,
     median,
     parse_args,
@@ -236,19 +237,9 @@ def prometheus() -> Contender:
     PrometheusMetrics(app, registry=registry)
     labels = {'method': 'GET', 'status': '200'}
 
-    def count() -> float:
-        value = registry.get_sample_value('flask_http_request_total', labels)
-        return value or 0.0
-
-    previous = count()
-
-    def after(number: int) -> None:
-        nonlocal previous
-        counted = count()
-        assert counted - previous == number, (counted, previous, number)
-        previous = counted
-
-    return Contender(app, after)
+    return Contender(
+        app, counted_by(registry, 'flask_http_request_total', labels)
+    )
 
 
 def measure(rounds: int, number: int) -> dict[str, list[float]]:
