@@ -43,9 +43,12 @@ from typing import Any, Callable
 from starlette.routing import BaseRoute, Host, Match, Mount, compile_path
 
 from sprockets_influxdb.client import Client
+from sprockets_influxdb.measurement import Measurement
 from sprockets_influxdb.request_metrics import (
+    OTHER_METHOD,
     UNMATCHED,
     RequestRecord,
+    RequestRecorder,
     middleware_recorder,
     stand_in,
 )
@@ -124,23 +127,22 @@ class InfluxDBMiddleware:
     ) -> None:
         """Handle one ASGI connection."""
         kind = scope['type']
-        if kind == 'http' and not scope.get(_RECORDING):
+        if kind == 'http' and _RECORDING not in scope:
             recorder = self.recorder
-            if recorder is not None:
-                record = recorder.start(scope['method'], scope['path'])
-                if record is not None:
-                    responder = _Responder(self, scope, record, receive, send)
-                    try:
-                        await self.app(
-                            scope, responder.receive, responder.send
-                        )
-                    except BaseException as error:
-                        responder.finish(
-                            error if isinstance(error, Exception) else None
-                        )
-                        raise
-                    responder.finish(None)
-                    return
+            if recorder is not None and not (
+                recorder._excluded and recorder.excluded(scope['path'])
+            ):
+                responder = _Responder(self, recorder, scope, receive, send)
+                try:
+                    await self.app(scope, responder.receive, responder.send)
+                except BaseException as error:
+                    responder.complete(
+                        error if isinstance(error, Exception) else None
+                    )
+                    raise
+                if not responder.finished:
+                    responder.complete(None)
+                return
             # Not recorded: the handlers still find a measurement.
             state = scope.setdefault('state', {})
             if isinstance(state, dict):
@@ -244,6 +246,8 @@ class InfluxDBMiddleware:
         """
         route = scope.get('route')
         handler = scope.get('endpoint')
+        key: tuple[int, int, str] | None = None
+        owner = None
         if route is not None:
             fastapi = scope.get('fastapi')
             context = (
@@ -260,9 +264,6 @@ class InfluxDBMiddleware:
                 and cached[2] is handler
             ):
                 return cached[1], cached[3]
-        else:
-            key = None
-            owner = None
         original = {
             name: scope[name]
             for name in ('type', 'method', 'headers')
@@ -378,8 +379,12 @@ def _template(
     return None
 
 
-class _Responder:
-    """The state of one HTTP request going through the middleware."""
+class _Responder(RequestRecord):
+    """The state of one HTTP request going through the middleware.
+
+    The request's :class:`~sprockets_influxdb.request_metrics.RequestRecord`
+    itself: one object per request.
+    """
 
     __slots__ = (
         'body_bytes',
@@ -390,7 +395,6 @@ class _Responder:
         'ended',
         'middleware',
         'path',
-        'record',
         'root',
         'root_path',
         'scope',
@@ -400,14 +404,22 @@ class _Responder:
     def __init__(
         self,
         middleware: InfluxDBMiddleware,
+        recorder: RequestRecorder,
         scope: Scope,
-        record: RequestRecord,
         receive: Receive,
         send: Send,
     ) -> None:
+        # RequestRecord.__init__, inline.
+        self.recorder = recorder
+        method = scope['method']
+        self.method = method if method in recorder.methods else OTHER_METHOD
+        self.started = _monotonic()
+        measurement = self.measurement = Measurement(
+            recorder.database, recorder.measurement
+        )
+        self.finished = False
         self.middleware = middleware
         self.scope = scope
-        self.record = record
         self.downstream_receive = receive
         self.downstream_send = send
         # Routing changes the scope in place: keep what the routes match.
@@ -424,9 +436,9 @@ class _Responder:
         scope[_RECORDING] = True
         state = scope.get('state')
         if state is None:
-            scope['state'] = {'influxdb': record.measurement}
+            scope['state'] = {'influxdb': measurement}
         elif isinstance(state, dict):
-            state['influxdb'] = record.measurement
+            state['influxdb'] = measurement
 
     async def receive(self) -> Message:
         """The ``receive`` the application is given."""
@@ -451,13 +463,20 @@ class _Responder:
                 self.body_bytes += size  # once the server took it
                 return
             self.body_bytes += size
-            self.last()
+            # The last of the response, about to be handed to the server.
+            self.completed = True
+            self.ended = _monotonic()
+            if self.status < 500:
+                self.complete(None)
         elif kind == 'http.response.start':
             self.status = int(message['status'])
         elif kind == 'http.response.pathsend':
             # The server sends the file itself: the last of the body.
             self.body_bytes += _file_size(message.get('path'))
-            self.last()
+            self.completed = True
+            self.ended = _monotonic()
+            if self.status < 500:
+                self.complete(None)
         else:
             await self.downstream_send(message)
             return
@@ -467,25 +486,21 @@ class _Responder:
             self.disconnected = True
             raise
 
-    def last(self) -> None:
-        """The last of the response is about to be handed to the server.
+    # When the last of the response is about to be handed to the server
+    # (send() above), the request is recorded, before the server has it:
+    # once the client has the whole response, the measurement is in the
+    # buffer whatever happens to the process; and background tasks run
+    # after this.  It is complete then: a client that closes while the
+    # server sends this last chunk did get the whole response.  But an
+    # error page may come from an error middleware further in, which
+    # raises the error right after: a 5xx waits for it.
 
-        Recorded now, before the server has it: once the client has the
-        whole response, the measurement is in the buffer whatever happens
-        to the process; and background tasks run after this.  But an error
-        page may come from an error middleware further in, which raises
-        the error right after: a 5xx waits for it.
+    def complete(self, error: BaseException | None) -> None:
+        """Record the request, once, with what the middleware saw.
+
+        :param error: the exception that escaped the application, if any
         """
-        # Complete once handed over: a client that closes while the server
-        # sends this last chunk did get the whole response.
-        self.completed = True
-        self.ended = _monotonic()
-        if self.status < 500:
-            self.finish(None)
-
-    def finish(self, error: BaseException | None) -> None:
-        record = self.record
-        if record.finished:
+        if self.finished:
             return
         middleware = self.middleware
         scope = self.scope
@@ -500,14 +515,14 @@ class _Responder:
                     scope,
                 )
         except Exception as failure:
-            record.recorder.report_failure(
+            self.recorder.report_failure(
                 'Could not find the route of a request', failure
             )
             endpoint = None
         # Went away before the response was complete (what was sent after,
         # an error page say, never reached the client).
         gone = self.disconnected
-        record.finish(
+        self.finish(
             self.status,
             endpoint=endpoint or UNMATCHED,
             handler=name,

@@ -189,6 +189,7 @@ class Client:
             settings.max_buffer_size, settings.trigger_size, self._counters
         )
         self._add = self._buffer.add
+        self._put = self._buffer.put
         self._writer = Writer(
             self._buffer, self._counters, settings, self._merge_base_tags
         )
@@ -215,6 +216,12 @@ class Client:
         # leave it open after shutdown.
         self._open = (
             self._enabled and self._accepting and self._probability >= 1.0
+        )
+        # The same, for a client whose add_measurement is this class's: the
+        # request metrics then add without calling it (a subclass that
+        # overrides it, a test's MemoryClient say, is always called).
+        self._open_plain = (
+            self._open and type(self).add_measurement is Client.add_measurement
         )
 
     def __repr__(self) -> str:
@@ -281,9 +288,17 @@ class Client:
         if not self._open and not self._admit():
             return
         signal = self._add(measurement)
+        if signal:
+            self._signalled(signal)
+
+    def _signalled(self, signal: int) -> None:
+        """Act on what the buffer said when a measurement was added.
+
+        :param signal: as :meth:`.Buffer.put` returns it, not 0
+        """
         if signal > 0:
             self._writer.wake()
-        elif signal < 0:
+        else:
             self._report_overflow()
 
     def _admit(self) -> bool:

@@ -24,9 +24,10 @@ import os
 import re
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from sprockets_influxdb import clock
+from sprockets_influxdb import measurement as _measurement_module
 from sprockets_influxdb._logging import Throttle, shorten
 from sprockets_influxdb.measurement import Measurement
 
@@ -196,10 +197,33 @@ class RequestRecorder:
             tuple[str, str, str | None, int],
             tuple[dict[str, str], tuple[str, ...]],
         ] = {}
+        # The whole tags of each, for a measurement that still has the
+        # base tags it started with (the default tags dict they are for,
+        # and the tags): shared by every such request, never changed.
+        self._whole_tags: dict[
+            tuple[str, str, str | None, int],
+            tuple[dict[str, str], dict[str, str]],
+        ] = {}
+        # A client's own add_measurement is done here without its frame
+        # (see RequestRecord.finish): that client, or the package, whose
+        # default client is looked up per request (install() replaces it).
+        self._client: Client | None = None
+        self._package: Any = None
         if add_measurement is None:
             import sprockets_influxdb
 
             add_measurement = sprockets_influxdb.add_measurement
+            self._package = sprockets_influxdb
+        else:
+            from sprockets_influxdb.client import Client
+
+            owner = getattr(add_measurement, '__self__', None)
+            if (
+                isinstance(owner, Client)
+                and getattr(add_measurement, '__func__', None)
+                is Client.add_measurement
+            ):
+                self._client = owner
         self._add = add_measurement
 
     def __repr__(self) -> str:
@@ -255,6 +279,28 @@ class RequestRecorder:
             cache.clear()
         cache[key] = entry
         return entry
+
+    def _whole(
+        self, key: tuple[str, str, str | None, int], base: dict[str, str]
+    ) -> dict[str, str]:
+        """The tags of a kind of request on top of *base*, kept for reuse.
+
+        :param key: (method, endpoint, handler, status)
+        :param base: the default tags (the dict itself: a new one is made
+            whenever they change)
+        """
+        entry = self._tag_sets.get(key)
+        if entry is None:
+            entry = self._request_tags(key)
+        whole = dict(base)
+        whole.update(entry[0])
+        for name in entry[1]:
+            whole.pop(name, None)
+        cache = self._whole_tags
+        if len(cache) >= _TAG_CACHE_LIMIT:
+            cache.clear()
+        cache[key] = (base, whole)
+        return whole
 
     def excluded(self, path: str) -> bool:
         """Tell whether requests for *path* are left unrecorded.
@@ -393,6 +439,44 @@ class RequestRecord:
                 endpoint = UNMATCHED
                 handler = None
             key = (self.method, endpoint, handler, status)
+            client = recorder._client
+            if client is None and recorder._package is not None:
+                client = recorder._package._default
+            if (
+                error is None
+                and client is not None
+                and client._open_plain
+                and measurement.tags == _measurement_module._default_tags
+            ):
+                # The common case: the handlers set no tag, the client is
+                # a plain one and open.  What add_measurement would queue,
+                # without copying the tags (the whole tags of this kind of
+                # request, made once) nor changing the measurement.
+                base = _measurement_module._default_tags
+                whole = recorder._whole_tags.get(key)
+                if whole is not None and whole[0] is base:
+                    tags = whole[1]
+                else:
+                    tags = recorder._whole(key, base)
+                duration = end - self.started
+                given = measurement.fields
+                values: dict[str, object] = dict(given) if given else {}
+                values['duration'] = duration if duration > 0.0 else 0.0
+                values['content_length'] = (
+                    content_length
+                    if type(content_length) is int
+                    else int(content_length)
+                )
+                signal = client._put(
+                    measurement.database,
+                    measurement.name,
+                    tags,
+                    values,
+                    measurement._time,
+                )
+                if signal:
+                    client._signalled(signal)
+                return
             entry = recorder._tag_sets.get(key)
             if entry is None:
                 entry = recorder._request_tags(key)
@@ -413,7 +497,14 @@ class RequestRecord:
                 if type(content_length) is int
                 else int(content_length)
             )
-            recorder._add(measurement)
+            if client is not None and client._open_plain:
+                # Client.add_measurement, without its frame: the fields
+                # are there, intake is open.
+                signal = client._add(measurement)
+                if signal:
+                    client._signalled(signal)
+            else:
+                recorder._add(measurement)
         except Exception as failure:
             # Recording must never fail a request.
             recorder.report_failure(

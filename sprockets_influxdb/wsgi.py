@@ -45,6 +45,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import time
 from collections.abc import Iterable, Iterator
 from types import TracebackType
 from typing import Any, Callable, Optional
@@ -53,9 +54,12 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map
 
 from sprockets_influxdb.client import Client
+from sprockets_influxdb.measurement import Measurement
 from sprockets_influxdb.request_metrics import (
+    OTHER_METHOD,
     UNMATCHED,
     RequestRecord,
+    RequestRecorder,
     middleware_recorder,
     stand_in,
 )
@@ -64,13 +68,17 @@ __all__ = ['ENVIRON_KEY', 'InfluxDBMiddleware']
 
 LOGGER = logging.getLogger('sprockets_influxdb')
 
+_monotonic = time.monotonic
+
 #: The ``environ`` key of the request's measurement.
 ENVIRON_KEY = 'sprockets_influxdb.measurement'
 
-# Where Flask's matched rule and uncaught exception are kept for the
-# middleware.
-_RULE_KEY = 'sprockets_influxdb.rule'
+# Where Flask's uncaught exception is kept for the middleware.
 _ERROR_KEY = 'sprockets_influxdb.error'
+# Where werkzeug's request objects (Flask's among them) put themselves.
+_REQUEST_KEY = 'werkzeug.request'
+# No rule known (yet).
+_UNKNOWN: Any = object()
 
 ExcInfo = tuple[type[BaseException], BaseException, Optional[TracebackType]]
 StartResponse = Callable[..., Callable[[bytes], object]]
@@ -125,9 +133,6 @@ class InfluxDBMiddleware:
         self._signals = self._flask is not None and _watch_exceptions(
             self._flask
         )
-        self._request_class = (
-            _rule_keeping(self._flask) if self._flask is not None else None
-        )
 
     def __call__(
         self, environ: dict[str, Any], start_response: StartResponse
@@ -136,43 +141,35 @@ class InfluxDBMiddleware:
         if ENVIRON_KEY in environ:  # recorded by another one further out
             return self.app(environ, start_response)
         recorder = self.recorder
-        record = None
-        if recorder is not None:
-            record = recorder.start(
-                environ.get('REQUEST_METHOD', 'GET'),
-                environ.get('PATH_INFO', ''),
-            )
-        if record is None:
+        if recorder is None or (
+            recorder._excluded
+            and recorder.excluded(environ.get('PATH_INFO', ''))
+        ):
             environ[ENVIRON_KEY] = stand_in(self._database, self._measurement)
             return self.app(environ, start_response)
-        environ[ENVIRON_KEY] = record.measurement
-        return _Request(self, environ, record).run(start_response)
+        return _Request(self, recorder, environ, start_response).run()
 
     def endpoint(
-        self, environ: dict[str, Any]
+        self, environ: dict[str, Any], rule: Any = _UNKNOWN
     ) -> tuple[str | None, str | None]:
         """The URL rule and the handler's name of a served request.
 
         :param environ: the request's environment, after the application
             ran
+        :param rule: the rule the application matched (Flask's
+            ``request.url_rule``, ``None`` for none); when not given, the
+            request is matched against :attr:`url_map`
         :returns: ``(rule, handler)``, ``None`` for what is not known
         """
-        rule = environ.get(_RULE_KEY)
-        if (
-            rule is None
-            and self.url_map is not None
-            and (
-                self._request_class is None
-                # Replaced after the middleware was made.
-                or self._flask.request_class is not self._request_class
-            )
-        ):
-            try:
-                rule, _ = self.url_map.bind_to_environ(environ).match(
-                    return_rule=True
-                )
-            except HTTPException:  # 404, 405, a redirect
-                rule = None
+        if rule is _UNKNOWN:
+            rule = None
+            if self.url_map is not None:
+                try:
+                    rule, _ = self.url_map.bind_to_environ(environ).match(
+                        return_rule=True
+                    )
+                except HTTPException:  # 404, 405, a redirect
+                    rule = None
         if rule is None:
             return None, None
         cached = self._rules.get(id(rule))
@@ -261,59 +258,13 @@ def _watch_exceptions(flask_app: Any) -> bool:
     return True
 
 
-def _rule_keeping(flask_app: Any) -> type | None:
-    """Have Flask's requests put the rule they match in their ``environ``.
-
-    Flask keeps the rule it matched on its request object
-    (``request.url_rule``), which is gone when the response comes back to
-    the middleware: the application's ``request_class`` is replaced by a
-    subclass that also keeps it in the ``environ`` when Flask sets it.
-    Reading ``request.url_rule`` is unchanged.
-
-    :returns: that subclass, or ``None`` when the request class cannot be
-        derived (the rule is then found by matching the URL map again)
-    """
-    base = getattr(flask_app, 'request_class', None)
-    if not isinstance(base, type):
-        return None
-    if base.__dict__.get(_MARK):
-        return base
-    namespace = base.__dict__
-    default = getattr(base, 'url_rule', None)
-    if isinstance(namespace.get('url_rule'), property) or (
-        getattr(base, '__slots__', None) is not None
-        and '__dict__' not in dir(base)
-    ):
-        return None
-
-    def get(self: Any) -> Any:
-        return self.__dict__.get('url_rule', default)
-
-    def set_rule(self: Any, rule: Any) -> None:
-        self.__dict__['url_rule'] = rule
-        self.environ[_RULE_KEY] = rule
-
-    keeping = type(
-        base.__name__,
-        (base,),
-        {
-            'url_rule': property(get, set_rule),
-            _MARK: True,
-            '__module__': base.__module__,
-            '__qualname__': base.__qualname__,
-            '__doc__': base.__doc__,
-        },
-    )
-    flask_app.request_class = keeping
-    return keeping
-
-
-class _Request:
+class _Request(RequestRecord):
     """One request going through the middleware, and its response body.
 
-    The body is counted, and the request recorded once the last byte is
-    out.  The server iterates over the body and then closes it; a test
-    client may do neither.
+    The request's :class:`~sprockets_influxdb.request_metrics.RequestRecord`
+    itself: one object per request.  The body is counted, and the request
+    recorded once the last byte is out.  The server iterates over the body
+    and then closes it; a test client may do neither.
     """
 
     __slots__ = (
@@ -321,8 +272,8 @@ class _Request:
         'declared',
         'environ',
         'middleware',
-        'record',
         'result',
+        'rule',
         'start_response',
         'status',
         'write',
@@ -331,19 +282,30 @@ class _Request:
     def __init__(
         self,
         middleware: InfluxDBMiddleware,
+        recorder: RequestRecorder,
         environ: dict[str, Any],
-        record: RequestRecord,
+        start_response: StartResponse,
     ) -> None:
+        # RequestRecord.__init__, inline.
+        self.recorder = recorder
+        method = environ.get('REQUEST_METHOD', 'GET')
+        self.method = method if method in recorder.methods else OTHER_METHOD
+        self.started = _monotonic()
+        environ[ENVIRON_KEY] = self.measurement = Measurement(
+            recorder.database, recorder.measurement
+        )
+        self.finished = False
         self.middleware = middleware
         self.environ = environ
-        self.record = record
+        self.start_response = start_response
         self.status = 500
         self.body_bytes = 0
         #: The Content-Length the application declared, if any.
         self.declared: int | None = None
         self.result: Iterable[bytes] = ()
         self.write: Callable[[bytes], object] | None = None
-        self.start_response: StartResponse | None = None
+        #: The rule the application matched, once it has answered.
+        self.rule: Any = _UNKNOWN
 
     def start(
         self,
@@ -352,10 +314,22 @@ class _Request:
         exc_info: ExcInfo | None = None,
     ) -> Callable[[bytes], object]:
         """The ``start_response`` the application is given."""
-        self.status = int(status.split(' ', 1)[0])
-        assert self.start_response is not None
+        self.status = int(status[:3])
         self.write = self.start_response(status, headers, exc_info)
-        self.declared = _declared_length(headers)
+        for name, value in headers:
+            if name == 'Content-Length' or name.lower() == 'content-length':
+                try:
+                    self.declared = int(value)
+                except ValueError:
+                    self.declared = None
+                break
+        # A werkzeug request (Flask's) is in the environ until the
+        # application returns: the rule it matched, if it is Flask's.
+        request = self.environ.get(_REQUEST_KEY)
+        if request is not None:
+            rule = getattr(request, 'url_rule', _UNKNOWN)
+            if rule is not _UNKNOWN:
+                self.rule = rule
         return self.counting_write
 
     def counting_write(self, data: bytes) -> object:
@@ -364,39 +338,45 @@ class _Request:
         assert self.write is not None
         return self.write(data)
 
-    def run(self, start_response: StartResponse) -> Iterable[bytes]:
-        self.start_response = start_response
+    def run(self) -> Iterable[bytes]:
+        environ = self.environ
         try:
-            result = self.middleware.app(self.environ, self.start)
+            result = self.middleware.app(environ, self.start)
         except BaseException as error:
-            self.finish(error if isinstance(error, Exception) else None)
+            self.complete(error if isinstance(error, Exception) else None)
             raise
-        file_wrapper = self.environ.get('wsgi.file_wrapper')
+        file_wrapper = environ.get('wsgi.file_wrapper')
         if file_wrapper is not None and (
             isinstance(file_wrapper, type) and isinstance(result, file_wrapper)
         ):
             # The server sends such a file its own way (sendfile): leave it.
             self.body_bytes = self.declared or 0
-            self.finish(None)
+            self.complete(None)
             return result
         self.result = result
         return _Body(self)
 
-    def finish(self, error: BaseException | None, gone: bool = False) -> None:
-        record = self.record
-        if record.finished:
+    def complete(
+        self, error: BaseException | None, gone: bool = False
+    ) -> None:
+        """Record the request, once, with what the middleware saw.
+
+        :param error: the exception that escaped the application, if any
+        :param gone: whether the server stopped because sending failed
+        """
+        if self.finished:
             return
         environ = self.environ
         try:
-            endpoint, handler = self.middleware.endpoint(environ)
+            endpoint, handler = self.middleware.endpoint(environ, self.rule)
         except Exception as failure:
-            record.recorder.report_failure(
+            self.recorder.report_failure(
                 'Could not find the URL rule of a request', failure
             )
             endpoint = handler = None
         if error is None:
             error = environ.get(_ERROR_KEY)
-        record.finish(
+        self.finish(
             self.status,
             endpoint=endpoint or UNMATCHED,
             handler=handler,
@@ -406,16 +386,6 @@ class _Request:
             error=error,
             disconnected=gone,
         )
-
-
-def _declared_length(headers: list[tuple[str, str]]) -> int | None:
-    for name, value in headers:
-        if name.lower() == 'content-length':
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
 
 
 class _Body:
@@ -432,7 +402,6 @@ class _Body:
 
     def __iter__(self) -> Iterator[bytes]:
         request = self._request
-        record = request.record
         try:
             for chunk in request.result:
                 request.body_bytes += len(chunk)
@@ -440,17 +409,17 @@ class _Body:
                 if (
                     declared is not None
                     and request.body_bytes >= declared
-                    and not record.finished
+                    and not request.finished
                 ):
                     # The last chunk: recorded before the server has it.
-                    request.finish(None)
+                    request.complete(None)
                 yield chunk
         except GeneratorExit:
             raise
         except Exception as error:
-            request.finish(error)
+            request.complete(error)
             raise
-        request.finish(None)
+        request.complete(None)
 
     def close(self) -> None:
         """Close the application's iterable, then record the request."""
@@ -467,21 +436,21 @@ class _Body:
             error = caught
             raise
         finally:
-            if not request.record.finished:
+            if not request.finished:
                 # A HEAD response may go unread.
                 gone = (
                     error is None
                     and sending_failed
                     and request.environ.get('REQUEST_METHOD') != 'HEAD'
                 )
-                request.finish(error, gone=gone)
+                request.complete(error, gone=gone)
 
     def __del__(self) -> None:
         # Neither exhausted nor closed (a test client that only looked at
         # the status): recorded with the status the application gave.
         request = self._request
-        if not request.record.finished:
+        if not request.finished:
             # Released at any time, the interpreter's exit included: never
             # an error printed from a finalizer.
             with contextlib.suppress(Exception):
-                request.finish(None)
+                request.complete(None)
