@@ -10,13 +10,14 @@ import typing
 
 import pytest
 
-from sprockets_influxdb import Measurement
+from sprockets_influxdb import Client, Measurement
 from sprockets_influxdb.request_metrics import (
     OTHER_METHOD,
     UNMATCHED,
     RequestRecorder,
 )
-from tests.helpers import ROOT
+from tests.helpers import ROOT, run_script
+from tests.servers import InfluxServer
 
 
 @pytest.fixture
@@ -269,3 +270,106 @@ def test_no_default_or_example_excludes_with_a_pathological_expression() -> (
                 patterns.extend(ast.literal_eval(found))
     assert patterns  # the docs do show some
     assert [p for p in patterns if nested_repetition(p)] == []
+
+
+def test_requests_share_no_tags_and_keep_no_later_change(
+    influxdb: InfluxServer,
+) -> None:
+    """What a request queues is its own, however the tags are shared.
+
+    Requests whose handlers set no tag queue the tags of their kind of
+    request, made once; one whose handler sets a tag must not add it to
+    the others, and changes made to a measurement after its request was
+    recorded must not reach InfluxDB.
+    """
+    influxdb.create_database('shared')
+    client = Client(url=influxdb.url)
+    recorder = RequestRecorder(
+        'shared', 'web', add_measurement=client.add_measurement
+    )
+    try:
+        records = [recorder.start('GET') for _ in range(4)]
+        for item, record in enumerate(records, 1):
+            assert record is not None
+            record.measurement.set_field('item', item)
+        assert records[1] is not None
+        records[1].measurement.set_tag('customer', 'acme')
+        for record in records[:3]:
+            assert record is not None
+            record.finish(
+                200, endpoint='/items', handler='app.items', content_length=7
+            )
+        assert records[3] is not None
+        records[3].finish(
+            404, endpoint=None, handler='app.missing', content_length=0
+        )
+        # Changed after being recorded: not sent.
+        assert records[0] is not None
+        records[0].measurement.set_tag('customer', 'late')
+        records[0].measurement.fields['item'] = 99
+        assert client.flush(timeout=30).result(timeout=60)
+    finally:
+        client.shutdown(timeout=10).result(timeout=30)
+    rows = sorted(
+        influxdb.rows('shared', 'web'), key=lambda row: int(row['item'])
+    )
+    assert [
+        (
+            row['item'],
+            row.get('customer'),
+            row['endpoint'],
+            row.get('handler'),
+            row['status_code'],
+            row['content_length'],
+        )
+        for row in rows
+    ] == [
+        (1, None, '/items', 'app.items', '200', 7),
+        (2, 'acme', '/items', 'app.items', '200', 7),
+        (3, None, '/items', 'app.items', '200', 7),
+        (4, None, UNMATCHED, None, '404', 0),
+    ]
+
+
+def test_new_base_tags_reach_the_requests_that_follow(
+    influxdb: InfluxServer,
+) -> None:
+    """Requests before install() and after it carry the base tags of then.
+
+    The default client made on first use takes its base tags from the
+    environment (``ENVIRONMENT``); install() then gives it others.
+    """
+    influxdb.create_database('shared')
+    result = run_script(
+        f"""
+        import sprockets_influxdb as influxdb
+        from sprockets_influxdb.request_metrics import RequestRecorder
+
+        recorder = RequestRecorder('shared', 'web')
+
+        def serve(environment):
+            for _ in range(2):
+                record = recorder.start('GET')
+                record.measurement.set_field('expected', environment)
+                record.finish(
+                    200, endpoint='/', handler='app.home', content_length=1
+                )
+
+        serve('staging')
+        influxdb.install(
+            url={influxdb.url!r}, base_tags={{'environment': 'production'}}
+        )
+        serve('production')
+        assert influxdb.shutdown().result()
+        """,
+        {'INFLUXDB_URL': influxdb.url, 'ENVIRONMENT': 'staging'},
+    )
+    assert result.returncode == 0, result.stderr
+    rows = influxdb.rows('shared', 'web')
+    assert sorted(row['expected'] for row in rows) == [
+        'production',
+        'production',
+        'staging',
+        'staging',
+    ]
+    assert all(row['environment'] == row['expected'] for row in rows)
