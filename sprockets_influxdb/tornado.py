@@ -46,6 +46,7 @@ from tornado import httputil, routing, web
 from sprockets_influxdb import REQUEST_DATABASE
 from sprockets_influxdb.measurement import Measurement
 from sprockets_influxdb.request_metrics import (
+    OTHER_METHOD,
     UNMATCHED,
     RequestRecord,
     RequestRecorder,
@@ -74,15 +75,18 @@ _CACHE_LIMIT = 4096
 # What a router's rules become for one handler class: the rules a request
 # that reached the class may have matched, each as (the path expression
 # when the rule matches paths, the matcher otherwise, the URL pattern
-# without its trailing '$' or None, the router it leads to or None).
-_Candidate = tuple[Any, Any, Union[str, None], Union[routing.RuleRouter, None]]
+# without its trailing '$' or None, the router it leads to or None,
+# whether its target is the class itself).
+_Candidate = tuple[
+    Any, Any, Union[str, None], Union[routing.RuleRouter, None], bool
+]
 _Candidates = tuple[int, list[_Candidate]]
 
 
 class _State:
     """What the mixin keeps for an application."""
 
-    __slots__ = ('names', 'recorder', 'routes')
+    __slots__ = ('fixed', 'names', 'recorder', 'routes')
 
     def __init__(self, recorder: RequestRecorder | None) -> None:
         self.recorder = recorder
@@ -90,6 +94,56 @@ class _State:
         self.names: dict[type, str] = {}
         #: The candidate rules of each (router, handler class).
         self.routes: dict[tuple[routing.RuleRouter, type], _Candidates] = {}
+        #: The pattern of each handler class that one rule alone leads to,
+        #: through routers that match anything: (the routers and their
+        #: number of rules then, the pattern).
+        self.fixed: dict[
+            type,
+            tuple[tuple[tuple[routing.RuleRouter, int], ...], str | None],
+        ] = {}
+
+    def endpoint(
+        self,
+        router: routing.RuleRouter,
+        request: httputil.HTTPServerRequest,
+        cls: type,
+    ) -> str | None:
+        """The pattern of the rule that led *request* to *cls*.
+
+        Without matching anything again when a single rule leads to the
+        class (the usual case), through routers that match every request
+        (the application's own): as long as none of them got new rules.
+        """
+        fixed = self.fixed.get(cls)
+        if fixed is not None and fixed[0][0][0] is router:
+            for known, count in fixed[0]:
+                if len(known.rules) != count:
+                    break
+            else:
+                return fixed[1]
+        chain: list[tuple[routing.RuleRouter, int]] = []
+        level = router
+        while True:
+            rules = level.rules
+            key = (level, cls)
+            entry = self.routes.get(key)
+            if entry is None or entry[0] != len(rules):
+                entry = self._candidates(key, rules)
+            chain.append((level, len(rules)))
+            candidates = entry[1]
+            if len(candidates) != 1:
+                break
+            _, matcher, pattern, inner, direct = candidates[0]
+            if direct:
+                names = self.fixed
+                if len(names) >= _CACHE_LIMIT:
+                    names.clear()
+                names[cls] = (tuple(chain), pattern)
+                return pattern
+            if inner is None or type(matcher) is not routing.AnyMatches:
+                break
+            level = inner
+        return self.pattern(router, request, cls)
 
     def name(self, cls: type) -> str:
         """The dotted name of a handler class."""
@@ -118,8 +172,13 @@ class _State:
         entry = self.routes.get(key)
         if entry is None or entry[0] != len(rules):
             entry = self._candidates(key, rules)
+        candidates = entry[1]
+        if len(candidates) == 1 and candidates[0][4]:
+            # The one rule of this router that leads to the class: the
+            # request matched it, no need to match it again.
+            return candidates[0][2]
         path = request.path
-        for regex, matcher, pattern, inner in entry[1]:
+        for regex, matcher, pattern, inner, _ in candidates:
             if regex is not None:
                 if regex.match(path) is None:
                     continue
@@ -157,7 +216,7 @@ class _State:
                 if type(matcher) is routing.PathMatches:
                     regex = matcher.regex  # its match() is the regex's
             inner = target if isinstance(target, routing.RuleRouter) else None
-            candidates.append((regex, matcher, pattern, inner))
+            candidates.append((regex, matcher, pattern, inner, target is cls))
         entry = (len(rules), candidates)
         routes = self.routes
         if len(routes) >= _CACHE_LIMIT:
@@ -303,8 +362,14 @@ class InfluxDBMixin:
         state = application.__dict__.get(_STATE) or _state(application)
         recorder = state.recorder
         record = None
-        if recorder is not None:
-            record = recorder.start(request.method or 'GET', request.path)
+        if recorder is not None and not (
+            recorder._excluded and recorder.excluded(request.path)
+        ):
+            method = request.method or 'GET'
+            record = RequestRecord(
+                recorder,
+                method if method in recorder.methods else OTHER_METHOD,
+            )
         if record is None:
             # Excluded or unrecorded: handlers may still use the attribute.
             self.influxdb = stand_in(
@@ -356,40 +421,37 @@ class InfluxDBMixin:
         if record is None or record.finished:
             return
         try:
-            self._influxdb_record_request(record, disconnected, status)
+            if status is None:
+                status = self.get_status()  # type: ignore[attr-defined]
+            cls = type(self)
+            application = self.application
+            state: _State = application.__dict__[_STATE]
+            endpoint = None
+            if status != 405:
+                router = application.default_router
+                if cls is application.settings.get('default_handler_class'):
+                    # Reached by routing or as the fallback: try every rule.
+                    pattern = _pattern(router, self.request)
+                    if pattern is not None and pattern.endswith('$'):
+                        pattern = pattern[:-1]
+                    endpoint = pattern
+                else:
+                    endpoint = state.endpoint(router, self.request, cls)
+            name = state.names.get(cls) or state.name(cls)
+            counter = self._influxdb_counter
+            record.finish(
+                status,
+                endpoint=endpoint or UNMATCHED,
+                handler=name,
+                content_length=counter.body_bytes if counter else 0,
+                error=self._influxdb_error,
+                disconnected=disconnected,
+            )
         except Exception as error:
             # Recording must never disturb the application.
             record.recorder.report_failure(
                 'Could not record a request measurement', error
             )
-
-    def _influxdb_record_request(
-        self, record: RequestRecord, disconnected: bool, status: int | None
-    ) -> None:
-        if status is None:
-            status = self.get_status()  # type: ignore[attr-defined]
-        cls = type(self)
-        state: _State = self.application.__dict__[_STATE]
-        endpoint = None
-        if status != 405:
-            router = self.application.default_router
-            if cls is self.application.settings.get('default_handler_class'):
-                # Reached by routing or as the fallback: try every rule.
-                pattern = _pattern(router, self.request)
-                if pattern is not None and pattern.endswith('$'):
-                    pattern = pattern[:-1]
-                endpoint = pattern
-            else:
-                endpoint = state.pattern(router, self.request, cls)
-        counter = self._influxdb_counter
-        record.finish(
-            status,
-            endpoint=endpoint or UNMATCHED,
-            handler=state.name(cls),
-            content_length=counter.body_bytes if counter else 0,
-            error=self._influxdb_error,
-            disconnected=disconnected,
-        )
 
 
 class NotFoundHandler(InfluxDBMixin, web.RequestHandler):
