@@ -172,13 +172,8 @@ class _State:
         entry = self.routes.get(key)
         if entry is None or entry[0] != len(rules):
             entry = self._candidates(key, rules)
-        candidates = entry[1]
-        if len(candidates) == 1 and candidates[0][4]:
-            # The one rule of this router that leads to the class: the
-            # request matched it, no need to match it again.
-            return candidates[0][2]
         path = request.path
-        for regex, matcher, pattern, inner, _ in candidates:
+        for regex, matcher, pattern, inner, _ in entry[1]:
             if regex is not None:
                 if regex.match(path) is None:
                     continue

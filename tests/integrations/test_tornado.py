@@ -401,3 +401,61 @@ def test_the_docs_example_loses_no_request_on_ctrl_c_or_sigterm(
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         list(pool.map(run, signals))
     assert influxdb.count('example', 'example') == 10 * len(signals)
+
+
+def test_the_endpoint_follows_the_rules_as_they_change(
+    influxdb: InfluxServer,
+) -> None:
+    """One class under one rule, then under a second one, then a host.
+
+    The endpoint of a class one rule leads to is kept; rules added later
+    (another path to the same class, a host rule) are taken into account.
+    """
+    influxdb.create_database('rules')
+    port = free_port()
+    result = run_script(
+        f"""
+        import asyncio, httpx
+        from tornado import web
+        import sprockets_influxdb as influxdb
+
+        class Handler(influxdb.InfluxDBMixin, web.RequestHandler):
+            def get(self, *args):
+                self.write('ok')
+
+        async def main():
+            application = web.Application(
+                [(r'/one/(\\d+)', Handler)],
+                **{{influxdb.REQUEST_DATABASE: 'rules'}},
+            )
+            application.listen({port})
+            base = 'http://127.0.0.1:{port}'
+            async with httpx.AsyncClient() as client:
+                for path in ('/one/1', '/one/2'):
+                    assert (await client.get(base + path)).text == 'ok'
+                application.add_handlers(r'.*', [(r'/two/(\\d+)', Handler)])
+                for path in ('/one/3', '/two/4'):
+                    assert (await client.get(base + path)).text == 'ok'
+                application.add_handlers(
+                    r'admin\\.local', [(r'/three', Handler)]
+                )
+                for path, host in (('/three', 'admin.local'), ('/one/5', '')):
+                    headers = {{'Host': host}} if host else {{}}
+                    response = await client.get(base + path, headers=headers)
+                    assert response.text == 'ok'
+            assert await influxdb.shutdown()
+
+        asyncio.run(main())
+        """,
+        {'INFLUXDB_HOST': influxdb.host, 'INFLUXDB_PORT': str(influxdb.port)},
+    )
+    assert result.returncode == 0, result.stderr
+    rows = influxdb.rows('rules', 'request')
+    assert sorted(row['endpoint'] for row in rows) == [
+        '/one/(\\d+)',
+        '/one/(\\d+)',
+        '/one/(\\d+)',
+        '/one/(\\d+)',
+        '/three',
+        '/two/(\\d+)',
+    ]
