@@ -522,17 +522,15 @@ class _Responder(RequestRecord):
         # Went away before the response was complete (what was sent after,
         # an error page say, never reached the client).
         gone = self.disconnected
-        self.finish(
+        self._finish(
             self.status,
-            endpoint=endpoint or UNMATCHED,
-            handler=name,
+            endpoint or UNMATCHED,
+            name,
             # Servers send no body in answer to HEAD.
-            content_length=0
-            if scope.get('method') == 'HEAD'
-            else self.body_bytes,
+            0 if scope.get('method') == 'HEAD' else self.body_bytes,
             # An error raised because the client went away (reading the
             # body, say) is the client's doing: a 499, not a 500.
-            error=None if gone else error,
-            disconnected=gone,
-            ended=self.ended,
+            None if gone else error,
+            gone,
+            self.ended,
         )

@@ -422,6 +422,27 @@ class RequestRecord:
         :param ended: when the last byte was handed to the server
             (:func:`time.monotonic`; default: now)
         """
+        self._finish(
+            status,
+            endpoint,
+            handler,
+            content_length,
+            error,
+            disconnected,
+            ended,
+        )
+
+    def _finish(
+        self,
+        status: int,
+        endpoint: str | None,
+        handler: str | None,
+        content_length: int,
+        error: BaseException | type[BaseException] | None,
+        disconnected: bool,
+        ended: float | None,
+    ) -> None:
+        """:meth:`finish`, its arguments by position (the integrations')."""
         if self.finished:
             return
         self.finished = True

@@ -434,13 +434,14 @@ class InfluxDBMixin:
                     endpoint = state.endpoint(router, self.request, cls)
             name = state.names.get(cls) or state.name(cls)
             counter = self._influxdb_counter
-            record.finish(
+            record._finish(
                 status,
-                endpoint=endpoint or UNMATCHED,
-                handler=name,
-                content_length=counter.body_bytes if counter else 0,
-                error=self._influxdb_error,
-                disconnected=disconnected,
+                endpoint or UNMATCHED,
+                name,
+                counter.body_bytes if counter else 0,
+                self._influxdb_error,
+                disconnected,
+                None,
             )
         except Exception as error:
             # Recording must never disturb the application.

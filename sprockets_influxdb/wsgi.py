@@ -147,7 +147,22 @@ class InfluxDBMiddleware:
         ):
             environ[ENVIRON_KEY] = stand_in(self._database, self._measurement)
             return self.app(environ, start_response)
-        return _Request(self, recorder, environ, start_response).run()
+        request = _Request(self, recorder, environ, start_response)
+        try:
+            result = self.app(environ, request.start)
+        except BaseException as error:
+            request.complete(error if isinstance(error, Exception) else None)
+            raise
+        file_wrapper = environ.get('wsgi.file_wrapper')
+        if file_wrapper is not None and (
+            isinstance(file_wrapper, type) and isinstance(result, file_wrapper)
+        ):
+            # The server sends such a file its own way (sendfile): leave it.
+            request.body_bytes = request.declared or 0
+            request.complete(None)
+            return result
+        request.result = result
+        return _Body(request)
 
     def endpoint(
         self, environ: dict[str, Any], rule: Any = _UNKNOWN
@@ -338,24 +353,6 @@ class _Request(RequestRecord):
         assert self.write is not None
         return self.write(data)
 
-    def run(self) -> Iterable[bytes]:
-        environ = self.environ
-        try:
-            result = self.middleware.app(environ, self.start)
-        except BaseException as error:
-            self.complete(error if isinstance(error, Exception) else None)
-            raise
-        file_wrapper = environ.get('wsgi.file_wrapper')
-        if file_wrapper is not None and (
-            isinstance(file_wrapper, type) and isinstance(result, file_wrapper)
-        ):
-            # The server sends such a file its own way (sendfile): leave it.
-            self.body_bytes = self.declared or 0
-            self.complete(None)
-            return result
-        self.result = result
-        return _Body(self)
-
     def complete(
         self, error: BaseException | None, gone: bool = False
     ) -> None:
@@ -367,8 +364,19 @@ class _Request(RequestRecord):
         if self.finished:
             return
         environ = self.environ
+        rule = self.rule
+        endpoint: str | None
+        handler: str | None
         try:
-            endpoint, handler = self.middleware.endpoint(environ, self.rule)
+            cached = (
+                None
+                if rule is None or rule is _UNKNOWN
+                else self.middleware._rules.get(id(rule))
+            )
+            if cached is not None and cached[0] is rule:
+                endpoint, handler = cached[1], cached[2]
+            else:
+                endpoint, handler = self.middleware.endpoint(environ, rule)
         except Exception as failure:
             self.recorder.report_failure(
                 'Could not find the URL rule of a request', failure
@@ -376,15 +384,14 @@ class _Request(RequestRecord):
             endpoint = handler = None
         if error is None:
             error = environ.get(_ERROR_KEY)
-        self.finish(
+        self._finish(
             self.status,
-            endpoint=endpoint or UNMATCHED,
-            handler=handler,
-            content_length=0
-            if environ.get('REQUEST_METHOD') == 'HEAD'
-            else self.body_bytes,
-            error=error,
-            disconnected=gone,
+            endpoint or UNMATCHED,
+            handler,
+            0 if environ.get('REQUEST_METHOD') == 'HEAD' else self.body_bytes,
+            error,
+            gone,
+            None,
         )
 
 
