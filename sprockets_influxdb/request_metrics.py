@@ -410,6 +410,14 @@ class RequestRecord:
     ) -> None:
         """Record the request, once.
 
+        The request's tags and fields are set on :attr:`measurement`,
+        which is handed to the recorder's ``add_measurement``; except
+        that, for a :class:`~sprockets_influxdb.Client` of the library's
+        own class while it accepts everything, a measurement with no tag
+        of the handlers' is queued as it would be, but without changing
+        :attr:`measurement` and with tags shared by the requests of its
+        kind (the request path's fast case).
+
         :param status: the status sent (or that would have been sent)
         :param endpoint: the route template as the framework declares it,
             or ``None`` when no route matched

@@ -173,7 +173,7 @@ class InfluxDBMiddleware:
             ran
         :param rule: the rule the application matched (Flask's
             ``request.url_rule``, ``None`` for none); when not given, the
-            request is matched against :attr:`url_map`
+            request is matched against the ``url_map``
         :returns: ``(rule, handler)``, ``None`` for what is not known
         """
         if rule is _UNKNOWN:
