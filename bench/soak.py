@@ -763,8 +763,8 @@ def main() -> int:
         '--profile',
         metavar='DIRECTORY',
         help='record the apps with the library with py-spy into '
-        'DIRECTORY, healthy and in each fault (read it with '
-        'bench/_soak_profile.py)',
+        'DIRECTORY, healthy and in each fault of the first cycle (read '
+        'it with bench/_soak_profile.py)',
     )
     parser.add_argument(
         '--samples',

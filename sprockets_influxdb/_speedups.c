@@ -739,11 +739,31 @@ make_unique(State *state, PyObject *last, PyObject *head, long long *value,
     return failed ? -1 : 1;
 }
 
+/* The head (name and tags, encoded) of the last point of a slice, with
+ * the name and tags it was made of, all held: the request metrics give
+ * every request of a kind the same tags dict, never changed, so the next
+ * point of a slice often has the very same ones. */
+typedef struct {
+    PyObject *name;
+    PyObject *tags;
+    PyObject *head;
+} HeadHint;
+
+static void
+clear_hint(HeadHint *hint)
+{
+    Py_CLEAR(hint->name);
+    Py_CLEAR(hint->tags);
+    Py_CLEAR(hint->head);
+}
+
 /* Encode one point: a new str, Py_None (a new reference) for a point left
- * to Python, or NULL with an exception. */
+ * to Python, or NULL with an exception.  hint, when not NULL, is the head
+ * of the previous point of the slice, and becomes this point's. */
 static PyObject *
 try_point(State *state, PyObject *name, PyObject *tags, PyObject *fields,
-          PyObject *timestamp, const Precision *precision, PyObject *last)
+          PyObject *timestamp, const Precision *precision, PyObject *last,
+          HeadHint *hint)
 {
     if (state->prefix_cache == NULL) {
         Py_RETURN_NONE; /* not configured */
@@ -761,12 +781,32 @@ try_point(State *state, PyObject *name, PyObject *tags, PyObject *fields,
     if (kind == 0) {
         Py_RETURN_NONE;
     }
-    PyObject *head = find_head(state, name, tags);
-    if (head == NULL) {
-        if (PyErr_Occurred()) {
-            return NULL;
+    PyObject *head;
+    if (hint != NULL && hint->head != NULL && hint->name == name
+        && hint->tags == tags) {
+        head = hint->head;
+        Py_INCREF(head);
+    }
+    else {
+        head = find_head(state, name, tags);
+        if (head == NULL) {
+            if (PyErr_Occurred()) {
+                return NULL;
+            }
+            Py_RETURN_NONE;
         }
-        Py_RETURN_NONE;
+        if (hint != NULL) {
+            /* The new references first: releasing the old ones may run
+             * a finalizer. */
+            HeadHint old = *hint;
+            Py_INCREF(name);
+            Py_INCREF(tags);
+            Py_INCREF(head);
+            hint->name = name;
+            hint->tags = tags;
+            hint->head = head;
+            clear_hint(&old);
+        }
     }
     char buffer[LINE_BUFFER];
     Line line = {buffer, 0};
@@ -805,10 +845,11 @@ try_point(State *state, PyObject *name, PyObject *tags, PyObject *fields,
  * nothing but a MemoryError can happen. */
 static PyObject *
 encode_point(State *state, PyObject *name, PyObject *tags, PyObject *fields,
-             PyObject *timestamp, const Precision *precision, PyObject *last)
+             PyObject *timestamp, const Precision *precision, PyObject *last,
+             HeadHint *hint)
 {
-    PyObject *line =
-        try_point(state, name, tags, fields, timestamp, precision, last);
+    PyObject *line = try_point(state, name, tags, fields, timestamp,
+                               precision, last, hint);
     if (line == NULL && leave_error_to_python()) {
         Py_RETURN_NONE;
     }
@@ -827,7 +868,7 @@ encode(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         Py_RETURN_NONE; /* not a precision for here */
     }
     return encode_point(get_state(module), args[0], args[1], args[2],
-                        args[3], &precision, args[5]);
+                        args[3], &precision, args[5], NULL);
 }
 
 /* encode_slice(values, start, stop, precision, base_tags, outputs) -> int
@@ -878,6 +919,7 @@ encode_slice(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyObject *database = NULL, *sequences = NULL, *lines = NULL;
     PyObject *last = NULL, *entry[6];
     PyObject *result = NULL;
+    HeadHint hint = {NULL, NULL, NULL};
     Py_ssize_t at = start;
     while (at + 6 <= stop && at + 6 <= PyList_GET_SIZE(values)) {
         for (int index = 0; index < 6; index++) {
@@ -934,8 +976,9 @@ encode_slice(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             }
         }
         if (done == 0) {
+            /* Merged tags are a new dict per point: no hint for them. */
             line = encode_point(state, entry[2], tags, entry[4], entry[5],
-                                &precision, last);
+                                &precision, last, merged ? NULL : &hint);
             if (line == NULL) {
                 done = -1;
             }
@@ -977,6 +1020,7 @@ encode_slice(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     result = PyLong_FromSsize_t(at);
 finally:
+    clear_hint(&hint);
     Py_XDECREF(database);
     Py_XDECREF(sequences);
     Py_XDECREF(lines);

@@ -203,6 +203,19 @@ def _home_route(kind: str) -> str:
 
 
 HARNESSES: dict[str, list[Harness]] = {
+    'benchmarks.rst': [
+        Harness(
+            '_speedups.encode_slice(values',
+            # What it timed encodes every point as Python does.
+            epilogue="outputs = {'db': [[], [], {}]}\n"
+            'assert _speedups.encode_slice(\n'
+            "    values, 0, len(values), 'n', None, outputs\n"
+            ') == len(values)\n'
+            "assert outputs['db'][1][0] == line_protocol.encode_python(\n"
+            "    'request', tags, values[4], values[5], 'n', {}\n"
+            '), outputs\n',
+        ),
+    ],
     'api.rst': [
         Harness(
             'web.Application(routes',

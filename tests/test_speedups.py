@@ -1037,6 +1037,59 @@ def test_the_slice_fast_path_gives_the_python_lines(
             assert output[2] == expected_lasts[database]
 
 
+def test_the_slice_fast_path_with_tags_shared_by_entries() -> None:
+    """Entries holding the very same tags dict, as request metrics queue.
+
+    The slice reuses the head it encoded for the previous entry when the
+    name and the tags are the same objects: with other names between,
+    another shared dict, a copy of it and times two by two equal (kept
+    apart), the lines are still those of the Python encoder.
+    """
+    fast_slice = speedups().encode_slice
+    shared = {'endpoint': '/items/{id}', 'status_code': '200'}
+    other = {'endpoint': '<unmatched>', 'status_code': '404'}
+    kinds = [
+        ('request', shared),
+        ('request', shared),
+        ('other', shared),
+        ('request', other),
+        ('request', shared),
+        ('request', dict(shared)),
+        ('request', shared),
+    ]
+    values: list[object] = []
+    for sequence, (name, tags) in enumerate(kinds * 3):
+        values.extend(
+            (
+                sequence,
+                'db',
+                name,
+                tags,
+                {'duration': sequence / 7, 'content_length': sequence},
+                # Two by two at the same time: kept apart.
+                1_700_000_000_000_000_000 + sequence // 2 * 1_000_000,
+            )
+        )
+    expected = _encode_entries_in_python(values, None, {'db': {}})
+    # As the writer does it: what the fast path leaves (a duration of
+    # 1.0, say) in Python, and on.
+    output: list[typing.Any] = [[], [], {}]
+    at = left = 0
+    while at < len(values):
+        at = fast_slice(values, at, len(values), 'ms', None, {'db': output})
+        if at < len(values):
+            left += 1
+            done = _encode_entries_in_python(
+                values[at : at + 6], None, {'db': output[2]}
+            )
+            output[0].extend(done['db'][0])
+            output[1].extend(done['db'][1])
+            at += 6
+    assert left < len(kinds) * 3 // 2
+    assert (output[0], output[1]) == expected['db']
+    assert len(set(output[1])) == len(kinds) * 3
+
+
 # Both modes, end to end ------------------------------------------------------
 
 BOTH_MODES_SCRIPT = """
