@@ -318,9 +318,7 @@ class RequestRecorder:
         """
         if self._excluded and self.excluded(path):
             return None
-        return RequestRecord(
-            self, method if method in self.methods else OTHER_METHOD
-        )
+        return RequestRecord(self, method)
 
 
 def middleware_recorder(
@@ -372,8 +370,9 @@ class RequestRecord:
     def __init__(self, recorder: RequestRecorder, method: str) -> None:
         #: The recorder that started it.
         self.recorder = recorder
-        #: The HTTP method, the ``method`` tag.
-        self.method = method
+        #: The ``method`` tag: the HTTP method, or :data:`OTHER_METHOD` for
+        #: one the recorder does not record as it is.
+        self.method = method if method in recorder.methods else OTHER_METHOD
         #: :func:`time.monotonic` at the start of the request (see
         #: :meth:`date_back`).
         self.started = _monotonic()
@@ -468,34 +467,34 @@ class RequestRecord:
                 endpoint = UNMATCHED
                 handler = None
             key = (self.method, endpoint, handler, status)
+            duration = end - self.started
+            if not duration > 0.0:
+                duration = 0.0
+            if type(content_length) is not int:
+                content_length = int(content_length)
             client = recorder._client
             if client is None and recorder._package is not None:
                 client = recorder._package._default
+            base = _measurement_module._default_tags
             if (
                 error is None
                 and client is not None
                 and client._open_plain
-                and measurement.tags == _measurement_module._default_tags
+                and measurement.tags == base
             ):
                 # The common case: the handlers set no tag, the client is
                 # a plain one and open.  What add_measurement would queue,
                 # without copying the tags (the whole tags of this kind of
                 # request, made once) nor changing the measurement.
-                base = _measurement_module._default_tags
                 whole = recorder._whole_tags.get(key)
                 if whole is not None and whole[0] is base:
                     tags = whole[1]
                 else:
                     tags = recorder._whole(key, base)
-                duration = end - self.started
                 given = measurement.fields
                 values: dict[str, object] = dict(given) if given else {}
-                values['duration'] = duration if duration > 0.0 else 0.0
-                values['content_length'] = (
-                    content_length
-                    if type(content_length) is int
-                    else int(content_length)
-                )
+                values['duration'] = duration
+                values['content_length'] = content_length
                 signal = client._put(
                     measurement.database,
                     measurement.name,
@@ -519,13 +518,8 @@ class RequestRecord:
                     'error', f'{kind.__module__}.{kind.__qualname__}'
                 )
             fields = measurement.fields
-            duration = end - self.started
-            fields['duration'] = duration if duration > 0.0 else 0.0
-            fields['content_length'] = (
-                content_length
-                if type(content_length) is int
-                else int(content_length)
-            )
+            fields['duration'] = duration
+            fields['content_length'] = content_length
             if client is not None and client._open_plain:
                 # Client.add_measurement, without its frame: the fields
                 # are there, intake is open.

@@ -46,7 +46,6 @@ from tornado import httputil, routing, web
 from sprockets_influxdb import REQUEST_DATABASE
 from sprockets_influxdb.measurement import Measurement
 from sprockets_influxdb.request_metrics import (
-    OTHER_METHOD,
     UNMATCHED,
     RequestRecord,
     RequestRecorder,
@@ -360,11 +359,7 @@ class InfluxDBMixin:
         if recorder is not None and not (
             recorder._excluded and recorder.excluded(request.path)
         ):
-            method = request.method or 'GET'
-            record = RequestRecord(
-                recorder,
-                method if method in recorder.methods else OTHER_METHOD,
-            )
+            record = RequestRecord(recorder, request.method or 'GET')
         if record is None:
             # Excluded or unrecorded: handlers may still use the attribute.
             self.influxdb = stand_in(
