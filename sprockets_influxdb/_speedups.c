@@ -39,6 +39,43 @@
  * from the points of its series already written (line_protocol.MAX_STEPS). */
 #define MAX_STEPS 4
 
+/* The names the compiled RequestRecord uses, and its endpoint of requests
+ * no route matched (configure_requests()). */
+enum {
+    NAME_CLIENT,
+    NAME_PACKAGE,
+    NAME_DEFAULT,
+    NAME_OPEN_PLAIN,
+    NAME_PUT,
+    NAME_WHOLE_TAGS,
+    NAME_WHOLE,
+    NAME_DURATION,
+    NAME_CONTENT_LENGTH,
+    NAME_SIGNALLED,
+    NAME_FINISH_PY,
+    NAME_REPORT_FAILURE,
+    NAME_FAILURE,
+    NAME_UNMATCHED,
+    NAME_COUNT
+};
+
+static const char *const RECORD_NAMES[NAME_COUNT] = {
+    "_client",
+    "_package",
+    "_default",
+    "_open_plain",
+    "_put",
+    "_whole_tags",
+    "_whole",
+    "duration",
+    "content_length",
+    "_signalled",
+    "_finish_py",
+    "report_failure",
+    "Could not record a request measurement",
+    NULL,
+};
+
 /* The Python encoder's caches, per module object (so per interpreter). */
 typedef struct {
     PyObject *prefix_cache;      /* (name, *keys, *values) -> head */
@@ -68,6 +105,9 @@ typedef struct {
     PyObject *str_extend;
     PyObject *str_popleft;
     PyObject *str_backlog;
+    /* The compiled Buffer and RequestRecord. */
+    PyObject *buffer_type;
+    PyObject *record_names[NAME_COUNT];
 } State;
 
 static State *
@@ -1892,6 +1932,442 @@ configure_default_tags(PyObject *module, PyObject *tags)
     Py_RETURN_NONE;
 }
 
+/* ------------------------------------------------------------------------
+ * The compiled base of sprockets_influxdb.request_metrics.RequestRecord:
+ * its attributes, and _finish() for the request path's common case (no
+ * error, the handlers set no tag, a plain Client open): the same steps as
+ * the Python method's branch for that case, which it leaves everything
+ * else to (RequestRecord._finish_py).
+ * ------------------------------------------------------------------------
+ */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *recorder;
+    PyObject *method;
+    PyObject *started;
+    PyObject *measurement;
+    char finished;
+} RecordObject;
+
+/* time.monotonic(), as CPython computes it on this platform. */
+static int
+monotonic_seconds(double *seconds)
+{
+    struct timespec now;
+    if (clock_gettime(CLOCK_MONOTONIC, &now) != 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    long long ns = (long long)now.tv_sec * 1000000000LL
+                   + (long long)now.tv_nsec;
+    *seconds = (double)ns / 1e9;
+    return 0;
+}
+
+/* The client a recorder hands its measurements to, as the Python method
+ * finds it: a new reference, Py_None when there is none, NULL on an
+ * error. */
+static PyObject *
+record_client(State *state, PyObject *recorder)
+{
+    PyObject *client = PyObject_GetAttr(recorder,
+                                        state->record_names[NAME_CLIENT]);
+    if (client == NULL || client != Py_None) {
+        return client;
+    }
+    Py_DECREF(client);
+    PyObject *package = PyObject_GetAttr(recorder,
+                                         state->record_names[NAME_PACKAGE]);
+    if (package == NULL || package == Py_None) {
+        return package;
+    }
+    client = PyObject_GetAttr(package, state->record_names[NAME_DEFAULT]);
+    Py_DECREF(package);
+    return client;
+}
+
+/* put(database, name, tags, fields, time) on the client's buffer: its
+ * _put, called directly when it is the compiled Buffer's. */
+static PyObject *
+record_put(State *state, PyObject *client, PyObject *const *values)
+{
+    PyObject *put = PyObject_GetAttr(client, state->record_names[NAME_PUT]);
+    if (put == NULL) {
+        return NULL;
+    }
+    PyObject *result;
+    PyObject *owner = PyCFunction_Check(put) ? PyCFunction_GET_SELF(put)
+                                             : NULL;
+    if (owner != NULL && state->buffer_type != NULL
+        && PyCFunction_GET_FUNCTION(put)
+               == (PyCFunction)(void (*)(void))buffer_put
+        && PyObject_TypeCheck(owner, (PyTypeObject *)state->buffer_type)) {
+        result = buffer_put_values(state, (BufferObject *)owner, values[0],
+                                   values[1], values[2], values[3],
+                                   values[4]);
+    }
+    else {
+        result = PyObject_Vectorcall(put, values, 5, NULL);
+    }
+    Py_DECREF(put);
+    return result;
+}
+
+/* The common case of _finish: 1 when the request was queued, 0 when it is
+ * not that case (nothing was done), -1 on an error. */
+static int
+record_fast(State *state, RecordObject *self, PyObject *status,
+            PyObject *endpoint, PyObject *handler, PyObject *length,
+            double end, int gone)
+{
+    PyObject *base = state->default_tags;
+    PyObject *measurement = self->measurement;
+    PyObject *recorder = self->recorder;
+    if (base == NULL || measurement == NULL || recorder == NULL
+        || self->method == NULL || self->started == NULL
+        || !PyFloat_CheckExact(self->started)
+        || state->measurement_type == NULL
+        || !PyObject_TypeCheck(measurement,
+                               (PyTypeObject *)state->measurement_type)) {
+        return 0;
+    }
+    MeasurementObject *point = (MeasurementObject *)measurement;
+    if (point->database == NULL || point->name == NULL || point->time == NULL
+        || point->tags == NULL || !PyDict_CheckExact(point->tags)
+        || point->fields == NULL || !PyDict_CheckExact(point->fields)) {
+        return 0;
+    }
+    /* Held: the code that runs below may replace any of them. */
+    PyObject *held[6] = {base, measurement, recorder, point->tags,
+                         point->fields, self->method};
+    for (int i = 0; i < 6; i++) {
+        Py_INCREF(held[i]);
+    }
+    PyObject *tags = point->tags, *fields = point->fields;
+    PyObject *client = NULL, *key = NULL, *whole = NULL, *values = NULL;
+    PyObject *number = NULL, *duration = NULL, *signal = NULL;
+    PyObject *cache = NULL;
+    int outcome = -1;
+    client = record_client(state, recorder);
+    if (client == NULL) {
+        goto done;
+    }
+    outcome = 0;
+    if (client == Py_None) {
+        goto done;
+    }
+    PyObject *open = PyObject_GetAttr(client,
+                                      state->record_names[NAME_OPEN_PLAIN]);
+    int is_open = open == NULL ? -1 : PyObject_IsTrue(open);
+    Py_XDECREF(open);
+    if (is_open <= 0) {
+        outcome = is_open;
+        goto done;
+    }
+    if (tags != base) {
+        if (PyDict_GET_SIZE(tags) != PyDict_GET_SIZE(base)) {
+            goto done;
+        }
+        int same = PyObject_RichCompareBool(tags, base, Py_EQ);
+        if (same <= 0) {
+            outcome = same;
+            goto done;
+        }
+    }
+    /* From here on, the request is this case: done or an error. */
+    outcome = -1;
+    if (gone) {
+        number = PyLong_FromLong(499);
+        if (number == NULL) {
+            goto done;
+        }
+        status = number;
+    }
+    PyObject *unmatched = state->record_names[NAME_UNMATCHED];
+    if (endpoint == Py_None) {
+        endpoint = unmatched;
+        handler = Py_None;
+    }
+    else {
+        int same = PyObject_RichCompareBool(endpoint, unmatched, Py_EQ);
+        if (same < 0) {
+            goto done;
+        }
+        if (same) {
+            endpoint = unmatched;
+            handler = Py_None;
+        }
+    }
+    key = PyTuple_Pack(4, self->method, endpoint, handler, status);
+    if (key == NULL) {
+        goto done;
+    }
+    double seconds = end - PyFloat_AS_DOUBLE(self->started);
+    if (!(seconds > 0.0)) {
+        seconds = 0.0;
+    }
+    cache = PyObject_GetAttr(recorder, state->record_names[NAME_WHOLE_TAGS]);
+    if (cache == NULL) {
+        goto done;
+    }
+    PyObject *entry = PyDict_CheckExact(cache)
+                          ? PyDict_GetItemWithError(cache, key)
+                          : NULL;
+    if (entry == NULL && PyErr_Occurred()) {
+        goto done;
+    }
+    if (entry != NULL && PyTuple_CheckExact(entry)
+        && PyTuple_GET_SIZE(entry) == 2 && PyTuple_GET_ITEM(entry, 0) == base) {
+        whole = PyTuple_GET_ITEM(entry, 1);
+        Py_INCREF(whole);
+    }
+    else {
+        PyObject *args[3] = {recorder, key, base};
+        whole = PyObject_VectorcallMethod(
+            state->record_names[NAME_WHOLE], args,
+            3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        if (whole == NULL) {
+            goto done;
+        }
+    }
+    values = PyDict_GET_SIZE(fields) ? PyDict_Copy(fields) : PyDict_New();
+    duration = values ? PyFloat_FromDouble(seconds) : NULL;
+    if (duration == NULL
+        || PyDict_SetItem(values, state->record_names[NAME_DURATION],
+                          duration) < 0
+        || PyDict_SetItem(values, state->record_names[NAME_CONTENT_LENGTH],
+                          length) < 0) {
+        goto done;
+    }
+    PyObject *entry_values[5] = {point->database, point->name, whole, values,
+                                 point->time};
+    signal = record_put(state, client, entry_values);
+    if (signal == NULL) {
+        goto done;
+    }
+    int raised = PyObject_IsTrue(signal);
+    if (raised < 0) {
+        goto done;
+    }
+    if (raised) {
+        PyObject *args[2] = {client, signal};
+        PyObject *acted = PyObject_VectorcallMethod(
+            state->record_names[NAME_SIGNALLED], args,
+            2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        if (acted == NULL) {
+            goto done;
+        }
+        Py_DECREF(acted);
+    }
+    outcome = 1;
+done:
+    Py_XDECREF(client);
+    Py_XDECREF(key);
+    Py_XDECREF(whole);
+    Py_XDECREF(values);
+    Py_XDECREF(number);
+    Py_XDECREF(duration);
+    Py_XDECREF(signal);
+    Py_XDECREF(cache);
+    for (int i = 0; i < 6; i++) {
+        Py_DECREF(held[i]);
+    }
+    return outcome;
+}
+
+/* _finish(status, endpoint, handler, content_length, error, disconnected,
+ * ended): RequestRecord.finish, its arguments by position. */
+static PyObject *
+record_finish(PyObject *op, PyTypeObject *cls, PyObject *const *args,
+              Py_ssize_t nargs, PyObject *kwnames)
+{
+    State *state = PyType_GetModuleState(cls);
+    if (state == NULL) {
+        return NULL;
+    }
+    if (nargs != 7 || kwnames != NULL) {
+        PyErr_SetString(PyExc_TypeError,
+                        "_finish() takes status, endpoint, handler, "
+                        "content_length, error, disconnected and ended");
+        return NULL;
+    }
+    RecordObject *self = (RecordObject *)op;
+    if (self->finished) {
+        Py_RETURN_NONE;
+    }
+    PyObject *ended = args[6];
+    double end;
+    if (ended == Py_None) {
+        if (monotonic_seconds(&end) < 0) {
+            return NULL;
+        }
+    }
+    else if (PyFloat_CheckExact(ended)) {
+        end = PyFloat_AS_DOUBLE(ended);
+    }
+    else {
+        goto python;
+    }
+    if (args[4] != Py_None || !PyLong_CheckExact(args[0])
+        || !PyLong_CheckExact(args[3])
+        || state->record_names[NAME_UNMATCHED] == NULL) {
+        goto python;
+    }
+    int gone = PyObject_IsTrue(args[5]);
+    if (gone < 0) {
+        return NULL;
+    }
+    Py_INCREF(op);
+    self->finished = 1;
+    int outcome = record_fast(state, self, args[0], args[1], args[2],
+                              args[3], end, gone);
+    if (outcome == 0) {
+        self->finished = 0;
+        Py_DECREF(op);
+        goto python;
+    }
+    if (outcome < 0) {
+        /* Recording must never fail a request: reported as the Python
+         * method reports it. */
+        if (!PyErr_ExceptionMatches(PyExc_Exception)) {
+            Py_DECREF(op);
+            return NULL;
+        }
+        PyObject *type, *value, *traceback;
+        PyErr_Fetch(&type, &value, &traceback);
+        PyErr_NormalizeException(&type, &value, &traceback);
+        if (traceback != NULL && value != NULL) {
+            PyException_SetTraceback(value, traceback);
+        }
+        Py_XDECREF(type);
+        Py_XDECREF(traceback);
+        PyObject *recorder = self->recorder;
+        PyObject *reported = NULL;
+        if (recorder != NULL && value != NULL) {
+            PyObject *call[3] = {recorder,
+                                 state->record_names[NAME_FAILURE], value};
+            reported = PyObject_VectorcallMethod(
+                state->record_names[NAME_REPORT_FAILURE], call,
+                3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        }
+        Py_XDECREF(value);
+        Py_DECREF(op);
+        if (reported == NULL) {
+            return NULL;
+        }
+        Py_DECREF(reported);
+        Py_RETURN_NONE;
+    }
+    Py_DECREF(op);
+    Py_RETURN_NONE;
+python: ;
+    /* Everything else: the Python method, with the end taken here. */
+    PyObject *stack[8] = {op, args[0], args[1], args[2], args[3], args[4],
+                          args[5], NULL};
+    PyObject *taken = NULL;
+    if (ended == Py_None) {
+        taken = PyFloat_FromDouble(end);
+        if (taken == NULL) {
+            return NULL;
+        }
+        stack[7] = taken;
+    }
+    else {
+        stack[7] = ended;
+    }
+    PyObject *result = PyObject_VectorcallMethod(
+        state->record_names[NAME_FINISH_PY], stack,
+        8 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    Py_XDECREF(taken);
+    return result;
+}
+
+static int
+record_traverse(PyObject *op, visitproc visit, void *arg)
+{
+    RecordObject *self = (RecordObject *)op;
+    Py_VISIT(Py_TYPE(op));
+    Py_VISIT(self->recorder);
+    Py_VISIT(self->method);
+    Py_VISIT(self->started);
+    Py_VISIT(self->measurement);
+    return 0;
+}
+
+static int
+record_clear(PyObject *op)
+{
+    RecordObject *self = (RecordObject *)op;
+    Py_CLEAR(self->recorder);
+    Py_CLEAR(self->method);
+    Py_CLEAR(self->started);
+    Py_CLEAR(self->measurement);
+    return 0;
+}
+
+static void
+record_dealloc(PyObject *op)
+{
+    PyTypeObject *type = Py_TYPE(op);
+    PyObject_GC_UnTrack(op);
+    record_clear(op);
+    type->tp_free(op);
+    Py_DECREF(type);
+}
+
+static PyMethodDef record_methods[] = {
+    {"_finish", (PyCFunction)(void (*)(void))record_finish, METHOD_FLAGS,
+     "_finish($self, status, endpoint, handler, content_length, error, "
+     "disconnected, ended, /)\n--\n\n"
+     "finish(), its arguments by position (the integrations')."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef record_members[] = {
+    {"recorder", T_OBJECT_EX, offsetof(RecordObject, recorder), 0, NULL},
+    {"method", T_OBJECT_EX, offsetof(RecordObject, method), 0, NULL},
+    {"started", T_OBJECT_EX, offsetof(RecordObject, started), 0, NULL},
+    {"measurement", T_OBJECT_EX, offsetof(RecordObject, measurement), 0,
+     NULL},
+    {"finished", T_BOOL, offsetof(RecordObject, finished), 0, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot record_slots[] = {
+    {Py_tp_doc, "The compiled base of RequestRecord."},
+    {Py_tp_new, PyType_GenericNew},
+    {Py_tp_dealloc, record_dealloc},
+    {Py_tp_traverse, record_traverse},
+    {Py_tp_clear, record_clear},
+    {Py_tp_methods, record_methods},
+    {Py_tp_members, record_members},
+    {0, NULL},
+};
+
+static PyType_Spec record_spec = {
+    "sprockets_influxdb._speedups.RequestRecordBase",
+    sizeof(RecordObject),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    record_slots,
+};
+
+/* configure_requests(unmatched): the endpoint of requests no route
+ * matched (request_metrics.UNMATCHED). */
+static PyObject *
+configure_requests(PyObject *module, PyObject *unmatched)
+{
+    if (!PyUnicode_CheckExact(unmatched)) {
+        PyErr_SetString(PyExc_TypeError, "configure_requests() needs a str");
+        return NULL;
+    }
+    State *state = get_state(module);
+    Py_INCREF(unmatched);
+    Py_XSETREF(state->record_names[NAME_UNMATCHED], unmatched);
+    Py_RETURN_NONE;
+}
+
 #endif
 
 static PyObject *
@@ -1978,6 +2454,9 @@ static PyMethodDef methods[] = {
     {"configure_default_tags", configure_default_tags, METH_O,
      "configure_default_tags(tags): the tags new measurements start with, "
      "or None"},
+    {"configure_requests", configure_requests, METH_O,
+     "configure_requests(unmatched): the endpoint of requests no route "
+     "matched"},
 #endif
     {"configure", configure, METH_VARARGS,
      "configure(prefix_cache, measurement_cache, field_key_cache, "
@@ -2025,6 +2504,17 @@ exec_module(PyObject *module)
         || !state->str_popleft || !state->str_backlog) {
         return -1;
     }
+    state->buffer_type = NULL;
+    for (int i = 0; i < NAME_COUNT; i++) {
+        state->record_names[i] = NULL;
+        if (RECORD_NAMES[i] != NULL) {
+            state->record_names[i] = PyUnicode_InternFromString(
+                RECORD_NAMES[i]);
+            if (state->record_names[i] == NULL) {
+                return -1;
+            }
+        }
+    }
 #if defined(CLOCK_REALTIME)
     /* The compiled Measurement reads the compiled clock. */
     PyObject *type = PyType_FromModuleAndSpec(module, &measurement_spec,
@@ -2039,8 +2529,21 @@ exec_module(PyObject *module)
         return -1;
     }
     PyObject *buffer = PyType_FromModuleAndSpec(module, &buffer_spec, NULL);
-    if (buffer == NULL || PyModule_AddObject(module, "BufferBase", buffer)) {
-        Py_XDECREF(buffer);
+    if (buffer == NULL) {
+        return -1;
+    }
+    state->buffer_type = buffer;
+    Py_INCREF(buffer);
+    if (PyModule_AddObject(module, "BufferBase", buffer) < 0) {
+        Py_DECREF(buffer);
+        return -1;
+    }
+    PyObject *record = PyType_FromModuleAndSpec(module, &record_spec, NULL);
+    if (record == NULL) {
+        return -1;
+    }
+    if (PyModule_AddObject(module, "RequestRecordBase", record) < 0) {
+        Py_DECREF(record);
         return -1;
     }
 #endif
@@ -2067,6 +2570,10 @@ traverse_module(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(state->str_extend);
     Py_VISIT(state->str_popleft);
     Py_VISIT(state->str_backlog);
+    Py_VISIT(state->buffer_type);
+    for (int i = 0; i < NAME_COUNT; i++) {
+        Py_VISIT(state->record_names[i]);
+    }
     return 0;
 }
 
@@ -2090,6 +2597,10 @@ clear_module(PyObject *module)
     Py_CLEAR(state->str_extend);
     Py_CLEAR(state->str_popleft);
     Py_CLEAR(state->str_backlog);
+    Py_CLEAR(state->buffer_type);
+    for (int i = 0; i < NAME_COUNT; i++) {
+        Py_CLEAR(state->record_names[i]);
+    }
     return 0;
 }
 

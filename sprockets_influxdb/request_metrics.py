@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from sprockets_influxdb import clock
 from sprockets_influxdb import measurement as _measurement_module
 from sprockets_influxdb._logging import Throttle, shorten
-from sprockets_influxdb.measurement import Measurement
+from sprockets_influxdb.measurement import Measurement, _compiled
 
 if TYPE_CHECKING:
     from sprockets_influxdb.client import Client
@@ -358,27 +358,61 @@ def middleware_recorder(
     )
 
 
-class RequestRecord:
+if TYPE_CHECKING:
+    _RecordBase = object
+else:
+    # The compiled base holds the attributes and does _finish() for the
+    # common case, leaving the rest to _finish_py (see _speedups.c).
+    _RecordBase = object if _compiled is None else _compiled.RequestRecordBase
+if _compiled is not None:
+    _compiled.configure_requests(UNMATCHED)
+
+
+class RequestRecord(_RecordBase):
     """One request being recorded; see :meth:`RequestRecorder.start`.
 
     Handlers add their own tags and fields to :attr:`measurement` while the
     request runs.  :meth:`finish` records it once; later calls do nothing.
+
+    .. attribute:: recorder
+       :type: RequestRecorder
+
+       The recorder that started it.
+
+    .. attribute:: method
+       :type: str
+
+       The ``method`` tag: the HTTP method, or :data:`OTHER_METHOD` for one
+       the recorder does not record as it is.
+
+    .. attribute:: started
+       :type: float
+
+       :func:`time.monotonic` at the start of the request (see
+       :meth:`date_back`).
+
+    .. attribute:: measurement
+       :type: sprockets_influxdb.Measurement
+
+       The measurement the request becomes.
+
+    .. attribute:: finished
+       :type: bool
+
+       Whether :meth:`finish` was called.
     """
 
-    __slots__ = ('finished', 'measurement', 'method', 'recorder', 'started')
+    __slots__ = (
+        ('finished', 'measurement', 'method', 'recorder', 'started')
+        if _compiled is None
+        else ()
+    )
 
     def __init__(self, recorder: RequestRecorder, method: str) -> None:
-        #: The recorder that started it.
         self.recorder = recorder
-        #: The ``method`` tag: the HTTP method, or :data:`OTHER_METHOD` for
-        #: one the recorder does not record as it is.
         self.method = method if method in recorder.methods else OTHER_METHOD
-        #: :func:`time.monotonic` at the start of the request (see
-        #: :meth:`date_back`).
         self.started = _monotonic()
-        #: The measurement the request becomes.
         self.measurement = Measurement(recorder.database, recorder.measurement)
-        #: Whether :meth:`finish` was called.
         self.finished = False
 
     def date_back(self, seconds: float) -> None:
@@ -439,7 +473,7 @@ class RequestRecord:
             ended,
         )
 
-    def _finish(
+    def _finish_py(
         self,
         status: int,
         endpoint: str | None,
@@ -449,7 +483,11 @@ class RequestRecord:
         disconnected: bool,
         ended: float | None,
     ) -> None:
-        """:meth:`finish`, its arguments by position (the integrations')."""
+        """:meth:`finish`, its arguments by position (the integrations').
+
+        The compiled base's ``_finish`` does the common case itself and
+        calls this for the rest.
+        """
         if self.finished:
             return
         self.finished = True
@@ -533,3 +571,6 @@ class RequestRecord:
             recorder.report_failure(
                 'Could not record a request measurement', failure
             )
+
+    if _compiled is None:
+        _finish = _finish_py

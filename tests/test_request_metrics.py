@@ -373,3 +373,162 @@ def test_new_base_tags_reach_the_requests_that_follow(
         'staging',
     ]
     assert all(row['environment'] == row['expected'] for row in rows)
+
+
+RECORDING_SCRIPT = """
+import json
+import sys
+
+import sprockets_influxdb as influxdb
+from sprockets_influxdb import request_metrics
+from sprockets_influxdb.request_metrics import UNMATCHED, RequestRecorder
+
+influxdb.install(url=sys.argv[1])
+recorder = RequestRecorder('modes', sys.argv[2])
+# method, status, endpoint, handler, content length, error, went away,
+# a field and a tag of the handler's, ended a second before it started
+CASES = [
+    ('GET', 200, '/items/{id}', 'app.items', 7, None, False, None, None, 0),
+    ('GET', 200, '/items/{id}', 'app.items', 7, None, False, 3, None, 0),
+    ('POST', 201, '/items', 'app.create', 0, None, False, None, 'acme', 0),
+    ('GET', 404, None, 'app.missing', 9, None, False, None, None, 0),
+    ('GET', 405, UNMATCHED, 'app.items', 0, None, False, None, None, 0),
+    ('GET', 200, '/slow', 'app.slow', 100, None, True, None, None, 0),
+    ('BREW', 418, '/pot', 'app.pot', 0, None, False, None, None, 0),
+    ('GET', 200, '/boom', 'app.boom', 0, KeyError, False, 4, None, 0),
+    ('PUT', 503, '/down', 'app.down', 12.0, None, False, None, None, 0),
+    ('GET', 204, '/early', 'app.early', 0, None, False, None, None, 1),
+    ('GET', 200, '/items/{id}', 'app.items', 7, None, False, None, None, 0),
+]
+for case in CASES:
+    method, status, endpoint, handler, length, error, gone = case[:7]
+    field, tag, early = case[7:]
+    record = recorder.start(method)
+    if field is not None:
+        record.measurement.set_field('item', field)
+    if tag is not None:
+        record.measurement.set_tag('customer', tag)
+    record.finish(
+        status,
+        endpoint=endpoint,
+        handler=handler,
+        content_length=length,
+        error=error,
+        disconnected=gone,
+        ended=record.started - 1.0 if early else None,
+    )
+    # Changed once recorded: not sent.
+    record.measurement.set_field('item', -1)
+    record.measurement.set_tag('late', 'yes')
+assert influxdb.shutdown().result()
+print(json.dumps({
+    'compiled': type(record).__mro__[1] is not object,
+    'stats': influxdb.default_client().stats().added,
+}))
+"""
+
+
+def test_the_compiled_record_stores_what_the_python_one_does(
+    influxdb: InfluxServer,
+) -> None:
+    """The compiled ``RequestRecord._finish`` and the Python one agree.
+
+    The same requests, recorded by a process with the compiled extension
+    and by one in pure Python mode, become the same rows: the common case
+    (done in C) and the others (left to Python) alike.
+    """
+    import json
+
+    influxdb.create_database('modes')
+    answers = {}
+    for pure, name in (('0', 'compiled'), ('1', 'python')):
+        result = run_script(
+            RECORDING_SCRIPT,
+            {'SPROCKETS_INFLUXDB_PURE_PYTHON': pure, 'INFLUXDB_TAGS': ''},
+            args=(influxdb.url, name),
+        )
+        assert result.returncode == 0, result.stderr
+        answers[name] = json.loads(result.stdout)
+    assert answers['python']['compiled'] is False
+    # The extension is built wherever the tests run (see test_speedups).
+    assert answers['compiled']['compiled'] is True
+    assert answers['compiled']['stats'] == answers['python']['stats'] == 11
+
+    def rows(name: str) -> list[dict[str, object]]:
+        found = influxdb.rows('modes', name)
+        durations = [row.pop('duration') for row in found]
+        for row in found:
+            del row['time']
+        # The request that ended before it started lasted 0 seconds.
+        assert [d == 0 for d in durations] == [False] * 9 + [True, False]
+        return found
+
+    stored = rows('compiled')
+    assert stored == rows('python')
+    assert [
+        (row['method'], row['status_code'], row['endpoint'], row['handler'])
+        for row in stored
+    ] == [
+        ('GET', '200', '/items/{id}', 'app.items'),
+        ('GET', '200', '/items/{id}', 'app.items'),
+        ('POST', '201', '/items', 'app.create'),
+        ('GET', '404', UNMATCHED, None),
+        ('GET', '405', UNMATCHED, None),
+        ('GET', '499', '/slow', 'app.slow'),
+        (OTHER_METHOD, '418', '/pot', 'app.pot'),
+        ('GET', '500', '/boom', 'app.boom'),
+        ('PUT', '503', '/down', 'app.down'),
+        ('GET', '204', '/early', 'app.early'),
+        ('GET', '200', '/items/{id}', 'app.items'),
+    ]
+    assert [row.get('item') for row in stored] == [None, 3] + [None] * 5 + [
+        4,
+        None,
+        None,
+        None,
+    ]
+    assert [row.get('customer') for row in stored] == [None, None, 'acme'] + [
+        None
+    ] * 8
+    assert all(row.get('late') is None for row in stored)
+    assert stored[7]['error'] == 'builtins.KeyError'
+    assert stored[8]['content_length'] == 12
+
+
+def test_a_request_that_cannot_be_recorded_is_reported_and_served(
+    influxdb: InfluxServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failure in the request path's common case is logged, not raised.
+
+    A route template that is no valid Unicode (a framework's bug, say)
+    cannot be a tag: the request is logged as not recorded and the next
+    ones are.
+    """
+    influxdb.create_database('broken')
+    client = Client(url=influxdb.url)
+    recorder = RequestRecorder(
+        'broken', 'web', add_measurement=client.add_measurement
+    )
+    try:
+        record = recorder.start('GET')
+        assert record is not None
+        record.finish(
+            200, endpoint='/bad\ud800', handler='app.bad', content_length=1
+        )
+        assert record.finished
+        assert (
+            'Could not record a request measurement: ValueError: tag value'
+            in caplog.text
+        )
+        record = recorder.start('GET')
+        assert record is not None
+        record.finish(
+            200, endpoint='/good', handler='app.good', content_length=2
+        )
+        assert client.flush(timeout=30).result(timeout=60)
+    finally:
+        client.shutdown(timeout=10).result(timeout=30)
+    assert [
+        (row['endpoint'], row['content_length'])
+        for row in influxdb.rows('broken', 'web')
+    ] == [('/good', 2)]

@@ -1593,3 +1593,84 @@ def test_join_lines_is_the_body_python_makes() -> None:
     # Not ASCII, or not text: left to Python.
     assert _speedups.join_lines(['caf\u00e9 f=1i 1']) is None
     assert _speedups.join_lines(['a', 1]) is None
+
+
+class _Hostile(str):
+    """A route template whose comparison raises."""
+
+    __hash__ = str.__hash__
+
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError('no comparing me')
+
+
+def test_the_compiled_request_record_on_odd_arguments(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Arguments the compiled ``_finish`` leaves to Python, or fails on.
+
+    Subclasses, floats and odd objects go to the Python method and give
+    what it gives; an error raised in the common case is logged as the
+    Python method logs it, the request marked recorded; nothing crashes
+    (``.ci/sanitize`` runs this under AddressSanitizer).
+    """
+    from sprockets_influxdb import Client, buffer, request_metrics
+
+    client = Client(
+        url='http://127.0.0.1:9/',
+        submission_interval=10**9,
+        trigger_size=10**9,
+        max_buffer_size=10**9,
+        shutdown_timeout=0,
+    )
+    recorder = request_metrics.RequestRecorder(
+        'db', 'web', add_measurement=client.add_measurement
+    )
+
+    class Status(int):
+        pass
+
+    cases: list[tuple[typing.Any, ...]] = [
+        (200, '/a', 'h.a', 1, None, False, None),
+        (Status(201), '/a', 'h.a', 1, None, False, None),
+        (202, '/a', 'h.a', True, None, 0, None),
+        (203, '/a', 'h.a', 3, None, [], 1.5),
+        (204, '/a', ('h', 'a'), 0, None, 1, None),
+        (200, None, 'h.a', 2, ValueError('x'), False, None),
+        (200, '/a', 'h.a', 4, None, False, Status(2)),
+    ]
+    expected = []
+    compiled = request_metrics._compiled is not None
+    for case in cases:
+        for method in ('_finish_py', '_finish'):
+            record = recorder.start('GET')
+            assert record is not None
+            if case[-1] is not None:
+                record.started = 1.0
+            getattr(record, method)(*case)
+            assert record.finished
+            entries = list(buffer.entries(client._buffer.take()))
+            assert len(entries) == 1, (case, method)
+            _, database, name, tags, fields, _ = entries[0]
+            if case[-1] is not None:
+                assert fields['duration'] == case[-1] - 1.0
+            del fields['duration']
+            expected.append((method, database, name, tags, fields))
+    pairs = list(zip(expected[::2], expected[1::2]))
+    assert [python[1:] for python, _ in pairs] == [
+        compiled[1:] for _, compiled in pairs
+    ]
+    assert pairs[4][0][3]['handler'] == str(('h', 'a'))
+
+    record = recorder.start('GET')
+    assert record is not None
+    record._finish(200, _Hostile('/h'), 'h.h', 0, None, False, None)
+    assert record.finished
+    assert 'Could not record a request measurement: RuntimeError' in (
+        caplog.text
+    )
+    assert list(buffer.entries(client._buffer.take())) == []
+    if compiled:
+        with pytest.raises(TypeError, match='takes status'):
+            record._finish(200)  # type: ignore[call-arg]
+    client._buffer.clear()
