@@ -39,13 +39,15 @@ to the process next (a Ctrl-C right after, say).
 from __future__ import annotations
 
 import logging
-from typing import Any, Union
+import time
+from typing import TYPE_CHECKING, Any, Union
 
 from tornado import httputil, routing, web
 
-from sprockets_influxdb import REQUEST_DATABASE
+from sprockets_influxdb import REQUEST_DATABASE, clock
 from sprockets_influxdb.measurement import Measurement
 from sprockets_influxdb.request_metrics import (
+    OTHER_METHOD,
     UNMATCHED,
     RequestRecord,
     RequestRecorder,
@@ -55,6 +57,9 @@ from sprockets_influxdb.request_metrics import (
 __all__ = ['EXCLUDE_PATHS', 'METHODS', 'InfluxDBMixin', 'NotFoundHandler']
 
 LOGGER = logging.getLogger('sprockets_influxdb')
+
+_align = clock.align
+_monotonic = time.monotonic
 
 #: Application setting: regular expressions of paths not to record.
 EXCLUDE_PATHS = 'sprockets_influxdb.exclude_paths'
@@ -276,20 +281,46 @@ def _pattern(
     return None
 
 
-class _Counter:
-    """The last of a handler's output transforms: counts the body bytes.
+class _Record(RequestRecord):
+    """A request to a handler: its record, and its last output transform.
 
-    It also records the request as the last byte is handed over to the
-    connection: when the body reaches the ``Content-Length`` declared,
-    else when the handler finishes the response.
+    As the last of the handler's output transforms, it sees the body as it
+    is handed to the connection (compressed, when a transform compresses
+    it): it counts the body bytes and records the request as the last byte
+    is handed over, when the body reaches the ``Content-Length`` declared,
+    else when the handler finishes the response.  The handler lets go of it
+    once finished (:attr:`handler` set to ``None``): a reference cycle
+    between the two would leave every handler, its request and all they
+    hold to the cyclic garbage collector instead of freeing them at once.
     """
 
     __slots__ = ('body_bytes', 'declared', 'handler', 'head')
 
-    def __init__(self, handler: InfluxDBMixin, head: bool) -> None:
-        self.handler = handler
+    def __init__(
+        self,
+        handler: InfluxDBMixin,
+        recorder: RequestRecorder,
+        request: httputil.HTTPServerRequest,
+    ) -> None:
+        # RequestRecord.__init__ and date_back(), inline: the handler is
+        # made once the request has arrived (and its body, unless
+        # streamed), so the start is dated back to its arrival, and the
+        # measurement's time too (still a time the library chose: the
+        # clock's, an int, moved back and aligned).
+        self.recorder = recorder
+        method = request.method or 'GET'
+        self.method = method if method in recorder.methods else OTHER_METHOD
+        ago = request.request_time()
+        self.started = _monotonic() - ago
+        measurement = self.measurement = Measurement(
+            recorder.database, recorder.measurement
+        )
+        moment: int = measurement._time  # type: ignore[assignment]
+        measurement._time = _align(moment - int(ago * 1e9))
+        self.finished = False
+        self.handler: InfluxDBMixin | None = handler
         # Tornado sends no body in answer to HEAD.
-        self.head = head
+        self.head = method == 'HEAD'
         self.body_bytes = 0
         self.declared: int | None = None
 
@@ -303,14 +334,17 @@ class _Counter:
         """Count the first chunk; record the request if it is the last."""
         if not self.head:
             self.body_bytes += len(chunk)
+        handler = self.handler
+        if handler is None:
+            return status_code, headers, chunk
         if finishing:
-            self.handler._influxdb_finish(False, status_code)
+            handler._influxdb_finish(False, status_code)
         else:
             declared = headers.get('Content-Length')
             if declared is not None and declared.isdigit():
                 self.declared = int(declared)
                 if self.body_bytes >= self.declared:
-                    self.handler._influxdb_finish(False, status_code)
+                    handler._influxdb_finish(False, status_code)
         return status_code, headers, chunk
 
     def transform_chunk(self, chunk: bytes, finishing: bool) -> bytes:
@@ -318,9 +352,25 @@ class _Counter:
         if not self.head:
             self.body_bytes += len(chunk)
         declared = self.declared
-        if finishing or (declared is not None and self.body_bytes >= declared):
-            self.handler._influxdb_finish(False)
+        handler = self.handler
+        if handler is not None and (
+            finishing or (declared is not None and self.body_bytes >= declared)
+        ):
+            handler._influxdb_finish(False)
         return chunk
+
+
+class _Measurement:
+    """The ``influxdb`` attribute of a handler whose request is not begun.
+
+    A non-data descriptor: reading it (in ``initialize()``, say) begins the
+    request, whose measurement then takes its place on the handler.
+    """
+
+    def __get__(self, handler: Any, owner: Any = None) -> Any:
+        if handler is None:
+            return self
+        return handler._influxdb_begin()
 
 
 class InfluxDBMixin:
@@ -341,54 +391,64 @@ class InfluxDBMixin:
        The measurement of the current request.
     """
 
-    influxdb: Measurement
+    if TYPE_CHECKING:
+        influxdb: Measurement
+    else:
+        influxdb = _Measurement()
     application: web.Application
     request: httputil.HTTPServerRequest
+    # Whether the request was begun; its record (None: not begun, excluded
+    # or unrecorded); the class of an exception that escaped the handler.
+    # (Class attributes, and no self.__dict__: reading that would make
+    # every attribute of the handler slower to reach.)
+    _influxdb_begun = False
+    _influxdb_record: _Record | None = None
+    _influxdb_error: type[BaseException] | None = None
 
-    def __init__(
-        self,
-        application: web.Application,
-        request: httputil.HTTPServerRequest,
-        **kwargs: Any,
-    ) -> None:
-        self._influxdb_error: BaseException | None = None
-        self._influxdb_counter: _Counter | None = None
+    def _influxdb_begin(self) -> Measurement:
+        """Begin recording the request, once; return its measurement.
+
+        When the request is handled (``_execute``), or earlier when a
+        handler reads :attr:`influxdb` first (in ``initialize()``).
+        """
+        if self._influxdb_begun:
+            return self.influxdb
+        self._influxdb_begun = True
+        application = self.application
+        request = self.request
         state = application.__dict__.get(_STATE) or _state(application)
         recorder = state.recorder
-        record = None
-        if recorder is not None and not (
+        if recorder is None or (
             recorder._excluded and recorder.excluded(request.path)
         ):
-            record = RequestRecord(recorder, request.method or 'GET')
-        if record is None:
             # Excluded or unrecorded: handlers may still use the attribute.
-            self.influxdb = stand_in(
+            measurement = stand_in(
                 recorder.database if recorder else None,
                 recorder.measurement if recorder else None,
             )
         else:
-            # The handler is made once the request has arrived (and its
-            # body, unless streamed): date the start back to its arrival.
-            record.date_back(request.request_time())
-            self.influxdb = record.measurement
-        self._influxdb_record = record
-        super().__init__(application, request, **kwargs)  # type: ignore[call-arg]
+            record = self._influxdb_record = _Record(self, recorder, request)
+            measurement = record.measurement
+        self.influxdb = measurement
+        return measurement
 
     def _execute(
         self, transforms: list[Any], *args: bytes, **kwargs: bytes
     ) -> Any:
-        # The last of the output transforms sees the body as it is handed
-        # to the connection (compressed, when a transform compresses it).
-        if self._influxdb_record is not None:
-            counter = _Counter(self, self.request.method == 'HEAD')
-            self._influxdb_counter = counter
-            transforms.append(counter)
+        if not self._influxdb_begun:
+            self._influxdb_begin()
+        # The record is the last of the output transforms.
+        record = self._influxdb_record
+        if record is not None:
+            transforms.append(record)
         return super()._execute(transforms, *args, **kwargs)  # type: ignore[misc]
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         """Remember an exception that escaped the handler, then log it."""
         if value is not None and not isinstance(value, web.HTTPError):
-            self._influxdb_error = value
+            # Its class only: the exception, through its traceback, would
+            # hold the handler in a reference cycle.
+            self._influxdb_error = type(value)
         super().log_exception(typ, value, tb)  # type: ignore[misc]
 
     def on_finish(self) -> None:
@@ -396,7 +456,14 @@ class InfluxDBMixin:
 
         The output transform has usually recorded it already.
         """
-        self._influxdb_finish(False)
+        record = self._influxdb_record
+        if record is not None:
+            if not record.finished:
+                self._influxdb_finish(False)
+            # Nothing is written after finish(): break the cycle between
+            # the handler and its transform, so that reference counting
+            # frees the handler (Tornado breaks its own cycles likewise).
+            record.handler = None
         super().on_finish()  # type: ignore[misc]
 
     def on_connection_close(self) -> None:
@@ -428,12 +495,11 @@ class InfluxDBMixin:
                 else:
                     endpoint = state.endpoint(router, self.request, cls)
             name = state.names.get(cls) or state.name(cls)
-            counter = self._influxdb_counter
             record._finish(
                 status,
                 endpoint or UNMATCHED,
                 name,
-                counter.body_bytes if counter else 0,
+                record.body_bytes,
                 self._influxdb_error,
                 disconnected,
                 None,

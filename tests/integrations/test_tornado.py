@@ -459,3 +459,91 @@ def test_the_endpoint_follows_the_rules_as_they_change(
         '/three',
         '/two/(\\d+)',
     ]
+
+
+def test_handlers_are_freed_without_the_cycle_collector(
+    influxdb: InfluxServer,
+) -> None:
+    """A handler with the mixin is freed as soon as its request is done.
+
+    With the cyclic garbage collector off, handlers with the mixin, and
+    the requests and responses they hold, are freed by reference counting
+    as those without it are: a cycle between a handler and what the mixin
+    keeps would leave them all to the collector, request after request.
+    Reading ``influxdb`` in ``initialize()`` works and is recorded.
+    """
+    influxdb.create_database('freed')
+    port = free_port()
+    result = run_script(
+        f"""
+        import asyncio, gc, weakref
+        import httpx
+        from tornado import web
+        import sprockets_influxdb as influxdb
+
+        alive = weakref.WeakSet()
+
+        class Bare(web.RequestHandler):
+            def initialize(self):
+                alive.add(self)
+
+            def get(self, kind):
+                if kind == 'error':
+                    raise RuntimeError('boom')
+                if kind == 'missing':
+                    raise web.HTTPError(404)
+                if kind == 'streamed':
+                    self.write('a' * 10)
+                    self.flush()
+                self.write('ok')
+
+            head = get
+
+        class Recorded(influxdb.InfluxDBMixin, Bare):
+            def initialize(self):
+                super().initialize()
+                self.influxdb.set_tag('early', 'yes')
+
+        async def main():
+            gc.disable()
+            application = web.Application(
+                [(r'/bare/(\\w+)', Bare), (r'/recorded/(\\w+)', Recorded)],
+                **{{influxdb.REQUEST_DATABASE: 'freed'}},
+            )
+            application.listen({port})
+            base = 'http://127.0.0.1:{port}'
+            left = {{}}
+            async with httpx.AsyncClient() as client:
+                for prefix in ('bare', 'recorded'):
+                    for kind in ('plain', 'streamed', 'error', 'missing'):
+                        for method in ('GET', 'HEAD'):
+                            await client.request(
+                                method, f'{{base}}/{{prefix}}/{{kind}}'
+                            )
+                            # The server's side of the exchange is over.
+                            await asyncio.sleep(0.05)
+                    left[prefix] = len(alive)
+            print(left)
+            assert left == {{'bare': 0, 'recorded': 0}}, left
+            assert await influxdb.shutdown()
+
+        asyncio.run(main())
+        """,
+        {'INFLUXDB_HOST': influxdb.host, 'INFLUXDB_PORT': str(influxdb.port)},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = influxdb.rows('freed', 'request')
+    assert len(rows) == 8
+    assert {row['early'] for row in rows} == {'yes'}
+    assert sorted(
+        (row['method'], row['status_code'], row.get('error')) for row in rows
+    ) == [
+        ('GET', '200', None),
+        ('GET', '200', None),
+        ('GET', '404', None),
+        ('GET', '500', 'builtins.RuntimeError'),
+        ('HEAD', '200', None),
+        ('HEAD', '200', None),
+        ('HEAD', '404', None),
+        ('HEAD', '500', 'builtins.RuntimeError'),
+    ]
