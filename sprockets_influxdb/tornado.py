@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 from tornado import httputil, routing, web
 
-from sprockets_influxdb import REQUEST_DATABASE, clock
+from sprockets_influxdb import REQUEST_DATABASE
 from sprockets_influxdb.measurement import Measurement
 from sprockets_influxdb.request_metrics import (
     OTHER_METHOD,
@@ -58,7 +58,6 @@ __all__ = ['EXCLUDE_PATHS', 'METHODS', 'InfluxDBMixin', 'NotFoundHandler']
 
 LOGGER = logging.getLogger('sprockets_influxdb')
 
-_align = clock.align
 _monotonic = time.monotonic
 
 #: Application setting: regular expressions of paths not to record.
@@ -99,11 +98,18 @@ class _State:
         #: The candidate rules of each (router, handler class).
         self.routes: dict[tuple[routing.RuleRouter, type], _Candidates] = {}
         #: The pattern of each handler class that one rule alone leads to,
-        #: through routers that match anything: (the routers and their
-        #: number of rules then, the pattern).
+        #: through at most two routers that match anything: (the first
+        #: router and its number of rules then, the second router, or
+        #: None, and its number of rules then, the pattern).
         self.fixed: dict[
             type,
-            tuple[tuple[tuple[routing.RuleRouter, int], ...], str | None],
+            tuple[
+                routing.RuleRouter,
+                int,
+                routing.RuleRouter | None,
+                int,
+                str | None,
+            ],
         ] = {}
 
     def endpoint(
@@ -119,12 +125,13 @@ class _State:
         (the application's own): as long as none of them got new rules.
         """
         fixed = self.fixed.get(cls)
-        if fixed is not None and fixed[0][0][0] is router:
-            for known, count in fixed[0]:
-                if len(known.rules) != count:
-                    break
-            else:
-                return fixed[1]
+        if (
+            fixed is not None
+            and fixed[0] is router
+            and len(router.rules) == fixed[1]
+            and (fixed[2] is None or len(fixed[2].rules) == fixed[3])
+        ):
+            return fixed[4]
         chain: list[tuple[routing.RuleRouter, int]] = []
         level = router
         while True:
@@ -139,10 +146,20 @@ class _State:
                 break
             _, matcher, pattern, inner, direct = candidates[0]
             if direct:
-                names = self.fixed
-                if len(names) >= _CACHE_LIMIT:
-                    names.clear()
-                names[cls] = (tuple(chain), pattern)
+                if len(chain) <= 2:
+                    names = self.fixed
+                    if len(names) >= _CACHE_LIMIT:
+                        names.clear()
+                    inner_router, inner_count = (
+                        chain[1] if len(chain) == 2 else (None, 0)
+                    )
+                    names[cls] = (
+                        chain[0][0],
+                        chain[0][1],
+                        inner_router,
+                        inner_count,
+                        pattern,
+                    )
                 return pattern
             if inner is None or type(matcher) is not routing.AnyMatches:
                 break
@@ -305,8 +322,9 @@ class _Record(RequestRecord):
         # RequestRecord.__init__ and date_back(), inline: the handler is
         # made once the request has arrived (and its body, unless
         # streamed), so the start is dated back to its arrival, and the
-        # measurement's time too (still a time the library chose: the
-        # clock's, an int, moved back and aligned).
+        # measurement's time too, by whole microseconds: it stays a time
+        # the library chose (the clock's, an int ending in the process's
+        # discriminator).
         self.recorder = recorder
         method = request.method or 'GET'
         self.method = method if method in recorder.methods else OTHER_METHOD
@@ -316,7 +334,7 @@ class _Record(RequestRecord):
             recorder.database, recorder.measurement
         )
         moment: int = measurement._time  # type: ignore[assignment]
-        measurement._time = _align(moment - int(ago * 1e9))
+        measurement._time = moment - int(ago * 1e6) * 1000
         self.finished = False
         self.handler: InfluxDBMixin | None = handler
         # Tornado sends no body in answer to HEAD.
@@ -493,7 +511,19 @@ class InfluxDBMixin:
                         pattern = pattern[:-1]
                     endpoint = pattern
                 else:
-                    endpoint = state.endpoint(router, self.request, cls)
+                    # _State.endpoint's first step, inline.
+                    fixed = state.fixed.get(cls)
+                    if (
+                        fixed is not None
+                        and fixed[0] is router
+                        and len(router.rules) == fixed[1]
+                        and (
+                            fixed[2] is None or len(fixed[2].rules) == fixed[3]
+                        )
+                    ):
+                        endpoint = fixed[4]
+                    else:
+                        endpoint = state.endpoint(router, self.request, cls)
             name = state.names.get(cls) or state.name(cls)
             record._finish(
                 status,
