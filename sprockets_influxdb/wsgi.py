@@ -426,11 +426,18 @@ class _Body:
         except Exception as error:
             request.complete(error)
             raise
-        request.complete(None)
+        if not request.finished:  # no Content-Length reached
+            request.complete(None)
 
     def close(self) -> None:
         """Close the application's iterable, then record the request."""
         request = self._request
+        if request.finished:
+            # Recorded at its last byte already (the usual case).
+            close = getattr(request.result, 'close', None)
+            if close is not None:
+                close()
+            return
         # Closed by a server whose sending failed: the exception is still
         # on its way (a server closes the response in a finally clause).
         sending_failed = sys.exc_info()[0] is not None
