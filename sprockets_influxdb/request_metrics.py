@@ -26,7 +26,6 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Callable
 
-from sprockets_influxdb import clock
 from sprockets_influxdb import measurement as _measurement_module
 from sprockets_influxdb._logging import Throttle, shorten
 from sprockets_influxdb.measurement import Measurement, _compiled
@@ -82,7 +81,6 @@ METHODS_VARIABLE = 'INFLUXDB_HTTP_METHODS'
 # A method is an RFC 9110 token; longer ones are not worth a series.
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,32}")
 
-_align = clock.align
 _monotonic = time.monotonic
 _STATUS_CLASSES = {code: f'{code // 100}xx' for code in range(100, 600)}
 # The tags a request is given, validated, per (method, endpoint, handler,
@@ -426,9 +424,11 @@ class RequestRecord(_RecordBase):
         """
         self.started -= seconds
         measurement = self.measurement
-        # The clock's time of its creation, an int (no handler ran yet).
-        moment: int = measurement._time - int(seconds * 1e9)  # type: ignore[assignment]
-        measurement._time = _align(moment)
+        # The clock's time of its creation, an int (no handler ran yet),
+        # moved back by whole microseconds: it still ends in the process's
+        # discriminator.
+        moment: int = measurement._time  # type: ignore[assignment]
+        measurement._time = moment - int(seconds * 1e6) * 1000
 
     def finish(
         self,

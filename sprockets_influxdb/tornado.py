@@ -120,18 +120,11 @@ class _State:
     ) -> str | None:
         """The pattern of the rule that led *request* to *cls*.
 
-        Without matching anything again when a single rule leads to the
-        class (the usual case), through routers that match every request
-        (the application's own): as long as none of them got new rules.
+        When a single rule leads to the class (the usual case), through at
+        most two routers that match every request (the application's
+        own), the pattern is kept in :attr:`fixed`, which the mixin reads
+        before calling this: valid as long as none of them got new rules.
         """
-        fixed = self.fixed.get(cls)
-        if (
-            fixed is not None
-            and fixed[0] is router
-            and len(router.rules) == fixed[1]
-            and (fixed[2] is None or len(fixed[2].rules) == fixed[3])
-        ):
-            return fixed[4]
         chain: list[tuple[routing.RuleRouter, int]] = []
         level = router
         while True:
@@ -322,9 +315,7 @@ class _Record(RequestRecord):
         # RequestRecord.__init__ and date_back(), inline: the handler is
         # made once the request has arrived (and its body, unless
         # streamed), so the start is dated back to its arrival, and the
-        # measurement's time too, by whole microseconds: it stays a time
-        # the library chose (the clock's, an int ending in the process's
-        # discriminator).
+        # measurement's time too.
         self.recorder = recorder
         method = request.method or 'GET'
         self.method = method if method in recorder.methods else OTHER_METHOD
@@ -511,7 +502,8 @@ class InfluxDBMixin:
                         pattern = pattern[:-1]
                     endpoint = pattern
                 else:
-                    # _State.endpoint's first step, inline.
+                    # The pattern kept by _State.endpoint, while the
+                    # routers have the rules they had then.
                     fixed = state.fixed.get(cls)
                     if (
                         fixed is not None
