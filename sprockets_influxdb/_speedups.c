@@ -2310,10 +2310,36 @@ static void
 record_dealloc(PyObject *op)
 {
     PyTypeObject *type = Py_TYPE(op);
+    if (PyObject_CallFinalizerFromDealloc(op) < 0) {
+        return; /* resurrected by _released() */
+    }
     PyObject_GC_UnTrack(op);
     record_clear(op);
     type->tp_free(op);
     Py_DECREF(type);
+}
+
+/* A record freed before it was finished (a WSGI response neither
+ * exhausted nor closed): its _released() is called, which records it.
+ * Nothing to do, and no Python frame, for a finished one. */
+static void
+record_finalize(PyObject *op)
+{
+    if (((RecordObject *)op)->finished) {
+        return;
+    }
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    PyObject *result = PyObject_CallMethod(op, "_released", NULL);
+    if (result == NULL) {
+        /* Released at any time, the interpreter's exit included: never an
+         * error printed from a finalizer (_released reports its own). */
+        PyErr_Clear();
+    }
+    else {
+        Py_DECREF(result);
+    }
+    PyErr_Restore(type, value, traceback);
 }
 
 static PyMethodDef record_methods[] = {
@@ -2338,6 +2364,7 @@ static PyType_Slot record_slots[] = {
     {Py_tp_doc, "The compiled base of RequestRecord."},
     {Py_tp_new, PyType_GenericNew},
     {Py_tp_dealloc, record_dealloc},
+    {Py_tp_finalize, record_finalize},
     {Py_tp_traverse, record_traverse},
     {Py_tp_clear, record_clear},
     {Py_tp_methods, record_methods},

@@ -48,7 +48,6 @@ from sprockets_influxdb.request_metrics import (
     OTHER_METHOD,
     UNMATCHED,
     RequestRecord,
-    RequestRecorder,
     middleware_recorder,
     stand_in,
 )
@@ -132,7 +131,36 @@ class InfluxDBMiddleware:
             if recorder is not None and not (
                 recorder._excluded and recorder.excluded(scope['path'])
             ):
-                responder = _Responder(self, recorder, scope, receive, send)
+                # RequestRecord.__init__ and the rest of the setup,
+                # inline.
+                responder = _new(_Responder)
+                responder.recorder = recorder
+                method = scope['method']
+                responder.method = (
+                    method if method in recorder.methods else OTHER_METHOD
+                )
+                responder.started = _monotonic()
+                measurement = responder.measurement = Measurement(
+                    recorder.database, recorder.measurement
+                )
+                responder.finished = False
+                responder.middleware = self
+                responder.scope = scope
+                responder.downstream_receive = receive
+                responder.downstream_send = send
+                responder.path = scope['path']
+                responder.root_path = scope.get('root_path', '')
+                responder.root = scope.get('app')
+                responder.status = 500
+                responder.body_bytes = 0
+                responder.disconnected = False
+                responder.ended = None
+                scope[_RECORDING] = True
+                state = scope.get('state')
+                if state is None:
+                    scope['state'] = {'influxdb': measurement}
+                elif isinstance(state, dict):
+                    state['influxdb'] = measurement
                 try:
                     await self.app(scope, responder.receive, responder.send)
                 except BaseException as error:
@@ -388,7 +416,6 @@ class _Responder(RequestRecord):
 
     __slots__ = (
         'body_bytes',
-        'completed',
         'disconnected',
         'downstream_receive',
         'downstream_send',
@@ -401,54 +428,57 @@ class _Responder(RequestRecord):
         'status',
     )
 
-    def __init__(
-        self,
-        middleware: InfluxDBMiddleware,
-        recorder: RequestRecorder,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-    ) -> None:
-        # RequestRecord.__init__, inline.
-        self.recorder = recorder
-        method = scope['method']
-        self.method = method if method in recorder.methods else OTHER_METHOD
-        self.started = _monotonic()
-        measurement = self.measurement = Measurement(
-            recorder.database, recorder.measurement
-        )
-        self.finished = False
-        self.middleware = middleware
-        self.scope = scope
-        self.downstream_receive = receive
-        self.downstream_send = send
-        # Routing changes the scope in place: keep what the routes match.
-        self.path = scope['path']
-        self.root_path = scope.get('root_path', '')
-        # The application whose routes route the request (a mounted
-        # Starlette application puts itself in the scope later).
-        self.root = scope.get('app')
-        self.status = 500
-        self.body_bytes = 0
-        self.completed = False
-        self.disconnected = False
-        self.ended: float | None = None
-        scope[_RECORDING] = True
-        state = scope.get('state')
-        if state is None:
-            scope['state'] = {'influxdb': measurement}
-        elif isinstance(state, dict):
-            state['influxdb'] = measurement
+    # Set up by InfluxDBMiddleware.__call__ (no __init__: a frame less
+    # per request): the RequestRecord attributes, and these.
+    #: The middleware serving the request.
+    middleware: InfluxDBMiddleware
+    #: The request's scope (routing changes it in place).
+    scope: Scope
+    #: The server's receive and send.
+    downstream_receive: Receive
+    downstream_send: Send
+    #: The path and root path before routing: what the routes match.
+    path: str
+    root_path: str
+    #: The application whose routes route the request (a mounted
+    #: Starlette application puts itself in the scope later).
+    root: object
+    #: The status the application gave (500 until it gives one).
+    status: int
+    #: Bytes of body handed to the server.
+    body_bytes: int
+    #: Whether the client went away before the response was complete.
+    disconnected: bool
+    #: When the last of the response was handed to the server, once it
+    #: was.
+    ended: float | None
 
     async def receive(self) -> Message:
         """The ``receive`` the application is given."""
         message = await self.downstream_receive()
-        if message['type'] == 'http.disconnect' and not self.completed:
+        if message['type'] == 'http.disconnect' and self.ended is None:
             self.disconnected = True
         return message
 
-    async def send(self, message: Message) -> None:
-        """The ``send`` the application is given."""
+    def send(self, message: Message) -> Awaitable[None]:
+        """The ``send`` the application is given.
+
+        The last of a response under 500, the usual case, is recorded and
+        handed to the server without a coroutine of the middleware's own:
+        a client gone while it is sent got the whole response.
+        """
+        if (
+            message['type'] == 'http.response.body'
+            and not message.get('more_body', False)
+            and self.status < 500
+        ):
+            self.body_bytes += len(message.get('body', b''))
+            self.ended = _monotonic()
+            self.complete(None)
+            return self.downstream_send(message)
+        return self._send(message)
+
+    async def _send(self, message: Message) -> None:
         kind = message['type']
         if kind == 'http.response.body':
             size = len(message.get('body', b''))
@@ -464,7 +494,6 @@ class _Responder(RequestRecord):
                 return
             self.body_bytes += size
             # The last of the response, about to be handed to the server.
-            self.completed = True
             self.ended = _monotonic()
             if self.status < 500:
                 self.complete(None)
@@ -473,7 +502,6 @@ class _Responder(RequestRecord):
         elif kind == 'http.response.pathsend':
             # The server sends the file itself: the last of the body.
             self.body_bytes += _file_size(message.get('path'))
-            self.completed = True
             self.ended = _monotonic()
             if self.status < 500:
                 self.complete(None)
@@ -534,3 +562,8 @@ class _Responder(RequestRecord):
             gone,
             self.ended,
         )
+
+
+# A _Responder without RequestRecord.__init__ (InfluxDBMiddleware.__call__
+# sets it up).
+_new = _Responder.__new__

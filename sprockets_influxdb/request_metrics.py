@@ -19,6 +19,7 @@ This module imports no web framework.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -572,5 +573,21 @@ class RequestRecord(_RecordBase):
                 'Could not record a request measurement', failure
             )
 
+    def _released(self) -> None:
+        """Called when the record is freed before it was finished.
+
+        Nothing by default; an integration whose requests can end that
+        way (a WSGI response neither exhausted nor closed) records the
+        request here.  Exceptions it raises are ignored.
+        """
+
     if _compiled is None:
         _finish = _finish_py
+
+        def __del__(self) -> None:
+            # The compiled base does this in C, without a frame for a
+            # finished record.
+            # (A record whose __init__ failed has no finished flag.)
+            if not getattr(self, 'finished', True):
+                with contextlib.suppress(Exception):
+                    self._released()

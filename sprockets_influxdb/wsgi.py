@@ -59,7 +59,6 @@ from sprockets_influxdb.request_metrics import (
     OTHER_METHOD,
     UNMATCHED,
     RequestRecord,
-    RequestRecorder,
     middleware_recorder,
     stand_in,
 )
@@ -147,7 +146,23 @@ class InfluxDBMiddleware:
         ):
             environ[ENVIRON_KEY] = stand_in(self._database, self._measurement)
             return self.app(environ, start_response)
-        request = _Request(self, recorder, environ, start_response)
+        # RequestRecord.__init__ and the rest of the setup, inline.
+        request = _new(_Request)
+        request.recorder = recorder
+        method = environ.get('REQUEST_METHOD', 'GET')
+        request.method = method if method in recorder.methods else OTHER_METHOD
+        request.started = _monotonic()
+        environ[ENVIRON_KEY] = request.measurement = Measurement(
+            recorder.database, recorder.measurement
+        )
+        request.finished = False
+        request.middleware = self
+        request.environ = environ
+        request.start_response = start_response
+        request.status = 500
+        request.body_bytes = 0
+        request.declared = None
+        request.rule = _UNKNOWN
         try:
             result = self.app(environ, request.start)
         except BaseException as error:
@@ -162,7 +177,7 @@ class InfluxDBMiddleware:
             request.complete(None)
             return result
         request.result = result
-        return _Body(request)
+        return request
 
     def endpoint(
         self, environ: dict[str, Any], rule: Any = _UNKNOWN
@@ -294,33 +309,26 @@ class _Request(RequestRecord):
         'write',
     )
 
-    def __init__(
-        self,
-        middleware: InfluxDBMiddleware,
-        recorder: RequestRecorder,
-        environ: dict[str, Any],
-        start_response: StartResponse,
-    ) -> None:
-        # RequestRecord.__init__, inline.
-        self.recorder = recorder
-        method = environ.get('REQUEST_METHOD', 'GET')
-        self.method = method if method in recorder.methods else OTHER_METHOD
-        self.started = _monotonic()
-        environ[ENVIRON_KEY] = self.measurement = Measurement(
-            recorder.database, recorder.measurement
-        )
-        self.finished = False
-        self.middleware = middleware
-        self.environ = environ
-        self.start_response = start_response
-        self.status = 500
-        self.body_bytes = 0
-        #: The Content-Length the application declared, if any.
-        self.declared: int | None = None
-        self.result: Iterable[bytes] = ()
-        self.write: Callable[[bytes], object] | None = None
-        #: The rule the application matched, once it has answered.
-        self.rule: Any = _UNKNOWN
+    # Set up by InfluxDBMiddleware.__call__ (no __init__: a frame less
+    # per request): the RequestRecord attributes, and these.
+    #: The middleware serving the request.
+    middleware: InfluxDBMiddleware
+    #: The request's WSGI environment.
+    environ: dict[str, Any]
+    #: The server's start_response.
+    start_response: StartResponse
+    #: The status the application gave (500 until it gives one).
+    status: int
+    #: Bytes of body the application yielded or wrote.
+    body_bytes: int
+    #: The Content-Length the application declared, if any.
+    declared: int | None
+    #: The rule the application matched, once it has answered.
+    rule: Any
+    #: The application's response iterable, once it returned one.
+    result: Iterable[bytes]
+    #: The server's write callable, once the application started.
+    write: Callable[[bytes], object]
 
     def start(
         self,
@@ -388,53 +396,38 @@ class _Request(RequestRecord):
             self.status,
             endpoint or UNMATCHED,
             handler,
-            0 if environ.get('REQUEST_METHOD') == 'HEAD' else self.body_bytes,
+            0 if self.method == 'HEAD' else self.body_bytes,
             error,
             gone,
             None,
         )
 
-
-class _Body:
-    """The response iterable, counted, recorded once its last byte is out.
-
-    The server iterates over it and then closes it; a test client may do
-    neither.
-    """
-
-    __slots__ = ('_request',)
-
-    def __init__(self, request: _Request) -> None:
-        self._request = request
-
     def __iter__(self) -> Iterator[bytes]:
-        request = self._request
         try:
-            for chunk in request.result:
-                request.body_bytes += len(chunk)
-                declared = request.declared
+            for chunk in self.result:
+                self.body_bytes += len(chunk)
+                declared = self.declared
                 if (
                     declared is not None
-                    and request.body_bytes >= declared
-                    and not request.finished
+                    and self.body_bytes >= declared
+                    and not self.finished
                 ):
                     # The last chunk: recorded before the server has it.
-                    request.complete(None)
+                    self.complete(None)
                 yield chunk
         except GeneratorExit:
             raise
         except Exception as error:
-            request.complete(error)
+            self.complete(error)
             raise
-        if not request.finished:  # no Content-Length reached
-            request.complete(None)
+        if not self.finished:  # no Content-Length reached
+            self.complete(None)
 
     def close(self) -> None:
         """Close the application's iterable, then record the request."""
-        request = self._request
-        if request.finished:
+        if self.finished:
             # Recorded at its last byte already (the usual case).
-            close = getattr(request.result, 'close', None)
+            close = getattr(self.result, 'close', None)
             if close is not None:
                 close()
             return
@@ -443,28 +436,35 @@ class _Body:
         sending_failed = sys.exc_info()[0] is not None
         error: BaseException | None = None
         try:
-            close = getattr(request.result, 'close', None)
+            close = getattr(self.result, 'close', None)
             if close is not None:
                 close()
         except Exception as caught:
             error = caught
             raise
         finally:
-            if not request.finished:
+            if not self.finished:
                 # A HEAD response may go unread.
                 gone = (
                     error is None
                     and sending_failed
-                    and request.environ.get('REQUEST_METHOD') != 'HEAD'
+                    and self.environ.get('REQUEST_METHOD') != 'HEAD'
                 )
-                request.complete(error, gone=gone)
+                self.complete(error, gone=gone)
 
-    def __del__(self) -> None:
-        # Neither exhausted nor closed (a test client that only looked at
-        # the status): recorded with the status the application gave.
-        request = self._request
-        if not request.finished:
+    def _released(self) -> None:
+        """Record a response neither exhausted nor closed when it is freed.
+
+        A test client that only looked at the status does that: recorded
+        with the status the application gave.
+        """
+        if not self.finished:
             # Released at any time, the interpreter's exit included: never
             # an error printed from a finalizer.
             with contextlib.suppress(Exception):
-                request.complete(None)
+                self.complete(None)
+
+
+# A _Request without RequestRecord.__init__ (InfluxDBMiddleware.__call__
+# sets it up).
+_new = _Request.__new__

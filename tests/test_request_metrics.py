@@ -532,3 +532,79 @@ def test_a_request_that_cannot_be_recorded_is_reported_and_served(
         (row['endpoint'], row['content_length'])
         for row in influxdb.rows('broken', 'web')
     ] == [('/good', 2)]
+
+
+RELEASE_SCRIPT = """
+import gc
+import json
+
+from sprockets_influxdb.request_metrics import RequestRecord, RequestRecorder
+
+recorded = []
+released = []
+recorder = RequestRecorder('db', 'web', add_measurement=recorded.append)
+
+
+class Record(RequestRecord):
+    __slots__ = ('name', 'other')
+
+    def _released(self):
+        released.append(self.name)
+        if self.name == 'raises':
+            raise RuntimeError('never printed')
+        self.finish(200, endpoint='/', handler='h', content_length=0)
+
+
+def make(name, finished):
+    record = Record(recorder, 'GET')
+    record.name = name
+    if finished:
+        record.finish(201, endpoint='/', handler='h', content_length=0)
+    return record
+
+
+make('finished', True)
+make('unfinished', False)
+make('raises', False)
+cycle = make('in a cycle', False)
+cycle.other = [cycle]
+del cycle
+gc.collect()
+plain = RequestRecord(recorder, 'GET')  # the base's own: nothing
+del plain
+print(json.dumps({
+    'compiled': RequestRecord.__mro__[1] is not object,
+    'released': released,
+    'statuses': sorted(m.tags['status_code'] for m in recorded),
+}))
+"""
+
+
+def test_a_record_freed_unfinished_is_handed_to_released_once() -> None:
+    """A record freed before it was finished goes to its ``_released``.
+
+    The WSGI middleware records an unread, unclosed response that way.
+    A finished record is not handed over, an exception raised there is
+    neither raised nor printed, and a record in a reference cycle goes
+    the same way: alike in the compiled and pure Python modes.
+    """
+    import json
+
+    answers = {}
+    for pure in ('0', '1'):
+        result = run_script(
+            RELEASE_SCRIPT, {'SPROCKETS_INFLUXDB_PURE_PYTHON': pure}
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stderr == ''
+        answers[pure] = json.loads(result.stdout)
+    assert answers['0'].pop('compiled') is True
+    assert answers['1'].pop('compiled') is False
+    assert (
+        answers['0']
+        == answers['1']
+        == {
+            'released': ['unfinished', 'raises', 'in a cycle'],
+            'statuses': ['200', '200', '201'],
+        }
+    )
