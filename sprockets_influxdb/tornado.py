@@ -306,32 +306,16 @@ class _Record(RequestRecord):
 
     __slots__ = ('body_bytes', 'declared', 'handler', 'head')
 
-    def __init__(
-        self,
-        handler: InfluxDBMixin,
-        recorder: RequestRecorder,
-        request: httputil.HTTPServerRequest,
-    ) -> None:
-        # RequestRecord.__init__ and date_back(), inline: the handler is
-        # made once the request has arrived (and its body, unless
-        # streamed), so the start is dated back to its arrival, and the
-        # measurement's time too.
-        self.recorder = recorder
-        method = request.method or 'GET'
-        self.method = method if method in recorder.methods else OTHER_METHOD
-        ago = request.request_time()
-        self.started = _monotonic() - ago
-        measurement = self.measurement = Measurement(
-            recorder.database, recorder.measurement
-        )
-        moment: int = measurement._time  # type: ignore[assignment]
-        measurement._time = moment - int(ago * 1e6) * 1000
-        self.finished = False
-        self.handler: InfluxDBMixin | None = handler
-        # Tornado sends no body in answer to HEAD.
-        self.head = method == 'HEAD'
-        self.body_bytes = 0
-        self.declared: int | None = None
+    # Set up by InfluxDBMixin._influxdb_begin (no __init__: a frame less
+    # per request): the RequestRecord attributes, and these.
+    #: The handler, until it has finished.
+    handler: InfluxDBMixin | None
+    #: Whether the request is a HEAD (Tornado sends no body in answer).
+    head: bool
+    #: Bytes of body handed to the connection.
+    body_bytes: int
+    #: The Content-Length the handler declared, if any.
+    declared: int | None
 
     def transform_first_chunk(
         self,
@@ -436,8 +420,28 @@ class InfluxDBMixin:
                 recorder.measurement if recorder else None,
             )
         else:
-            record = self._influxdb_record = _Record(self, recorder, request)
-            measurement = record.measurement
+            # RequestRecord.__init__ and date_back(), inline: the handler
+            # is made once the request has arrived (and its body, unless
+            # streamed), so the start is dated back to its arrival, and
+            # the measurement's time too.
+            record = self._influxdb_record = _new(_Record)
+            record.recorder = recorder
+            method = request.method or 'GET'
+            record.method = (
+                method if method in recorder.methods else OTHER_METHOD
+            )
+            ago = request.request_time()
+            record.started = _monotonic() - ago
+            measurement = record.measurement = Measurement(
+                recorder.database, recorder.measurement
+            )
+            moment: int = measurement._time  # type: ignore[assignment]
+            measurement._time = moment - int(ago * 1e6) * 1000
+            record.finished = False
+            record.handler = self
+            record.head = method == 'HEAD'
+            record.body_bytes = 0
+            record.declared = None
         self.influxdb = measurement
         return measurement
 
@@ -544,3 +548,8 @@ class NotFoundHandler(InfluxDBMixin, web.RequestHandler):
     def prepare(self) -> None:
         """Answer 404 whatever the method."""
         raise web.HTTPError(404)
+
+
+# A _Record without RequestRecord.__init__ (InfluxDBMixin._influxdb_begin
+# sets it up).
+_new = _Record.__new__

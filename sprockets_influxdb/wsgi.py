@@ -446,9 +446,7 @@ class _Request(RequestRecord):
             if not self.finished:
                 # A HEAD response may go unread.
                 gone = (
-                    error is None
-                    and sending_failed
-                    and self.environ.get('REQUEST_METHOD') != 'HEAD'
+                    error is None and sending_failed and self.method != 'HEAD'
                 )
                 self.complete(error, gone=gone)
 
