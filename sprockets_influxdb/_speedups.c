@@ -1166,7 +1166,45 @@ typedef struct {
     PyObject *tags;
     PyObject *fields;
     PyObject *time;
+    /* A new measurement shares the base tags (tags is then the state's
+     * default_tags dict, never changed in place) and has no fields dict
+     * yet (fields NULL): made on first use, the copy of the tags when they
+     * are read or set, the dict of fields when it is.  A request recorded
+     * without a tag or field of its own never makes either. */
+    char tags_shared;
+    char fields_lazy;
 } MeasurementObject;
+
+/* The measurement's own tags dict, copied from the shared base tags if
+ * not yet: 0, or -1 on an error. */
+static int
+own_tags(MeasurementObject *self)
+{
+    if (self->tags_shared) {
+        PyObject *copy = PyDict_Copy(self->tags);
+        if (copy == NULL) {
+            return -1;
+        }
+        Py_SETREF(self->tags, copy);
+        self->tags_shared = 0;
+    }
+    return 0;
+}
+
+/* The measurement's own fields dict, made if not yet: 0, or -1. */
+static int
+own_fields(MeasurementObject *self)
+{
+    if (self->fields_lazy) {
+        PyObject *fields = PyDict_New();
+        if (fields == NULL) {
+            return -1;
+        }
+        Py_XSETREF(self->fields, fields);
+        self->fields_lazy = 0;
+    }
+    return 0;
+}
 
 /* The module state of the compiled base among the classes of type. */
 static State *
@@ -1244,20 +1282,20 @@ measurement_init(PyObject *op, PyObject *args, PyObject *kwargs)
                 return -1;
             }
             if (known) {
-                PyObject *tags = PyDict_Copy(state->default_tags);
-                PyObject *fields = tags ? PyDict_New() : NULL;
-                PyObject *time = fields ? clock_now(state) : NULL;
+                PyObject *time = clock_now(state);
                 if (time == NULL) {
-                    Py_XDECREF(tags);
-                    Py_XDECREF(fields);
                     return -1;
                 }
                 Py_INCREF(database);
                 Py_XSETREF(self->database, database);
                 Py_INCREF(name);
                 Py_XSETREF(self->name, name);
-                Py_XSETREF(self->tags, tags);
-                Py_XSETREF(self->fields, fields);
+                /* Shared until used (see MeasurementObject). */
+                Py_INCREF(state->default_tags);
+                Py_XSETREF(self->tags, state->default_tags);
+                self->tags_shared = 1;
+                Py_CLEAR(self->fields);
+                self->fields_lazy = 1;
                 Py_XSETREF(self->time, time);
                 return 0;
             }
@@ -1302,6 +1340,9 @@ measurement_set_tag(PyObject *op, PyTypeObject *cls, PyObject *const *args,
     if (state == NULL) {
         return NULL;
     }
+    if (own_tags(self) < 0) {
+        return NULL;
+    }
     if (nargs == 2 && kwnames == NULL && state->tag_pair_cache != NULL
         && self->tags != NULL && PyDict_CheckExact(self->tags)
         && PyUnicode_CheckExact(args[0]) && PyUnicode_CheckExact(args[1])) {
@@ -1332,6 +1373,9 @@ measurement_set_field(PyObject *op, PyTypeObject *cls,
     MeasurementObject *self = (MeasurementObject *)op;
     State *state = PyType_GetModuleState(cls);
     if (state == NULL) {
+        return NULL;
+    }
+    if (own_fields(self) < 0) {
         return NULL;
     }
     if (nargs == 2 && kwnames == NULL && state->field_key_cache != NULL
@@ -1419,18 +1463,20 @@ measurement_snapshot(PyObject *op, PyObject *unused)
     if (self->tags == NULL) {
         return no_attribute(op, "tags");
     }
-    if (self->fields == NULL) {
+    if (self->fields == NULL && !self->fields_lazy) {
         return no_attribute(op, "fields");
     }
     PyObject *tags = copy_mapping(self->tags);
     if (tags == NULL) {
         return NULL;
     }
-    if (self->fields == NULL) {  /* dict() of the tags ran code */
+    if (self->fields == NULL && !self->fields_lazy) {
+        /* dict() of the tags ran code */
         Py_DECREF(tags);
         return no_attribute(op, "fields");
     }
-    PyObject *fields = copy_mapping(self->fields);
+    PyObject *fields = self->fields == NULL ? PyDict_New()
+                                            : copy_mapping(self->fields);
     if (fields == NULL) {
         Py_DECREF(tags);
         return NULL;
@@ -1496,9 +1542,73 @@ static PyMemberDef measurement_members[] = {
      NULL},
     {"name", T_OBJECT_EX, offsetof(MeasurementObject, name), 0, NULL},
     {"_time", T_OBJECT_EX, offsetof(MeasurementObject, time), 0, NULL},
-    {"tags", T_OBJECT_EX, offsetof(MeasurementObject, tags), 0, NULL},
-    {"fields", T_OBJECT_EX, offsetof(MeasurementObject, fields), 0, NULL},
     {NULL, 0, 0, 0, NULL},
+};
+
+static PyObject *
+measurement_get_tags(PyObject *op, void *closure)
+{
+    (void)closure;
+    MeasurementObject *self = (MeasurementObject *)op;
+    if (own_tags(self) < 0) {
+        return NULL;
+    }
+    if (self->tags == NULL) {
+        return no_attribute(op, "tags");
+    }
+    Py_INCREF(self->tags);
+    return self->tags;
+}
+
+static int
+measurement_set_tags(PyObject *op, PyObject *value, void *closure)
+{
+    (void)closure;
+    MeasurementObject *self = (MeasurementObject *)op;
+    if (value == NULL && self->tags == NULL) {
+        no_attribute(op, "tags");
+        return -1;
+    }
+    self->tags_shared = 0;
+    Py_XINCREF(value);
+    Py_XSETREF(self->tags, value);
+    return 0;
+}
+
+static PyObject *
+measurement_get_fields(PyObject *op, void *closure)
+{
+    (void)closure;
+    MeasurementObject *self = (MeasurementObject *)op;
+    if (own_fields(self) < 0) {
+        return NULL;
+    }
+    if (self->fields == NULL) {
+        return no_attribute(op, "fields");
+    }
+    Py_INCREF(self->fields);
+    return self->fields;
+}
+
+static int
+measurement_set_fields(PyObject *op, PyObject *value, void *closure)
+{
+    (void)closure;
+    MeasurementObject *self = (MeasurementObject *)op;
+    if (value == NULL && self->fields == NULL && !self->fields_lazy) {
+        no_attribute(op, "fields");
+        return -1;
+    }
+    self->fields_lazy = 0;
+    Py_XINCREF(value);
+    Py_XSETREF(self->fields, value);
+    return 0;
+}
+
+static PyGetSetDef measurement_getset[] = {
+    {"tags", measurement_get_tags, measurement_set_tags, NULL, NULL},
+    {"fields", measurement_get_fields, measurement_set_fields, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
 };
 
 static PyType_Slot measurement_slots[] = {
@@ -1511,6 +1621,7 @@ static PyType_Slot measurement_slots[] = {
     {Py_tp_clear, measurement_clear},
     {Py_tp_methods, measurement_methods},
     {Py_tp_members, measurement_members},
+    {Py_tp_getset, measurement_getset},
     {0, NULL},
 };
 
@@ -2035,14 +2146,16 @@ record_fast(State *state, RecordObject *self, PyObject *status,
     MeasurementObject *point = (MeasurementObject *)measurement;
     if (point->database == NULL || point->name == NULL || point->time == NULL
         || point->tags == NULL || !PyDict_CheckExact(point->tags)
-        || point->fields == NULL || !PyDict_CheckExact(point->fields)) {
+        || (point->fields == NULL ? !point->fields_lazy
+                                  : !PyDict_CheckExact(point->fields))) {
         return 0;
     }
-    /* Held: the code that runs below may replace any of them. */
+    /* Held: the code that runs below may replace any of them.  (No fields
+     * dict yet: none.) */
     PyObject *held[6] = {base, measurement, recorder, point->tags,
                          point->fields, self->method};
     for (int i = 0; i < 6; i++) {
-        Py_INCREF(held[i]);
+        Py_XINCREF(held[i]);
     }
     PyObject *tags = point->tags, *fields = point->fields;
     PyObject *client = NULL, *key = NULL, *whole = NULL, *values = NULL;
@@ -2131,7 +2244,8 @@ record_fast(State *state, RecordObject *self, PyObject *status,
             goto done;
         }
     }
-    values = PyDict_GET_SIZE(fields) ? PyDict_Copy(fields) : PyDict_New();
+    values = fields != NULL && PyDict_GET_SIZE(fields) ? PyDict_Copy(fields)
+                                                       : PyDict_New();
     duration = values ? PyFloat_FromDouble(seconds) : NULL;
     if (duration == NULL
         || PyDict_SetItem(values, state->record_names[NAME_DURATION],
@@ -2171,7 +2285,7 @@ done:
     Py_XDECREF(signal);
     Py_XDECREF(cache);
     for (int i = 0; i < 6; i++) {
-        Py_DECREF(held[i]);
+        Py_XDECREF(held[i]);
     }
     return outcome;
 }

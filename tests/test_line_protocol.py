@@ -256,6 +256,48 @@ def test_new_measurements_start_with_a_copy_of_the_base_tags() -> None:
     assert 'mine' not in second.tags
 
 
+def test_each_measurements_tags_and_fields_are_its_own() -> None:
+    """However a measurement is changed first (a setter, its dicts, new
+    dicts), the change reaches no other measurement nor the base tags, and
+    what it queues is what it holds then."""
+    base = dict(Measurement('db', 'm').tags)
+    by_setter, by_dict = Measurement('db', 'm'), Measurement('db', 'm')
+    field_dict, field_setter = Measurement('db', 'm'), Measurement('db', 'm')
+    untouched = Measurement('db', 'm')
+    assert untouched._snapshot() == (base, {})
+    by_setter.set_tag('mine', 'x')
+    by_dict.tags['other'] = 'y'
+    field_dict.fields['f'] = 1
+    field_setter.set_field('g', 2.5)
+    assert by_setter.tags == {**base, 'mine': 'x'}
+    assert by_dict.tags == {**base, 'other': 'y'}
+    assert field_dict.tags == field_setter.tags == untouched.tags == base
+    assert Measurement('db', 'm').tags == base
+    assert field_dict.fields == {'f': 1}
+    assert field_setter.fields == {'g': 2.5}
+    assert by_setter.fields == by_dict.fields == untouched.fields == {}
+    assert by_setter.fields is not by_dict.fields
+    assert field_dict._snapshot() == (base, {'f': 1})
+    assert by_dict._snapshot() == ({**base, 'other': 'y'}, {})
+    # The dicts read are the measurement's: changed later, still its own.
+    tags, fields = untouched.tags, untouched.fields
+    assert untouched.tags is tags
+    assert untouched.fields is fields
+    tags['late'] = 'z'
+    fields['late'] = 1
+    assert untouched._snapshot() == ({**base, 'late': 'z'}, {'late': 1})
+    assert 'late' not in Measurement('db', 'm').tags
+    replaced = Measurement('db', 'm')
+    replaced.tags = {'t': 'v'}
+    replaced.fields = {'i': 3}
+    assert replaced._snapshot() == ({'t': 'v'}, {'i': 3})
+    del replaced.tags, replaced.fields
+    with pytest.raises(AttributeError):
+        replaced.tags  # noqa: B018
+    with pytest.raises(AttributeError):
+        replaced.fields  # noqa: B018
+
+
 @given(
     timestamp=st.one_of(
         st.floats(min_value=0, max_value=10_000_000_000),
