@@ -492,11 +492,10 @@ class _Responder(RequestRecord):
                     raise
                 self.body_bytes += size  # once the server took it
                 return
+            # The last of a 5xx response (send() takes the others): it
+            # waits for the error that may follow (see below).
             self.body_bytes += size
-            # The last of the response, about to be handed to the server.
             self.ended = _monotonic()
-            if self.status < 500:
-                self.complete(None)
         elif kind == 'http.response.start':
             self.status = int(message['status'])
         elif kind == 'http.response.pathsend':

@@ -42,7 +42,6 @@ not recorded (an excluded path, no database): a stand-in then.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sys
 import time
@@ -292,9 +291,10 @@ class _Request(RequestRecord):
     """One request going through the middleware, and its response body.
 
     The request's :class:`~sprockets_influxdb.request_metrics.RequestRecord`
-    itself: one object per request.  The body is counted, and the request
-    recorded once the last byte is out.  The server iterates over the body
-    and then closes it; a test client may do neither.
+    and the response iterable the server gets: one object per request.
+    The body is counted, and the request recorded once the last byte is
+    out.  The server iterates over it and then closes it; a test client
+    may do neither.
     """
 
     __slots__ = (
@@ -358,7 +358,6 @@ class _Request(RequestRecord):
     def counting_write(self, data: bytes) -> object:
         """The legacy ``write()`` callable: its bytes count too."""
         self.body_bytes += len(data)
-        assert self.write is not None
         return self.write(data)
 
     def complete(
@@ -454,13 +453,10 @@ class _Request(RequestRecord):
         """Record a response neither exhausted nor closed when it is freed.
 
         A test client that only looked at the status does that: recorded
-        with the status the application gave.
+        with the status the application gave.  (Called for an unfinished
+        record only; what it raises is ignored.)
         """
-        if not self.finished:
-            # Released at any time, the interpreter's exit included: never
-            # an error printed from a finalizer.
-            with contextlib.suppress(Exception):
-                self.complete(None)
+        self.complete(None)
 
 
 # A _Request without RequestRecord.__init__ (InfluxDBMiddleware.__call__
