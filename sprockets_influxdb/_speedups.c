@@ -55,7 +55,20 @@ enum {
     NAME_FINISH_PY,
     NAME_REPORT_FAILURE,
     NAME_FAILURE,
+    NAME_URL_RULE,
+    NAME_RULES,
+    NAME_CLOSE,
+    NAME_START_PY,
+    NAME_COMPLETE_PY,
+    NAME_CLOSE_PY,
+    NAME_COUNTING_WRITE,
+    NAME_GONE,
+    NAME_HEAD_METHOD,
+    /* Configured (configure_requests(), configure_wsgi()). */
     NAME_UNMATCHED,
+    NAME_UNKNOWN,
+    NAME_ERROR_KEY,
+    NAME_REQUEST_KEY,
     NAME_COUNT
 };
 
@@ -73,6 +86,18 @@ static const char *const RECORD_NAMES[NAME_COUNT] = {
     "_finish_py",
     "report_failure",
     "Could not record a request measurement",
+    "url_rule",
+    "_rules",
+    "close",
+    "_start_py",
+    "_complete_py",
+    "_close_py",
+    "counting_write",
+    "gone",
+    "HEAD",
+    NULL,
+    NULL,
+    NULL,
     NULL,
 };
 
@@ -2293,6 +2318,9 @@ done:
 /* _finish(status, endpoint, handler, content_length, error, disconnected,
  * ended): RequestRecord.finish, its arguments by position. */
 static PyObject *
+record_finish_with(State *state, PyObject *op, PyObject *const *args);
+
+static PyObject *
 record_finish(PyObject *op, PyTypeObject *cls, PyObject *const *args,
               Py_ssize_t nargs, PyObject *kwnames)
 {
@@ -2306,6 +2334,13 @@ record_finish(PyObject *op, PyTypeObject *cls, PyObject *const *args,
                         "content_length, error, disconnected and ended");
         return NULL;
     }
+    return record_finish_with(state, op, args);
+}
+
+/* _finish() with its seven arguments. */
+static PyObject *
+record_finish_with(State *state, PyObject *op, PyObject *const *args)
+{
     RecordObject *self = (RecordObject *)op;
     if (self->finished) {
         Py_RETURN_NONE;
@@ -2509,6 +2544,620 @@ configure_requests(PyObject *module, PyObject *unmatched)
     Py_RETURN_NONE;
 }
 
+/* ------------------------------------------------------------------------
+ * The compiled base of sprockets_influxdb.wsgi._Request: a request's
+ * record that is also the response iterable the WSGI server gets.  Its
+ * start (the start_response the application is given), its iteration,
+ * close and complete do what the Python methods (_start_py, _iter_py,
+ * _close_py, _complete_py) do, in C for the common case: a str status, a
+ * list of (str, str) headers, a rule the middleware has met before, a
+ * response closed after its last byte.  Anything else goes to them.
+ * ------------------------------------------------------------------------
+ */
+
+typedef struct {
+    RecordObject record;
+    PyObject *middleware;
+    PyObject *environ;
+    PyObject *start_response;
+    PyObject *rule;
+    PyObject *result;
+    PyObject *write;
+    PyObject *declared;
+    PyObject *iterator; /* iter(result), from the first next() on */
+    long long body_bytes;
+    int status;
+    char exhausted; /* the iteration ended (or raised) */
+} WSGIRecordObject;
+
+/* The class's own Python method *name*, called with these arguments. */
+static PyObject *
+call_own(PyObject *op, PyObject *name, PyObject *const *args,
+         Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *function = PyObject_GetAttr((PyObject *)Py_TYPE(op), name);
+    if (function == NULL) {
+        return NULL;
+    }
+    PyObject *result = call_python(function, op, args, nargs, kwnames);
+    Py_DECREF(function);
+    return result;
+}
+
+/* Whether name (an ASCII str) is Content-Length, in any case. */
+static int
+is_content_length(PyObject *name)
+{
+    static const char wanted[] = "content-length";
+    if (PyUnicode_GET_LENGTH(name) != (Py_ssize_t)(sizeof(wanted) - 1)) {
+        return 0;
+    }
+    const unsigned char *text = PyUnicode_1BYTE_DATA(name);
+    for (size_t i = 0; i < sizeof(wanted) - 1; i++) {
+        unsigned char c = text[i];
+        if (c >= 'A' && c <= 'Z') {
+            c = (unsigned char)(c - 'A' + 'a');
+        }
+        if (c != (unsigned char)wanted[i]) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* start(status, headers, exc_info=None): the start_response the
+ * application is given (_start_py for anything but a str status starting
+ * with three digits and a list of (ASCII str, str) tuples). */
+static PyObject *
+wsgi_start(PyObject *op, PyTypeObject *cls, PyObject *const *args,
+           Py_ssize_t nargs, PyObject *kwnames)
+{
+    State *state = PyType_GetModuleState(cls);
+    if (state == NULL) {
+        return NULL;
+    }
+    WSGIRecordObject *self = (WSGIRecordObject *)op;
+    PyObject *key = state->record_names[NAME_REQUEST_KEY];
+    PyObject *unknown = state->record_names[NAME_UNKNOWN];
+    if (kwnames != NULL || nargs < 2 || nargs > 3 || key == NULL
+        || unknown == NULL || self->start_response == NULL
+        || !PyUnicode_CheckExact(args[0])
+        || PyUnicode_GET_LENGTH(args[0]) < 3 || !PyList_CheckExact(args[1])) {
+        goto python;
+    }
+    int code = 0;
+    for (Py_ssize_t i = 0; i < 3; i++) {
+        Py_UCS4 c = PyUnicode_ReadChar(args[0], i);
+        if (c < '0' || c > '9') {
+            goto python;
+        }
+        code = code * 10 + (int)(c - '0');
+    }
+    /* The Content-Length declared, if any: found before anything is
+     * done, so that another shape of headers can still go to Python. */
+    PyObject *headers = args[1], *value = NULL;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(headers); i++) {
+        PyObject *item = PyList_GET_ITEM(headers, i);
+        if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 2) {
+            goto python;
+        }
+        PyObject *name = PyTuple_GET_ITEM(item, 0);
+        if (!PyUnicode_CheckExact(name) || !PyUnicode_IS_ASCII(name)) {
+            goto python;
+        }
+        if (is_content_length(name)) {
+            value = PyTuple_GET_ITEM(item, 1);
+            if (!PyUnicode_CheckExact(value)) {
+                goto python;
+            }
+            break;
+        }
+    }
+    PyObject *declared = Py_None;
+    Py_INCREF(declared);
+    if (value != NULL) {
+        PyObject *number = PyLong_FromUnicodeObject(value, 10);
+        if (number != NULL) {
+            Py_SETREF(declared, number);
+        }
+        else if (PyErr_ExceptionMatches(PyExc_ValueError)) {
+            PyErr_Clear();
+        }
+        else {
+            Py_DECREF(declared);
+            return NULL;
+        }
+    }
+    self->status = code;
+    PyObject *start_response = self->start_response;
+    Py_INCREF(start_response);
+    PyObject *write = PyObject_Vectorcall(start_response, args,
+                                          (size_t)nargs, NULL);
+    Py_DECREF(start_response);
+    if (write == NULL) {
+        Py_DECREF(declared);
+        return NULL;
+    }
+    Py_XSETREF(self->write, write);
+    Py_XSETREF(self->declared, declared);
+    /* A werkzeug request (Flask's) is in the environ until the
+     * application returns: the rule it matched, if it is Flask's. */
+    PyObject *environ = self->environ;
+    if (environ == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "environ");
+        return NULL;
+    }
+    Py_INCREF(environ);
+    PyObject *request;
+    if (PyDict_CheckExact(environ)) {
+        request = PyDict_GetItemWithError(environ, key);
+        Py_XINCREF(request);
+    }
+    else {
+        request = PyObject_CallMethod(environ, "get", "O", key);
+    }
+    Py_DECREF(environ);
+    if (request == NULL) {
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
+    }
+    else {
+        PyObject *rule = request == Py_None
+                             ? NULL
+                             : PyObject_GetAttr(
+                                   request,
+                                   state->record_names[NAME_URL_RULE]);
+        int missing = request != Py_None && rule == NULL;
+        Py_DECREF(request);
+        if (missing) {
+            if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
+                return NULL;
+            }
+            PyErr_Clear();
+        }
+        else if (rule != NULL) {
+            if (rule == unknown) {
+                Py_DECREF(rule);
+            }
+            else {
+                Py_XSETREF(self->rule, rule);
+            }
+        }
+    }
+    return PyObject_GetAttr(op, state->record_names[NAME_COUNTING_WRITE]);
+python:
+    return call_own(op, state->record_names[NAME_START_PY], args, nargs,
+                    kwnames);
+}
+
+/* complete(error, gone): the request recorded once; for a rule the
+ * middleware knows (or none), in C. */
+static PyObject *
+wsgi_complete_with(State *state, WSGIRecordObject *self, PyObject *error,
+                   PyObject *gone)
+{
+    if (self->record.finished) {
+        Py_RETURN_NONE;
+    }
+    PyObject *op = (PyObject *)self;
+    PyObject *rule = self->rule, *environ = self->environ;
+    PyObject *unknown = state->record_names[NAME_UNKNOWN];
+    PyObject *error_key = state->record_names[NAME_ERROR_KEY];
+    PyObject *unmatched = state->record_names[NAME_UNMATCHED];
+    if (rule == NULL || environ == NULL || self->middleware == NULL
+        || !PyDict_CheckExact(environ) || unknown == NULL
+        || error_key == NULL || unmatched == NULL || rule == unknown
+        || self->record.method == NULL) {
+        goto python;
+    }
+    PyObject *entry = NULL, *endpoint = Py_None, *handler = Py_None;
+    if (rule != Py_None) {
+        PyObject *rules = PyObject_GetAttr(self->middleware,
+                                           state->record_names[NAME_RULES]);
+        if (rules == NULL) {
+            goto failed;
+        }
+        if (!PyDict_CheckExact(rules)) {
+            Py_DECREF(rules);
+            goto python;
+        }
+        PyObject *id = PyLong_FromVoidPtr(rule);
+        if (id == NULL) {
+            Py_DECREF(rules);
+            return NULL;
+        }
+        entry = PyDict_GetItemWithError(rules, id);
+        Py_XINCREF(entry);
+        Py_DECREF(id);
+        Py_DECREF(rules);
+        if (entry == NULL) {
+            if (PyErr_Occurred()) {
+                goto failed;
+            }
+            goto python;
+        }
+        if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 3
+            || PyTuple_GET_ITEM(entry, 0) != rule) {
+            Py_DECREF(entry);
+            goto python;
+        }
+        endpoint = PyTuple_GET_ITEM(entry, 1);
+        handler = PyTuple_GET_ITEM(entry, 2);
+    }
+    /* From here on, done here. */
+    Py_INCREF(error);
+    if (error == Py_None) {
+        /* The exception Flask's signal left, if any. */
+        PyObject *left = PyDict_GetItemWithError(environ, error_key);
+        if (left != NULL) {
+            Py_INCREF(left);
+            Py_SETREF(error, left);
+        }
+        else if (PyErr_Occurred()) {
+            Py_DECREF(error);
+            Py_XDECREF(entry);
+            return NULL;
+        }
+    }
+    int named = PyObject_IsTrue(endpoint);
+    int head = named < 0 ? -1
+                         : PyObject_RichCompareBool(self->record.method,
+                                                    state->record_names
+                                                        [NAME_HEAD_METHOD],
+                                                    Py_EQ);
+    PyObject *status = head < 0 ? NULL : PyLong_FromLong(self->status);
+    PyObject *length = status == NULL ? NULL
+                                      : PyLong_FromLongLong(
+                                            head ? 0 : self->body_bytes);
+    PyObject *result = NULL;
+    if (length != NULL) {
+        PyObject *finish[7] = {status, named ? endpoint : unmatched,
+                               handler, length, error, gone, Py_None};
+        result = record_finish_with(state, op, finish);
+    }
+    Py_XDECREF(status);
+    Py_XDECREF(length);
+    Py_DECREF(error);
+    Py_XDECREF(entry);
+    return result;
+failed:
+    /* The lookup failed: Python does it again and reports it. */
+    if (!PyErr_ExceptionMatches(PyExc_Exception)) {
+        return NULL;
+    }
+    PyErr_Clear();
+python: ;
+    PyObject *call[2] = {error, gone};
+    return call_own(op, state->record_names[NAME_COMPLETE_PY], call, 2,
+                    NULL);
+}
+
+static PyObject *
+wsgi_complete(PyObject *op, PyTypeObject *cls, PyObject *const *args,
+              Py_ssize_t nargs, PyObject *kwnames)
+{
+    State *state = PyType_GetModuleState(cls);
+    if (state == NULL) {
+        return NULL;
+    }
+    PyObject *gone = Py_False;
+    Py_ssize_t given = nargs + (kwnames ? PyTuple_GET_SIZE(kwnames) : 0);
+    if (nargs == 2 && kwnames == NULL) {
+        gone = args[1];
+    }
+    else if (nargs == 1 && given == 2) {
+        int same = PyUnicode_Compare(PyTuple_GET_ITEM(kwnames, 0),
+                                     state->record_names[NAME_GONE]);
+        if (same == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+        if (same != 0) {
+            goto python;
+        }
+        gone = args[1];
+    }
+    else if (nargs != 1 || given != 1) {
+        goto python;
+    }
+    return wsgi_complete_with(state, (WSGIRecordObject *)op, args[0], gone);
+python:
+    return call_own(op, state->record_names[NAME_COMPLETE_PY], args, nargs,
+                    kwnames);
+}
+
+/* After an exception in the iteration: when it is an Exception, the
+ * request is recorded with it as its error; it is raised either way.
+ * Returns NULL. */
+static PyObject *
+wsgi_failed(State *state, WSGIRecordObject *self)
+{
+    self->exhausted = 1;
+    Py_CLEAR(self->iterator);
+    if (!PyErr_ExceptionMatches(PyExc_Exception)) {
+        return NULL;
+    }
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    PyErr_NormalizeException(&type, &value, &traceback);
+    if (traceback != NULL && value != NULL) {
+        PyException_SetTraceback(value, traceback);
+    }
+    PyObject *done = wsgi_complete_with(state, self,
+                                        value ? value : Py_None, Py_False);
+    if (done == NULL) {
+        /* Recording failed in a way that is not reported: that error
+         * goes through, with the first as its context. */
+        if (value != NULL) {
+            PyObject *t2, *v2, *tb2;
+            PyErr_Fetch(&t2, &v2, &tb2);
+            PyErr_NormalizeException(&t2, &v2, &tb2);
+            if (v2 != NULL) {
+                PyException_SetContext(v2, value); /* steals value */
+                value = NULL;
+            }
+            PyErr_Restore(t2, v2, tb2);
+        }
+        Py_XDECREF(type);
+        Py_XDECREF(value);
+        Py_XDECREF(traceback);
+        return NULL;
+    }
+    Py_DECREF(done);
+    PyErr_Restore(type, value, traceback);
+    return NULL;
+}
+
+/* Whether the body yielded reached the Content-Length declared: 1, 0 or
+ * -1 on an error. */
+static int
+declared_reached(WSGIRecordObject *self)
+{
+    PyObject *declared = self->declared;
+    if (PyLong_CheckExact(declared)) {
+        int overflow;
+        long long value = PyLong_AsLongLongAndOverflow(declared, &overflow);
+        if (value == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+        return overflow ? overflow < 0 : self->body_bytes >= value;
+    }
+    Py_INCREF(declared);
+    PyObject *count = PyLong_FromLongLong(self->body_bytes);
+    int reached = count == NULL
+                      ? -1
+                      : PyObject_RichCompareBool(count, declared, Py_GE);
+    Py_XDECREF(count);
+    Py_DECREF(declared);
+    return reached;
+}
+
+static PyObject *
+wsgi_iter(PyObject *op)
+{
+    Py_INCREF(op);
+    return op;
+}
+
+/* The response's next chunk: counted, and the request recorded when it is
+ * the last (before the server has it). */
+static PyObject *
+wsgi_next(PyObject *op)
+{
+    WSGIRecordObject *self = (WSGIRecordObject *)op;
+    if (self->exhausted) {
+        return NULL;
+    }
+    State *state = state_of_type(Py_TYPE(op));
+    if (state == NULL) {
+        return NULL;
+    }
+    if (self->iterator == NULL) {
+        if (self->result == NULL) {
+            PyErr_SetString(PyExc_AttributeError, "result");
+            return wsgi_failed(state, self);
+        }
+        PyObject *iterator = PyObject_GetIter(self->result);
+        if (iterator == NULL) {
+            return wsgi_failed(state, self);
+        }
+        Py_XSETREF(self->iterator, iterator);
+    }
+    PyObject *iterator = self->iterator;
+    Py_INCREF(iterator);
+    PyObject *chunk = Py_TYPE(iterator)->tp_iternext(iterator);
+    Py_DECREF(iterator);
+    if (chunk == NULL) {
+        if (PyErr_Occurred()) {
+            if (!PyErr_ExceptionMatches(PyExc_StopIteration)) {
+                return wsgi_failed(state, self);
+            }
+            PyErr_Clear();
+        }
+        self->exhausted = 1;
+        Py_CLEAR(self->iterator);
+        if (!self->record.finished) { /* no Content-Length reached */
+            PyObject *done = wsgi_complete_with(state, self, Py_None,
+                                                Py_False);
+            if (done == NULL) {
+                return NULL;
+            }
+            Py_DECREF(done);
+        }
+        return NULL;
+    }
+    Py_ssize_t size = PyObject_Size(chunk);
+    if (size < 0) {
+        Py_DECREF(chunk);
+        return wsgi_failed(state, self);
+    }
+    self->body_bytes += size;
+    if (self->declared != NULL && self->declared != Py_None
+        && !self->record.finished) {
+        int reached = declared_reached(self);
+        if (reached > 0 && !self->record.finished) {
+            /* The last chunk: recorded before the server has it. */
+            PyObject *done = wsgi_complete_with(state, self, Py_None,
+                                                Py_False);
+            reached = done == NULL ? -1 : 0;
+            Py_XDECREF(done);
+        }
+        if (reached < 0) {
+            Py_DECREF(chunk);
+            return wsgi_failed(state, self);
+        }
+    }
+    return chunk;
+}
+
+/* close(): the application's iterable closed, after its last byte
+ * (_close_py for a response not recorded yet). */
+static PyObject *
+wsgi_close(PyObject *op, PyTypeObject *cls, PyObject *const *args,
+           Py_ssize_t nargs, PyObject *kwnames)
+{
+    State *state = PyType_GetModuleState(cls);
+    if (state == NULL) {
+        return NULL;
+    }
+    WSGIRecordObject *self = (WSGIRecordObject *)op;
+    if (nargs != 0 || kwnames != NULL || !self->record.finished
+        || self->result == NULL) {
+        return call_own(op, state->record_names[NAME_CLOSE_PY], args, nargs,
+                        kwnames);
+    }
+    PyObject *close = PyObject_GetAttr(self->result,
+                                       state->record_names[NAME_CLOSE]);
+    if (close == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
+            return NULL;
+        }
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    PyObject *result = PyObject_CallNoArgs(close);
+    Py_DECREF(close);
+    if (result == NULL) {
+        return NULL;
+    }
+    Py_DECREF(result);
+    Py_RETURN_NONE;
+}
+
+static int
+wsgi_traverse(PyObject *op, visitproc visit, void *arg)
+{
+    WSGIRecordObject *self = (WSGIRecordObject *)op;
+    Py_VISIT(self->middleware);
+    Py_VISIT(self->environ);
+    Py_VISIT(self->start_response);
+    Py_VISIT(self->rule);
+    Py_VISIT(self->result);
+    Py_VISIT(self->write);
+    Py_VISIT(self->declared);
+    Py_VISIT(self->iterator);
+    return record_traverse(op, visit, arg);
+}
+
+static int
+wsgi_clear(PyObject *op)
+{
+    WSGIRecordObject *self = (WSGIRecordObject *)op;
+    Py_CLEAR(self->middleware);
+    Py_CLEAR(self->environ);
+    Py_CLEAR(self->start_response);
+    Py_CLEAR(self->rule);
+    Py_CLEAR(self->result);
+    Py_CLEAR(self->write);
+    Py_CLEAR(self->declared);
+    Py_CLEAR(self->iterator);
+    return record_clear(op);
+}
+
+static void
+wsgi_dealloc(PyObject *op)
+{
+    PyTypeObject *type = Py_TYPE(op);
+    if (PyObject_CallFinalizerFromDealloc(op) < 0) {
+        return; /* resurrected by _released() */
+    }
+    PyObject_GC_UnTrack(op);
+    wsgi_clear(op);
+    type->tp_free(op);
+    Py_DECREF(type);
+}
+
+static PyMethodDef wsgi_methods[] = {
+    {"start", (PyCFunction)(void (*)(void))wsgi_start, METHOD_FLAGS,
+     "start($self, status, headers, exc_info=None, /)\n--\n\n"
+     "The start_response the application is given."},
+    {"complete", (PyCFunction)(void (*)(void))wsgi_complete, METHOD_FLAGS,
+     "complete($self, error, gone=False)\n--\n\n"
+     "Record the request, once, with what the middleware saw."},
+    {"close", (PyCFunction)(void (*)(void))wsgi_close, METHOD_FLAGS,
+     "close($self, /)\n--\n\n"
+     "Close the application's iterable, and record the request."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef wsgi_members[] = {
+    {"middleware", T_OBJECT_EX, offsetof(WSGIRecordObject, middleware), 0,
+     NULL},
+    {"environ", T_OBJECT_EX, offsetof(WSGIRecordObject, environ), 0, NULL},
+    {"start_response", T_OBJECT_EX,
+     offsetof(WSGIRecordObject, start_response), 0, NULL},
+    {"rule", T_OBJECT_EX, offsetof(WSGIRecordObject, rule), 0, NULL},
+    {"result", T_OBJECT_EX, offsetof(WSGIRecordObject, result), 0, NULL},
+    {"write", T_OBJECT_EX, offsetof(WSGIRecordObject, write), 0, NULL},
+    {"declared", T_OBJECT, offsetof(WSGIRecordObject, declared), 0, NULL},
+    {"status", T_INT, offsetof(WSGIRecordObject, status), 0, NULL},
+    {"body_bytes", T_LONGLONG, offsetof(WSGIRecordObject, body_bytes), 0,
+     NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot wsgi_slots[] = {
+    {Py_tp_doc, "The compiled base of the WSGI middleware's record."},
+    {Py_tp_new, PyType_GenericNew},
+    {Py_tp_dealloc, wsgi_dealloc},
+    {Py_tp_finalize, record_finalize},
+    {Py_tp_traverse, wsgi_traverse},
+    {Py_tp_clear, wsgi_clear},
+    {Py_tp_iter, wsgi_iter},
+    {Py_tp_iternext, wsgi_next},
+    {Py_tp_methods, wsgi_methods},
+    {Py_tp_members, wsgi_members},
+    {0, NULL},
+};
+
+static PyType_Spec wsgi_spec = {
+    "sprockets_influxdb._speedups.WSGIRecordBase",
+    sizeof(WSGIRecordObject),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    wsgi_slots,
+};
+
+/* configure_wsgi(unknown, error_key, request_key): the WSGI middleware's
+ * rule not known yet, and its environ keys of Flask's uncaught exception
+ * and of werkzeug's request. */
+static PyObject *
+configure_wsgi(PyObject *module, PyObject *args)
+{
+    PyObject *unknown, *error_key, *request_key;
+    if (!PyArg_ParseTuple(args, "OUU", &unknown, &error_key, &request_key)) {
+        return NULL;
+    }
+    State *state = get_state(module);
+    PyObject *given[3] = {unknown, error_key, request_key};
+    int names[3] = {NAME_UNKNOWN, NAME_ERROR_KEY, NAME_REQUEST_KEY};
+    for (int i = 0; i < 3; i++) {
+        Py_INCREF(given[i]);
+        Py_XSETREF(state->record_names[names[i]], given[i]);
+    }
+    Py_RETURN_NONE;
+}
+
 #endif
 
 static PyObject *
@@ -2598,6 +3247,9 @@ static PyMethodDef methods[] = {
     {"configure_requests", configure_requests, METH_O,
      "configure_requests(unmatched): the endpoint of requests no route "
      "matched"},
+    {"configure_wsgi", configure_wsgi, METH_VARARGS,
+     "configure_wsgi(unknown, error_key, request_key): the WSGI "
+     "middleware's rule not known yet and its environ keys"},
 #endif
     {"configure", configure, METH_VARARGS,
      "configure(prefix_cache, measurement_cache, field_key_cache, "
@@ -2683,8 +3335,17 @@ exec_module(PyObject *module)
     if (record == NULL) {
         return -1;
     }
+    PyObject *wsgi = PyType_FromModuleAndSpec(module, &wsgi_spec, record);
     if (PyModule_AddObject(module, "RequestRecordBase", record) < 0) {
         Py_DECREF(record);
+        Py_XDECREF(wsgi);
+        return -1;
+    }
+    if (wsgi == NULL) {
+        return -1;
+    }
+    if (PyModule_AddObject(module, "WSGIRecordBase", wsgi) < 0) {
+        Py_DECREF(wsgi);
         return -1;
     }
 #endif

@@ -47,13 +47,13 @@ import sys
 import time
 from collections.abc import Iterable, Iterator
 from types import TracebackType
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map
 
 from sprockets_influxdb.client import Client
-from sprockets_influxdb.measurement import Measurement
+from sprockets_influxdb.measurement import Measurement, _compiled
 from sprockets_influxdb.request_metrics import (
     OTHER_METHOD,
     UNMATCHED,
@@ -287,7 +287,18 @@ def _watch_exceptions(flask_app: Any) -> bool:
     return True
 
 
-class _Request(RequestRecord):
+if TYPE_CHECKING:
+    _RequestBase = object
+else:
+    # The compiled base holds the attributes and does start, the iteration,
+    # close and complete in C for the common case, leaving the rest to the
+    # _py methods below (see _speedups.c).
+    _RequestBase = object if _compiled is None else _compiled.WSGIRecordBase
+if _compiled is not None:
+    _compiled.configure_wsgi(_UNKNOWN, _ERROR_KEY, _REQUEST_KEY)
+
+
+class _Request(RequestRecord, _RequestBase):
     """One request going through the middleware, and its response body.
 
     The request's :class:`~sprockets_influxdb.request_metrics.RequestRecord`
@@ -295,18 +306,26 @@ class _Request(RequestRecord):
     The body is counted, and the request recorded once the last byte is
     out.  The server iterates over it and then closes it; a test client
     may do neither.
+
+    With the compiled extension, ``start``, the iteration, ``close`` and
+    ``complete`` are its base's, which hands what it does not do itself to
+    the ``_py`` methods here; in pure Python mode they are these methods.
     """
 
     __slots__ = (
-        'body_bytes',
-        'declared',
-        'environ',
-        'middleware',
-        'result',
-        'rule',
-        'start_response',
-        'status',
-        'write',
+        (
+            'body_bytes',
+            'declared',
+            'environ',
+            'middleware',
+            'result',
+            'rule',
+            'start_response',
+            'status',
+            'write',
+        )
+        if _compiled is None
+        else ()
     )
 
     # Set up by InfluxDBMiddleware.__call__ (no __init__: a frame less
@@ -330,7 +349,7 @@ class _Request(RequestRecord):
     #: The server's write callable, once the application started.
     write: Callable[[bytes], object]
 
-    def start(
+    def _start_py(
         self,
         status: str,
         headers: list[tuple[str, str]],
@@ -338,14 +357,16 @@ class _Request(RequestRecord):
     ) -> Callable[[bytes], object]:
         """The ``start_response`` the application is given."""
         self.status = int(status[:3])
-        self.write = self.start_response(status, headers, exc_info)
+        declared: int | None = None
         for name, value in headers:
             if name == 'Content-Length' or name.lower() == 'content-length':
                 try:
-                    self.declared = int(value)
+                    declared = int(value)
                 except ValueError:
-                    self.declared = None
+                    declared = None
                 break
+        self.write = self.start_response(status, headers, exc_info)
+        self.declared = declared
         # A werkzeug request (Flask's) is in the environ until the
         # application returns: the rule it matched, if it is Flask's.
         request = self.environ.get(_REQUEST_KEY)
@@ -360,7 +381,7 @@ class _Request(RequestRecord):
         self.body_bytes += len(data)
         return self.write(data)
 
-    def complete(
+    def _complete_py(
         self, error: BaseException | None, gone: bool = False
     ) -> None:
         """Record the request, once, with what the middleware saw.
@@ -401,7 +422,7 @@ class _Request(RequestRecord):
             None,
         )
 
-    def __iter__(self) -> Iterator[bytes]:
+    def _iter_py(self) -> Iterator[bytes]:
         try:
             for chunk in self.result:
                 self.body_bytes += len(chunk)
@@ -422,7 +443,7 @@ class _Request(RequestRecord):
         if not self.finished:  # no Content-Length reached
             self.complete(None)
 
-    def close(self) -> None:
+    def _close_py(self) -> None:
         """Close the application's iterable, then record the request."""
         if self.finished:
             # Recorded at its last byte already (the usual case).
@@ -457,6 +478,12 @@ class _Request(RequestRecord):
         record only; what it raises is ignored.)
         """
         self.complete(None)
+
+    if TYPE_CHECKING or _compiled is None:
+        start = _start_py
+        complete = _complete_py
+        __iter__ = _iter_py
+        close = _close_py
 
 
 # A _Request without RequestRecord.__init__ (InfluxDBMiddleware.__call__

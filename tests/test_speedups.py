@@ -1674,3 +1674,45 @@ def test_the_compiled_request_record_on_odd_arguments(
         with pytest.raises(TypeError, match='takes status'):
             record._finish(200)  # type: ignore[call-arg]
     client._buffer.clear()
+
+
+def test_the_compiled_wsgi_record_on_every_shape_of_response() -> None:
+    """The WSGI middleware's record on every shape of request and response.
+
+    The requests of :mod:`tests.wsgi_shapes`, in-process with a client
+    that buffers them, are recorded as expected, and nothing crashes
+    (``.ci/sanitize`` runs this under AddressSanitizer; the comparison
+    with pure Python mode is in ``tests/integrations/test_wsgi.py``).
+    """
+    from sprockets_influxdb import Client, buffer
+    from tests import wsgi_shapes
+
+    client = Client(
+        url='http://127.0.0.1:9/',
+        submission_interval=10**9,
+        trigger_size=10**9,
+        max_buffer_size=10**9,
+        shutdown_timeout=0,
+        tag_hostname=False,
+    )
+    try:
+        outcomes, closed = wsgi_shapes.serve_all('db', 'web', client)
+        recorded = [
+            (
+                tags['method'],
+                tags['endpoint'],
+                tags['status_code'],
+                fields['content_length'],
+                tags.get('error'),
+            )
+            for _, _, _, tags, fields, _ in buffer.entries(
+                client._buffer.take()
+            )
+        ]
+    finally:
+        client._buffer.clear()
+        client.shutdown().result(timeout=30)
+    assert recorded == wsgi_shapes.EXPECTED
+    assert wsgi_shapes.compiled() is not PURE_PYTHON
+    assert closed == [1, 1]
+    assert [outcome[2] for outcome in outcomes].count('BrokenPipeError') == 3

@@ -514,3 +514,80 @@ def test_gunicorn_stopped_right_after_the_last_response_loses_nothing(
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         list(pool.map(run, range(50)))
     assert influxdb.count('flask', 'shop') == 500
+
+
+MODES_SCRIPT = """
+import json
+import sys
+
+import sprockets_influxdb as influxdb
+from tests import wsgi_shapes
+
+influxdb.install(url=sys.argv[1], tag_hostname=False)
+outcomes, closed = wsgi_shapes.serve_all('modes', sys.argv[2])
+assert influxdb.shutdown().result(timeout=30)
+print(json.dumps({
+    'compiled': wsgi_shapes.compiled(),
+    'outcomes': outcomes,
+    'closed': closed,
+    'added': influxdb.stats().added,
+}))
+"""
+
+
+def test_the_compiled_record_serves_and_stores_what_the_python_one_does(
+    influxdb: InfluxServer,
+) -> None:
+    """The compiled WSGI record and the pure Python one agree.
+
+    The requests of :mod:`tests.wsgi_shapes` (Flask, ``start_response``
+    called in other shapes, a plain application with statuses, headers and
+    bodies of every shape, errors at each step, a server whose sending
+    fails, a response only looked at, ``write()``, a file wrapper) give the
+    server the same statuses, bodies and exceptions, and the same rows, in
+    both modes.
+    """
+    import json
+
+    from tests import wsgi_shapes
+
+    influxdb.create_database('modes')
+    answers = {}
+    for pure, name in (('0', 'compiled'), ('1', 'python')):
+        result = run_script(
+            MODES_SCRIPT,
+            {'SPROCKETS_INFLUXDB_PURE_PYTHON': pure, 'INFLUXDB_TAGS': ''},
+            args=(influxdb.url, name),
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stderr == ''
+        answers[name] = json.loads(result.stdout)
+    assert answers['compiled'].pop('compiled') is True
+    assert answers['python'].pop('compiled') is False
+    assert answers['compiled'] == answers['python']
+
+    def rows(name: str) -> list[dict[str, object]]:
+        found = influxdb.rows('modes', name)
+        for row in found:
+            del row['time'], row['duration']
+        return found
+
+    stored = rows('compiled')
+    assert stored == rows('python')
+    assert len(stored) == answers['python']['added']
+    assert [
+        (
+            row['method'],
+            row['endpoint'],
+            row['status_code'],
+            row['content_length'],
+            row.get('error'),
+        )
+        for row in stored
+    ] == wsgi_shapes.EXPECTED
+    errors = [outcome[2] for outcome in answers['python']['outcomes']]
+    assert errors.count('BrokenPipeError') == 3
+    assert 'KeyError' not in errors  # Flask answered 500 itself
+    assert {'ValueError', 'TypeError', 'RuntimeError'} <= set(errors)
+    # The iterable of /closing closed once each time, gone or not.
+    assert answers['python']['closed'] == [1, 1]
