@@ -64,11 +64,25 @@ enum {
     NAME_COUNTING_WRITE,
     NAME_GONE,
     NAME_HEAD_METHOD,
+    NAME_EXCLUDED,
+    NAME_METHODS,
+    NAME_DATABASE,
+    NAME_MEASUREMENT,
+    NAME_REQUEST_METHOD,
+    NAME_GET,
+    NAME_FILE_WRAPPER,
+    NAME_CALL_PY,
+    NAME_FILE_RESPONSE,
+    NAME_START,
     /* Configured (configure_requests(), configure_wsgi()). */
     NAME_UNMATCHED,
     NAME_UNKNOWN,
     NAME_ERROR_KEY,
     NAME_REQUEST_KEY,
+    NAME_ENVIRON_KEY,
+    NAME_OTHER_METHOD,
+    NAME_RECORD_CLASS,
+    NAME_MEASUREMENT_CLASS,
     NAME_COUNT
 };
 
@@ -95,6 +109,20 @@ static const char *const RECORD_NAMES[NAME_COUNT] = {
     "counting_write",
     "gone",
     "HEAD",
+    "_excluded",
+    "methods",
+    "database",
+    "measurement",
+    "REQUEST_METHOD",
+    "GET",
+    "wsgi.file_wrapper",
+    "_call_py",
+    "_file_response",
+    "start",
+    NULL,
+    NULL,
+    NULL,
+    NULL,
     NULL,
     NULL,
     NULL,
@@ -2866,15 +2894,15 @@ python:
                     kwnames);
 }
 
-/* After an exception in the iteration: when it is an Exception, the
- * request is recorded with it as its error; it is raised either way.
+/* The request recorded with the exception being raised as its error (one
+ * that is not an Exception, such as KeyboardInterrupt: recorded without
+ * an error when *always*, else not recorded), which is raised again.
  * Returns NULL. */
 static PyObject *
-wsgi_failed(State *state, WSGIRecordObject *self)
+wsgi_complete_raising(State *state, WSGIRecordObject *self, int always)
 {
-    self->exhausted = 1;
-    Py_CLEAR(self->iterator);
-    if (!PyErr_ExceptionMatches(PyExc_Exception)) {
+    int exception = PyErr_ExceptionMatches(PyExc_Exception);
+    if (!exception && !always) {
         return NULL;
     }
     PyObject *type, *value, *traceback;
@@ -2883,8 +2911,8 @@ wsgi_failed(State *state, WSGIRecordObject *self)
     if (traceback != NULL && value != NULL) {
         PyException_SetTraceback(value, traceback);
     }
-    PyObject *done = wsgi_complete_with(state, self,
-                                        value ? value : Py_None, Py_False);
+    PyObject *done = wsgi_complete_with(
+        state, self, exception && value ? value : Py_None, Py_False);
     if (done == NULL) {
         /* Recording failed in a way that is not reported: that error
          * goes through, with the first as its context. */
@@ -2906,6 +2934,17 @@ wsgi_failed(State *state, WSGIRecordObject *self)
     Py_DECREF(done);
     PyErr_Restore(type, value, traceback);
     return NULL;
+}
+
+/* After an exception in the iteration: when it is an Exception, the
+ * request is recorded with it as its error; it is raised either way.
+ * Returns NULL. */
+static PyObject *
+wsgi_failed(State *state, WSGIRecordObject *self)
+{
+    self->exhausted = 1;
+    Py_CLEAR(self->iterator);
+    return wsgi_complete_raising(state, self, 0);
 }
 
 /* Whether the body yielded reached the Content-Length declared: 1, 0 or
@@ -3138,20 +3177,307 @@ static PyType_Spec wsgi_spec = {
     wsgi_slots,
 };
 
-/* configure_wsgi(unknown, error_key, request_key): the WSGI middleware's
- * rule not known yet, and its environ keys of Flask's uncaught exception
- * and of werkzeug's request. */
+/* ------------------------------------------------------------------------
+ * The compiled base of sprockets_influxdb.wsgi.InfluxDBMiddleware: its
+ * app and recorder, and its call for the common case (a dict environ not
+ * seen by another such middleware, a recorder excluding no path), which
+ * sets up the request's record as the Python method does; anything else
+ * goes to that method (_call_py).
+ * ------------------------------------------------------------------------
+ */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *app;
+    PyObject *recorder;
+} MiddlewareObject;
+
+/* Set up a new record of a request (the record's class without __init__),
+ * as InfluxDBMiddleware._call_py does: the record, or NULL. */
+static PyObject *
+middleware_record(State *state, PyObject *op, PyObject *recorder,
+                  PyObject *environ, PyObject *start_response)
+{
+    PyTypeObject *type = (PyTypeObject *)state->record_names[NAME_RECORD_CLASS];
+    PyObject *attributes[3] = {NULL, NULL, NULL};
+    static const int wanted[3] = {NAME_METHODS, NAME_DATABASE,
+                                  NAME_MEASUREMENT};
+    for (int i = 0; i < 3; i++) {
+        attributes[i] = PyObject_GetAttr(recorder,
+                                         state->record_names[wanted[i]]);
+        if (attributes[i] == NULL) {
+            goto failed;
+        }
+    }
+    PyObject *method = PyDict_GetItemWithError(
+        environ, state->record_names[NAME_REQUEST_METHOD]);
+    if (method == NULL) {
+        if (PyErr_Occurred()) {
+            goto failed;
+        }
+        method = state->record_names[NAME_GET];
+    }
+    Py_INCREF(method);
+    int known = PyFrozenSet_CheckExact(attributes[0])
+                    ? PySet_Contains(attributes[0], method)
+                    : PySequence_Contains(attributes[0], method);
+    if (known < 0) {
+        Py_DECREF(method);
+        goto failed;
+    }
+    if (!known) {
+        Py_SETREF(method, state->record_names[NAME_OTHER_METHOD]);
+        Py_INCREF(method);
+    }
+    double now;
+    PyObject *started = monotonic_seconds(&now) < 0
+                            ? NULL
+                            : PyFloat_FromDouble(now);
+    if (started == NULL) {
+        Py_DECREF(method);
+        goto failed;
+    }
+    PyObject *names[2] = {attributes[1], attributes[2]};
+    PyObject *measurement = PyObject_Vectorcall(
+        state->record_names[NAME_MEASUREMENT_CLASS], names, 2, NULL);
+    if (measurement == NULL
+        || PyDict_SetItem(environ, state->record_names[NAME_ENVIRON_KEY],
+                          measurement) < 0) {
+        Py_XDECREF(measurement);
+        Py_DECREF(started);
+        Py_DECREF(method);
+        goto failed;
+    }
+    PyObject *record = type->tp_alloc(type, 0);
+    if (record == NULL) {
+        Py_DECREF(measurement);
+        Py_DECREF(started);
+        Py_DECREF(method);
+        goto failed;
+    }
+    WSGIRecordObject *self = (WSGIRecordObject *)record;
+    Py_INCREF(recorder);
+    self->record.recorder = recorder;
+    self->record.method = method;
+    self->record.started = started;
+    self->record.measurement = measurement;
+    self->record.finished = 0;
+    Py_INCREF(op);
+    self->middleware = op;
+    Py_INCREF(environ);
+    self->environ = environ;
+    Py_INCREF(start_response);
+    self->start_response = start_response;
+    self->status = 500;
+    self->body_bytes = 0;
+    Py_INCREF(Py_None);
+    self->declared = Py_None;
+    Py_INCREF(state->record_names[NAME_UNKNOWN]);
+    self->rule = state->record_names[NAME_UNKNOWN];
+    for (int i = 0; i < 3; i++) {
+        Py_DECREF(attributes[i]);
+    }
+    return record;
+failed:
+    for (int i = 0; i < 3; i++) {
+        Py_XDECREF(attributes[i]);
+    }
+    return NULL;
+}
+
+static PyObject *
+middleware_call(PyObject *op, PyObject *args, PyObject *kwargs)
+{
+    State *state = state_of_type(Py_TYPE(op));
+    if (state == NULL) {
+        return NULL;
+    }
+    MiddlewareObject *self = (MiddlewareObject *)op;
+    PyObject *recorder = self->recorder, *app = self->app;
+    if ((kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0)
+        || PyTuple_GET_SIZE(args) != 2 || recorder == NULL
+        || recorder == Py_None || app == NULL
+        || state->record_names[NAME_RECORD_CLASS] == NULL
+        || state->record_names[NAME_UNMATCHED] == NULL) {
+        goto python;
+    }
+    PyObject *environ = PyTuple_GET_ITEM(args, 0);
+    PyObject *start_response = PyTuple_GET_ITEM(args, 1);
+    if (!PyDict_CheckExact(environ)) {
+        goto python;
+    }
+    /* Recorded by another one further out, or paths excluded: Python. */
+    int nested = PyDict_Contains(environ,
+                                 state->record_names[NAME_ENVIRON_KEY]);
+    if (nested != 0) {
+        if (nested < 0) {
+            return NULL;
+        }
+        goto python;
+    }
+    PyObject *excluded = PyObject_GetAttr(recorder,
+                                          state->record_names[NAME_EXCLUDED]);
+    int excluding = excluded == NULL ? -1 : PyObject_IsTrue(excluded);
+    Py_XDECREF(excluded);
+    if (excluding != 0) {
+        if (excluding < 0) {
+            return NULL;
+        }
+        goto python;
+    }
+    Py_INCREF(recorder);
+    Py_INCREF(app);
+    PyObject *record = middleware_record(state, op, recorder, environ,
+                                         start_response);
+    Py_DECREF(recorder);
+    if (record == NULL) {
+        Py_DECREF(app);
+        return NULL;
+    }
+    WSGIRecordObject *request = (WSGIRecordObject *)record;
+    PyObject *start = PyObject_GetAttr(record,
+                                       state->record_names[NAME_START]);
+    PyObject *result = NULL;
+    if (start != NULL) {
+        PyObject *call[2] = {environ, start};
+        result = PyObject_Vectorcall(app, call, 2, NULL);
+        Py_DECREF(start);
+    }
+    Py_DECREF(app);
+    if (result == NULL) {
+        wsgi_complete_raising(state, request, 1);
+        Py_DECREF(record);
+        return NULL;
+    }
+    /* A response built on the server's file_wrapper: the server sends
+     * such a file its own way (sendfile), so it is handed over as it
+     * is, recorded now (_file_response). */
+    PyObject *wrapper = PyDict_GetItemWithError(
+        environ, state->record_names[NAME_FILE_WRAPPER]);
+    if (wrapper == NULL && PyErr_Occurred()) {
+        Py_DECREF(result);
+        Py_DECREF(record);
+        return NULL;
+    }
+    if (wrapper != NULL && wrapper != Py_None && PyType_Check(wrapper)) {
+        Py_INCREF(wrapper);
+        int wrapped = PyObject_IsInstance(result, wrapper);
+        Py_DECREF(wrapper);
+        if (wrapped != 0) {
+            PyObject *given = NULL;
+            if (wrapped > 0) {
+                PyObject *call[3] = {op, record, result};
+                given = PyObject_VectorcallMethod(
+                    state->record_names[NAME_FILE_RESPONSE], call,
+                    3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+            }
+            Py_DECREF(result);
+            Py_DECREF(record);
+            return given;
+        }
+    }
+    Py_XSETREF(request->result, result);
+    return record;
+python: ;
+    PyObject *method = PyObject_GetAttr(op, state->record_names[NAME_CALL_PY]);
+    if (method == NULL) {
+        return NULL;
+    }
+    PyObject *given = PyObject_Call(method, args, kwargs);
+    Py_DECREF(method);
+    return given;
+}
+
+static int
+middleware_traverse(PyObject *op, visitproc visit, void *arg)
+{
+    MiddlewareObject *self = (MiddlewareObject *)op;
+    Py_VISIT(Py_TYPE(op));
+    Py_VISIT(self->app);
+    Py_VISIT(self->recorder);
+    return 0;
+}
+
+static int
+middleware_clear(PyObject *op)
+{
+    MiddlewareObject *self = (MiddlewareObject *)op;
+    Py_CLEAR(self->app);
+    Py_CLEAR(self->recorder);
+    return 0;
+}
+
+static void
+middleware_dealloc(PyObject *op)
+{
+    PyTypeObject *type = Py_TYPE(op);
+    PyObject_GC_UnTrack(op);
+    middleware_clear(op);
+    type->tp_free(op);
+    Py_DECREF(type);
+}
+
+static PyMemberDef middleware_members[] = {
+    {"app", T_OBJECT_EX, offsetof(MiddlewareObject, app), 0, NULL},
+    {"recorder", T_OBJECT, offsetof(MiddlewareObject, recorder), 0, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot middleware_slots[] = {
+    {Py_tp_doc, "The compiled base of the WSGI middleware."},
+    {Py_tp_new, PyType_GenericNew},
+    {Py_tp_dealloc, middleware_dealloc},
+    {Py_tp_traverse, middleware_traverse},
+    {Py_tp_clear, middleware_clear},
+    {Py_tp_call, middleware_call},
+    {Py_tp_members, middleware_members},
+    {0, NULL},
+};
+
+static PyType_Spec middleware_spec = {
+    "sprockets_influxdb._speedups.WSGIMiddlewareBase",
+    sizeof(MiddlewareObject),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    middleware_slots,
+};
+
+/* configure_wsgi(unknown, error_key, request_key, environ_key,
+ * other_method, record_class, measurement_class): the WSGI middleware's
+ * rule not known yet; its environ keys of Flask's uncaught exception, of
+ * werkzeug's request and of the measurement; the method tag of other
+ * methods; the class of its records (a subclass of WSGIRecordBase) and of
+ * measurements (of MeasurementBase). */
 static PyObject *
 configure_wsgi(PyObject *module, PyObject *args)
 {
-    PyObject *unknown, *error_key, *request_key;
-    if (!PyArg_ParseTuple(args, "OUU", &unknown, &error_key, &request_key)) {
+    PyObject *given[7];
+    if (!PyArg_ParseTuple(args, "OUUUUO!O!", &given[0], &given[1], &given[2],
+                          &given[3], &given[4], &PyType_Type, &given[5],
+                          &PyType_Type, &given[6])) {
         return NULL;
     }
     State *state = get_state(module);
-    PyObject *given[3] = {unknown, error_key, request_key};
-    int names[3] = {NAME_UNKNOWN, NAME_ERROR_KEY, NAME_REQUEST_KEY};
-    for (int i = 0; i < 3; i++) {
+    PyObject *base = PyObject_GetAttrString(module, "WSGIRecordBase");
+    if (base == NULL) {
+        return NULL;
+    }
+    int records = PyType_IsSubtype((PyTypeObject *)given[5],
+                                   (PyTypeObject *)base);
+    Py_DECREF(base);
+    if (!records || state->measurement_type == NULL
+        || !PyType_IsSubtype((PyTypeObject *)given[6],
+                             (PyTypeObject *)state->measurement_type)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "configure_wsgi() needs a WSGIRecordBase and a "
+                        "MeasurementBase subclass");
+        return NULL;
+    }
+    static const int names[7] = {
+        NAME_UNKNOWN,     NAME_ERROR_KEY,    NAME_REQUEST_KEY,
+        NAME_ENVIRON_KEY, NAME_OTHER_METHOD, NAME_RECORD_CLASS,
+        NAME_MEASUREMENT_CLASS};
+    for (int i = 0; i < 7; i++) {
         Py_INCREF(given[i]);
         Py_XSETREF(state->record_names[names[i]], given[i]);
     }
@@ -3248,8 +3574,9 @@ static PyMethodDef methods[] = {
      "configure_requests(unmatched): the endpoint of requests no route "
      "matched"},
     {"configure_wsgi", configure_wsgi, METH_VARARGS,
-     "configure_wsgi(unknown, error_key, request_key): the WSGI "
-     "middleware's rule not known yet and its environ keys"},
+     "configure_wsgi(unknown, error_key, request_key, environ_key, "
+     "other_method, record_class, measurement_class): what the WSGI "
+     "middleware and its record use"},
 #endif
     {"configure", configure, METH_VARARGS,
      "configure(prefix_cache, measurement_cache, field_key_cache, "
@@ -3346,6 +3673,15 @@ exec_module(PyObject *module)
     }
     if (PyModule_AddObject(module, "WSGIRecordBase", wsgi) < 0) {
         Py_DECREF(wsgi);
+        return -1;
+    }
+    PyObject *middleware = PyType_FromModuleAndSpec(module, &middleware_spec,
+                                                    NULL);
+    if (middleware == NULL) {
+        return -1;
+    }
+    if (PyModule_AddObject(module, "WSGIMiddlewareBase", middleware) < 0) {
+        Py_DECREF(middleware);
         return -1;
     }
 #endif

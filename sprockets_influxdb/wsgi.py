@@ -83,7 +83,17 @@ StartResponse = Callable[..., Callable[[bytes], object]]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
-class InfluxDBMiddleware:
+if TYPE_CHECKING:
+    _MiddlewareBase = object
+else:
+    # The compiled base holds app and recorder and does the call in C for
+    # the common case, leaving the rest to _call_py (see _speedups.c).
+    _MiddlewareBase = (
+        object if _compiled is None else _compiled.WSGIMiddlewareBase
+    )
+
+
+class InfluxDBMiddleware(_MiddlewareBase):
     """Record each request of a WSGI application.
 
     :param app: the WSGI application: a Flask application, its
@@ -132,10 +142,10 @@ class InfluxDBMiddleware:
             self._flask
         )
 
-    def __call__(
+    def _call_py(
         self, environ: dict[str, Any], start_response: StartResponse
     ) -> Iterable[bytes]:
-        """Handle one request."""
+        """Handle one request (the compiled base's call, in Python)."""
         if ENVIRON_KEY in environ:  # recorded by another one further out
             return self.app(environ, start_response)
         recorder = self.recorder
@@ -171,12 +181,24 @@ class InfluxDBMiddleware:
         if file_wrapper is not None and (
             isinstance(file_wrapper, type) and isinstance(result, file_wrapper)
         ):
-            # The server sends such a file its own way (sendfile): leave it.
-            request.body_bytes = request.declared or 0
-            request.complete(None)
-            return result
+            return self._file_response(request, result)
         request.result = result
         return request
+
+    def _file_response(
+        self, request: _Request, result: Iterable[bytes]
+    ) -> Iterable[bytes]:
+        """Record a response built on the server's ``wsgi.file_wrapper``.
+
+        The server sends such a file its own way (sendfile): it is handed
+        over as it is, with the length its headers declare.
+        """
+        request.body_bytes = request.declared or 0
+        request.complete(None)
+        return result
+
+    if TYPE_CHECKING or _compiled is None:
+        __call__ = _call_py
 
     def endpoint(
         self, environ: dict[str, Any], rule: Any = _UNKNOWN
@@ -294,8 +316,6 @@ else:
     # close and complete in C for the common case, leaving the rest to the
     # _py methods below (see _speedups.c).
     _RequestBase = object if _compiled is None else _compiled.WSGIRecordBase
-if _compiled is not None:
-    _compiled.configure_wsgi(_UNKNOWN, _ERROR_KEY, _REQUEST_KEY)
 
 
 class _Request(RequestRecord, _RequestBase):
@@ -486,6 +506,17 @@ class _Request(RequestRecord, _RequestBase):
         close = _close_py
 
 
-# A _Request without RequestRecord.__init__ (InfluxDBMiddleware.__call__
+# A _Request without RequestRecord.__init__ (InfluxDBMiddleware._call_py
 # sets it up).
 _new = _Request.__new__
+
+if _compiled is not None:
+    _compiled.configure_wsgi(
+        _UNKNOWN,
+        _ERROR_KEY,
+        _REQUEST_KEY,
+        ENVIRON_KEY,
+        OTHER_METHOD,
+        _Request,
+        Measurement,
+    )

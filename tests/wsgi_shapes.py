@@ -68,6 +68,7 @@ EXPECTED = [
     ('GET', '/closing', '200', 4, None),
     ('GET', '/closing', '499', 2, None),
     ('GET', '/file', '200', 7, None),
+    ('GET', '/exit', '500', 0, None),
 ]
 
 PLAIN: dict[str, tuple[Any, Any, Any]] = {
@@ -113,6 +114,7 @@ REQUESTS = [
     ('plain', 'GET', '/closing', 'full'),
     ('plain', 'GET', '/closing', 'gone'),
     ('plain', 'GET', '/file', 'full'),
+    ('plain', 'GET', '/exit', 'full'),
 ]
 
 
@@ -208,6 +210,8 @@ def make_plain(closed: list[int]) -> Callable[..., Any]:
         if path == '/closing':
             start_response('200 OK', [('Content-Length', '4')])
             return Closing([b'ab', b'cd'], closed)
+        if path == '/exit':  # no Exception: recorded without an error
+            raise SystemExit(3)
         if path == '/file':
             start_response('200 OK', [('Content-Length', '7')])
             return environ['wsgi.file_wrapper'](io.BytesIO(b'content'))
@@ -259,7 +263,7 @@ def serve(app: Any, method: str, path: str, how: str) -> Outcome:
             close = getattr(result, 'close', None)
             if close is not None:
                 close()
-    except Exception as error:
+    except (Exception, SystemExit) as error:
         return [seen, [repr(part) for part in body], type(error).__name__]
     return [seen, [repr(part) for part in body], None]
 
@@ -285,6 +289,7 @@ def serve_all(
                 '/raise-midway',
                 '/closing',
                 '/file',
+                '/exit',
             ]
         ]
     )
