@@ -74,6 +74,26 @@ enum {
     NAME_CALL_PY,
     NAME_FILE_RESPONSE,
     NAME_START,
+    NAME_TYPE,
+    NAME_HTTP,
+    NAME_PATH,
+    NAME_METHOD_KEY,
+    NAME_ROOT_PATH,
+    NAME_APP,
+    NAME_ROUTE,
+    NAME_ENDPOINT_KEY,
+    NAME_FASTAPI,
+    NAME_ROUTE_CONTEXT,
+    NAME_MORE_BODY,
+    NAME_BODY,
+    NAME_BODY_TYPE,
+    NAME_SEND_PY,
+    NAME_BEGIN_PY,
+    NAME_ROUTES,
+    NAME_OWNER,
+    NAME_STATE,
+    NAME_INFLUXDB,
+    NAME_EMPTY,
     /* Configured (configure_requests(), configure_wsgi()). */
     NAME_UNMATCHED,
     NAME_UNKNOWN,
@@ -83,6 +103,9 @@ enum {
     NAME_OTHER_METHOD,
     NAME_RECORD_CLASS,
     NAME_MEASUREMENT_CLASS,
+    NAME_RECORDING,
+    NAME_ASGI_UNKNOWN,
+    NAME_ASGI_RECORD_CLASS,
     NAME_COUNT
 };
 
@@ -119,6 +142,29 @@ static const char *const RECORD_NAMES[NAME_COUNT] = {
     "_call_py",
     "_file_response",
     "start",
+    "type",
+    "http",
+    "path",
+    "method",
+    "root_path",
+    "app",
+    "route",
+    "endpoint",
+    "fastapi",
+    "effective_route_context",
+    "more_body",
+    "body",
+    "http.response.body",
+    "_send_py",
+    "_begin_py",
+    "_routes",
+    "_owner",
+    "state",
+    "influxdb",
+    "",
+    NULL,
+    NULL,
+    NULL,
     NULL,
     NULL,
     NULL,
@@ -2557,18 +2603,33 @@ static PyType_Spec record_spec = {
     record_slots,
 };
 
-/* configure_requests(unmatched): the endpoint of requests no route
- * matched (request_metrics.UNMATCHED). */
+/* configure_requests(unmatched, other_method, measurement_class): the
+ * endpoint of requests no route matched, the method tag of other methods
+ * and the class of measurements (a subclass of MeasurementBase), of
+ * sprockets_influxdb.request_metrics. */
 static PyObject *
-configure_requests(PyObject *module, PyObject *unmatched)
+configure_requests(PyObject *module, PyObject *args)
 {
-    if (!PyUnicode_CheckExact(unmatched)) {
-        PyErr_SetString(PyExc_TypeError, "configure_requests() needs a str");
+    PyObject *given[3];
+    if (!PyArg_ParseTuple(args, "UUO!", &given[0], &given[1], &PyType_Type,
+                          &given[2])) {
         return NULL;
     }
     State *state = get_state(module);
-    Py_INCREF(unmatched);
-    Py_XSETREF(state->record_names[NAME_UNMATCHED], unmatched);
+    if (state->measurement_type == NULL
+        || !PyType_IsSubtype((PyTypeObject *)given[2],
+                             (PyTypeObject *)state->measurement_type)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "configure_requests() needs a MeasurementBase "
+                        "subclass");
+        return NULL;
+    }
+    static const int names[3] = {NAME_UNMATCHED, NAME_OTHER_METHOD,
+                                 NAME_MEASUREMENT_CLASS};
+    for (int i = 0; i < 3; i++) {
+        Py_INCREF(given[i]);
+        Py_XSETREF(state->record_names[names[i]], given[i]);
+    }
     Py_RETURN_NONE;
 }
 
@@ -3192,76 +3253,103 @@ typedef struct {
     PyObject *recorder;
 } MiddlewareObject;
 
-/* Set up a new record of a request (the record's class without __init__),
- * as InfluxDBMiddleware._call_py does: the record, or NULL. */
+/* A new record of *type* (its class, without __init__) for a request of
+ * *method*, its RequestRecord attributes set as RequestRecord.__init__
+ * sets them: the record, or NULL. */
 static PyObject *
-middleware_record(State *state, PyObject *op, PyObject *recorder,
-                  PyObject *environ, PyObject *start_response)
+new_record(State *state, PyTypeObject *type, PyObject *recorder,
+           PyObject *method)
 {
-    PyTypeObject *type = (PyTypeObject *)state->record_names[NAME_RECORD_CLASS];
     PyObject *attributes[3] = {NULL, NULL, NULL};
+    PyObject *started = NULL, *measurement = NULL, *record = NULL;
     static const int wanted[3] = {NAME_METHODS, NAME_DATABASE,
                                   NAME_MEASUREMENT};
+    if (state->record_names[NAME_MEASUREMENT_CLASS] == NULL
+        || state->record_names[NAME_OTHER_METHOD] == NULL) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "configure_requests() was not called");
+        return NULL;
+    }
+    Py_INCREF(method);
     for (int i = 0; i < 3; i++) {
         attributes[i] = PyObject_GetAttr(recorder,
                                          state->record_names[wanted[i]]);
         if (attributes[i] == NULL) {
-            goto failed;
+            goto done;
         }
     }
-    PyObject *method = PyDict_GetItemWithError(
-        environ, state->record_names[NAME_REQUEST_METHOD]);
-    if (method == NULL) {
-        if (PyErr_Occurred()) {
-            goto failed;
-        }
-        method = state->record_names[NAME_GET];
-    }
-    Py_INCREF(method);
     int known = PyFrozenSet_CheckExact(attributes[0])
                     ? PySet_Contains(attributes[0], method)
                     : PySequence_Contains(attributes[0], method);
     if (known < 0) {
-        Py_DECREF(method);
-        goto failed;
+        goto done;
     }
     if (!known) {
         Py_SETREF(method, state->record_names[NAME_OTHER_METHOD]);
         Py_INCREF(method);
     }
     double now;
-    PyObject *started = monotonic_seconds(&now) < 0
-                            ? NULL
-                            : PyFloat_FromDouble(now);
-    if (started == NULL) {
-        Py_DECREF(method);
-        goto failed;
+    if (monotonic_seconds(&now) < 0
+        || (started = PyFloat_FromDouble(now)) == NULL) {
+        goto done;
     }
     PyObject *names[2] = {attributes[1], attributes[2]};
-    PyObject *measurement = PyObject_Vectorcall(
+    measurement = PyObject_Vectorcall(
         state->record_names[NAME_MEASUREMENT_CLASS], names, 2, NULL);
-    if (measurement == NULL
-        || PyDict_SetItem(environ, state->record_names[NAME_ENVIRON_KEY],
-                          measurement) < 0) {
-        Py_XDECREF(measurement);
-        Py_DECREF(started);
-        Py_DECREF(method);
-        goto failed;
+    if (measurement == NULL) {
+        goto done;
     }
-    PyObject *record = type->tp_alloc(type, 0);
+    record = type->tp_alloc(type, 0);
     if (record == NULL) {
-        Py_DECREF(measurement);
-        Py_DECREF(started);
-        Py_DECREF(method);
-        goto failed;
+        goto done;
+    }
+    RecordObject *self = (RecordObject *)record;
+    Py_INCREF(recorder);
+    self->recorder = recorder;
+    self->method = method;
+    method = NULL;
+    self->started = started;
+    started = NULL;
+    self->measurement = measurement;
+    measurement = NULL;
+    self->finished = 0;
+done:
+    for (int i = 0; i < 3; i++) {
+        Py_XDECREF(attributes[i]);
+    }
+    Py_XDECREF(method);
+    Py_XDECREF(started);
+    Py_XDECREF(measurement);
+    return record;
+}
+
+/* Set up a new record of a WSGI request as InfluxDBMiddleware._call_py
+ * does: the record, or NULL. */
+static PyObject *
+middleware_record(State *state, PyObject *op, PyObject *recorder,
+                  PyObject *environ, PyObject *start_response)
+{
+    PyObject *method = PyDict_GetItemWithError(
+        environ, state->record_names[NAME_REQUEST_METHOD]);
+    if (method == NULL) {
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
+        method = state->record_names[NAME_GET];
+    }
+    PyObject *record = new_record(
+        state, (PyTypeObject *)state->record_names[NAME_RECORD_CLASS],
+        recorder, method);
+    if (record == NULL) {
+        return NULL;
     }
     WSGIRecordObject *self = (WSGIRecordObject *)record;
-    Py_INCREF(recorder);
-    self->record.recorder = recorder;
-    self->record.method = method;
-    self->record.started = started;
-    self->record.measurement = measurement;
-    self->record.finished = 0;
+    if (PyDict_SetItem(environ, state->record_names[NAME_ENVIRON_KEY],
+                       self->record.measurement) < 0) {
+        self->record.finished = 1; /* nothing to record when released */
+        Py_DECREF(record);
+        return NULL;
+    }
     Py_INCREF(op);
     self->middleware = op;
     Py_INCREF(environ);
@@ -3274,15 +3362,7 @@ middleware_record(State *state, PyObject *op, PyObject *recorder,
     self->declared = Py_None;
     Py_INCREF(state->record_names[NAME_UNKNOWN]);
     self->rule = state->record_names[NAME_UNKNOWN];
-    for (int i = 0; i < 3; i++) {
-        Py_DECREF(attributes[i]);
-    }
     return record;
-failed:
-    for (int i = 0; i < 3; i++) {
-        Py_XDECREF(attributes[i]);
-    }
-    return NULL;
 }
 
 static PyObject *
@@ -3443,18 +3523,15 @@ static PyType_Spec middleware_spec = {
 };
 
 /* configure_wsgi(unknown, error_key, request_key, environ_key,
- * other_method, record_class, measurement_class): the WSGI middleware's
- * rule not known yet; its environ keys of Flask's uncaught exception, of
- * werkzeug's request and of the measurement; the method tag of other
- * methods; the class of its records (a subclass of WSGIRecordBase) and of
- * measurements (of MeasurementBase). */
+ * record_class): the WSGI middleware's rule not known yet; its environ
+ * keys of Flask's uncaught exception, of werkzeug's request and of the
+ * measurement; the class of its records (a subclass of WSGIRecordBase). */
 static PyObject *
 configure_wsgi(PyObject *module, PyObject *args)
 {
-    PyObject *given[7];
-    if (!PyArg_ParseTuple(args, "OUUUUO!O!", &given[0], &given[1], &given[2],
-                          &given[3], &given[4], &PyType_Type, &given[5],
-                          &PyType_Type, &given[6])) {
+    PyObject *given[5];
+    if (!PyArg_ParseTuple(args, "OUUUO!", &given[0], &given[1], &given[2],
+                          &given[3], &PyType_Type, &given[4])) {
         return NULL;
     }
     State *state = get_state(module);
@@ -3462,22 +3539,616 @@ configure_wsgi(PyObject *module, PyObject *args)
     if (base == NULL) {
         return NULL;
     }
-    int records = PyType_IsSubtype((PyTypeObject *)given[5],
+    int records = PyType_IsSubtype((PyTypeObject *)given[4],
                                    (PyTypeObject *)base);
     Py_DECREF(base);
-    if (!records || state->measurement_type == NULL
-        || !PyType_IsSubtype((PyTypeObject *)given[6],
-                             (PyTypeObject *)state->measurement_type)) {
+    if (!records) {
         PyErr_SetString(PyExc_TypeError,
-                        "configure_wsgi() needs a WSGIRecordBase and a "
-                        "MeasurementBase subclass");
+                        "configure_wsgi() needs a WSGIRecordBase subclass");
         return NULL;
     }
-    static const int names[7] = {
-        NAME_UNKNOWN,     NAME_ERROR_KEY,    NAME_REQUEST_KEY,
-        NAME_ENVIRON_KEY, NAME_OTHER_METHOD, NAME_RECORD_CLASS,
-        NAME_MEASUREMENT_CLASS};
-    for (int i = 0; i < 7; i++) {
+    static const int names[5] = {NAME_UNKNOWN, NAME_ERROR_KEY,
+                                 NAME_REQUEST_KEY, NAME_ENVIRON_KEY,
+                                 NAME_RECORD_CLASS};
+    for (int i = 0; i < 5; i++) {
+        Py_INCREF(given[i]);
+        Py_XSETREF(state->record_names[names[i]], given[i]);
+    }
+    Py_RETURN_NONE;
+}
+
+/* ------------------------------------------------------------------------
+ * The compiled bases of sprockets_influxdb.asgi's _Responder (a request's
+ * record) and InfluxDBMiddleware.  The middleware's _begin sets up the
+ * record of an HTTP request as _begin_py does; the record's send hands
+ * the last of a response under 500 to the server, recording the request
+ * first, as _send_py does; its complete records a request whose route
+ * the middleware has met before.  Anything else goes to those Python
+ * methods.
+ * ------------------------------------------------------------------------
+ */
+
+typedef struct {
+    RecordObject record;
+    PyObject *middleware;
+    PyObject *scope;
+    PyObject *downstream_receive;
+    PyObject *downstream_send;
+    PyObject *path;
+    PyObject *root_path;
+    PyObject *root;
+    PyObject *status;
+    PyObject *ended;
+    long long body_bytes;
+    char disconnected;
+} ASGIRecordObject;
+
+/* scope[key] of a dict, a new reference; NULL (no error) when missing. */
+static PyObject *
+scope_get(PyObject *scope, PyObject *key)
+{
+    PyObject *value = PyDict_GetItemWithError(scope, key);
+    Py_XINCREF(value);
+    return value;
+}
+
+/* complete(error): the request recorded once; for a route the middleware
+ * has met before, in C. */
+static PyObject *
+asgi_complete_with(State *state, ASGIRecordObject *self, PyObject *error)
+{
+    if (self->record.finished) {
+        Py_RETURN_NONE;
+    }
+    PyObject *op = (PyObject *)self;
+    PyObject *scope = self->scope, *status = self->status;
+    PyObject *unmatched = state->record_names[NAME_UNMATCHED];
+    if (scope == NULL || !PyDict_CheckExact(scope) || status == NULL
+        || !PyLong_CheckExact(status) || self->middleware == NULL
+        || self->root == NULL || self->root_path == NULL
+        || !PyUnicode_CheckExact(self->root_path) || self->ended == NULL
+        || self->record.method == NULL || unmatched == NULL
+        || state->record_names[NAME_ASGI_UNKNOWN] == NULL) {
+        goto python;
+    }
+    int overflow;
+    long code = PyLong_AsLongAndOverflow(status, &overflow);
+    if (code == 405 || overflow) { /* 405: no route served it */
+        goto python;
+    }
+    PyObject *middleware = self->middleware;
+    Py_INCREF(middleware);
+    PyObject *root = self->root;
+    Py_INCREF(root);
+    int truth = PyObject_IsTrue(root);
+    if (truth < 0) {
+        Py_DECREF(root);
+        Py_DECREF(middleware);
+        return NULL;
+    }
+    if (!truth) {
+        Py_SETREF(root, PyObject_GetAttr(middleware,
+                                         state->record_names[NAME_OWNER]));
+        if (root == NULL) {
+            Py_DECREF(middleware);
+            return NULL;
+        }
+        if (root == state->record_names[NAME_ASGI_UNKNOWN]) {
+            Py_DECREF(root);
+            Py_DECREF(middleware);
+            goto python;
+        }
+    }
+    PyObject *route = NULL, *handler = NULL, *fastapi = NULL;
+    PyObject *owner = NULL, *key = NULL, *routes = NULL, *entry = NULL;
+    PyObject *method = NULL, *length = NULL, *result = NULL;
+    int found = 0;
+    Py_INCREF(scope);
+    route = scope_get(scope, state->record_names[NAME_ROUTE]);
+    if (route == NULL || route == Py_None) {
+        goto lookup_done;
+    }
+    handler = scope_get(scope, state->record_names[NAME_ENDPOINT_KEY]);
+    if (handler == NULL) {
+        if (PyErr_Occurred()) {
+            goto lookup_done;
+        }
+        handler = Py_None;
+        Py_INCREF(handler);
+    }
+    fastapi = scope_get(scope, state->record_names[NAME_FASTAPI]);
+    if (fastapi != NULL && PyDict_CheckExact(fastapi)) {
+        owner = scope_get(fastapi, state->record_names[NAME_ROUTE_CONTEXT]);
+    }
+    if (PyErr_Occurred()) {
+        goto lookup_done;
+    }
+    if (owner == NULL || owner == Py_None) {
+        Py_XSETREF(owner, route);
+        Py_INCREF(owner);
+    }
+    PyObject *root_id = PyLong_FromVoidPtr(root);
+    PyObject *owner_id = root_id ? PyLong_FromVoidPtr(owner) : NULL;
+    if (owner_id != NULL) {
+        key = PyTuple_Pack(3, root_id, owner_id, self->root_path);
+    }
+    Py_XDECREF(root_id);
+    Py_XDECREF(owner_id);
+    if (key == NULL) {
+        goto lookup_done;
+    }
+    routes = PyObject_GetAttr(middleware, state->record_names[NAME_ROUTES]);
+    if (routes == NULL || !PyDict_CheckExact(routes)) {
+        goto lookup_done;
+    }
+    entry = scope_get(routes, key);
+    if (entry != NULL && PyTuple_CheckExact(entry)
+        && PyTuple_GET_SIZE(entry) == 4 && PyTuple_GET_ITEM(entry, 0) == owner
+        && PyTuple_GET_ITEM(entry, 2) == handler) {
+        found = 1;
+    }
+lookup_done:
+    if (PyErr_Occurred()) {
+        found = -1;
+    }
+    else if (found) {
+        PyObject *endpoint = PyTuple_GET_ITEM(entry, 1);
+        PyObject *name = PyTuple_GET_ITEM(entry, 3);
+        method = scope_get(scope, state->record_names[NAME_METHOD_KEY]);
+        int head = PyErr_Occurred() ? -1 : 0;
+        if (method != NULL) {
+            head = PyObject_RichCompareBool(
+                method, state->record_names[NAME_HEAD_METHOD], Py_EQ);
+        }
+        int named = head < 0 ? -1 : PyObject_IsTrue(endpoint);
+        if (named >= 0) {
+            length = PyLong_FromLongLong(head ? 0 : self->body_bytes);
+        }
+        if (length != NULL) {
+            int gone = self->disconnected;
+            PyObject *finish[7] = {
+                status, named ? endpoint : unmatched, name, length,
+                gone ? Py_None : error, gone ? Py_True : Py_False,
+                self->ended};
+            Py_INCREF(status);
+            PyObject *ended = self->ended;
+            Py_INCREF(ended);
+            result = record_finish_with(state, op, finish);
+            Py_DECREF(ended);
+            Py_DECREF(status);
+        }
+        if (result == NULL) {
+            found = -1;
+        }
+    }
+    Py_XDECREF(route);
+    Py_XDECREF(handler);
+    Py_XDECREF(fastapi);
+    Py_XDECREF(owner);
+    Py_XDECREF(key);
+    Py_XDECREF(routes);
+    Py_XDECREF(entry);
+    Py_XDECREF(method);
+    Py_XDECREF(length);
+    Py_DECREF(scope);
+    Py_DECREF(root);
+    Py_DECREF(middleware);
+    if (found > 0) {
+        return result;
+    }
+    if (found < 0) {
+        return NULL;
+    }
+python: ;
+    return call_own(op, state->record_names[NAME_COMPLETE_PY], &error, 1,
+                    NULL);
+}
+
+static PyObject *
+asgi_complete(PyObject *op, PyTypeObject *cls, PyObject *const *args,
+              Py_ssize_t nargs, PyObject *kwnames)
+{
+    State *state = PyType_GetModuleState(cls);
+    if (state == NULL) {
+        return NULL;
+    }
+    if (nargs != 1 || kwnames != NULL) {
+        return call_own(op, state->record_names[NAME_COMPLETE_PY], args,
+                        nargs, kwnames);
+    }
+    return asgi_complete_with(state, (ASGIRecordObject *)op, args[0]);
+}
+
+/* send(message): the send the application is given.  The last of a
+ * response under 500 is recorded and handed to the server (its send's
+ * awaitable returned); the rest goes to _send_py. */
+static PyObject *
+asgi_send(PyObject *op, PyTypeObject *cls, PyObject *const *args,
+          Py_ssize_t nargs, PyObject *kwnames)
+{
+    State *state = PyType_GetModuleState(cls);
+    if (state == NULL) {
+        return NULL;
+    }
+    ASGIRecordObject *self = (ASGIRecordObject *)op;
+    if (nargs != 1 || kwnames != NULL || !PyDict_CheckExact(args[0])
+        || self->downstream_send == NULL || self->status == NULL
+        || !PyLong_CheckExact(self->status)) {
+        goto python;
+    }
+    PyObject *message = args[0];
+    PyObject *kind = PyDict_GetItemWithError(message,
+                                             state->record_names[NAME_TYPE]);
+    if (kind == NULL) {
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
+        goto python;
+    }
+    if (!PyUnicode_CheckExact(kind)
+        || PyUnicode_Compare(kind, state->record_names[NAME_BODY_TYPE])
+               != 0) {
+        goto python;
+    }
+    PyObject *more = PyDict_GetItemWithError(
+        message, state->record_names[NAME_MORE_BODY]);
+    if (more == NULL && PyErr_Occurred()) {
+        return NULL;
+    }
+    int streaming = more == NULL ? 0 : PyObject_IsTrue(more);
+    if (streaming != 0) {
+        if (streaming < 0) {
+            return NULL;
+        }
+        goto python;
+    }
+    int overflow;
+    long code = PyLong_AsLongAndOverflow(self->status, &overflow);
+    if (overflow || code >= 500) {
+        goto python;
+    }
+    PyObject *body = PyDict_GetItemWithError(message,
+                                             state->record_names[NAME_BODY]);
+    Py_ssize_t size = 0;
+    if (body != NULL) {
+        size = PyObject_Size(body);
+        if (size < 0) {
+            return NULL;
+        }
+    }
+    else if (PyErr_Occurred()) {
+        return NULL;
+    }
+    double now;
+    PyObject *ended = monotonic_seconds(&now) < 0 ? NULL
+                                                  : PyFloat_FromDouble(now);
+    if (ended == NULL) {
+        return NULL;
+    }
+    Py_INCREF(message);
+    self->body_bytes += size;
+    Py_XSETREF(self->ended, ended);
+    PyObject *done = asgi_complete_with(state, self, Py_None);
+    if (done == NULL) {
+        Py_DECREF(message);
+        return NULL;
+    }
+    Py_DECREF(done);
+    PyObject *send = self->downstream_send;
+    Py_INCREF(send);
+    PyObject *awaitable = PyObject_Vectorcall(send, &message, 1, NULL);
+    Py_DECREF(send);
+    Py_DECREF(message);
+    return awaitable;
+python:
+    return call_own(op, state->record_names[NAME_SEND_PY], args, nargs,
+                    kwnames);
+}
+
+static int
+asgi_traverse(PyObject *op, visitproc visit, void *arg)
+{
+    ASGIRecordObject *self = (ASGIRecordObject *)op;
+    Py_VISIT(self->middleware);
+    Py_VISIT(self->scope);
+    Py_VISIT(self->downstream_receive);
+    Py_VISIT(self->downstream_send);
+    Py_VISIT(self->path);
+    Py_VISIT(self->root_path);
+    Py_VISIT(self->root);
+    Py_VISIT(self->status);
+    Py_VISIT(self->ended);
+    return record_traverse(op, visit, arg);
+}
+
+static int
+asgi_clear(PyObject *op)
+{
+    ASGIRecordObject *self = (ASGIRecordObject *)op;
+    Py_CLEAR(self->middleware);
+    Py_CLEAR(self->scope);
+    Py_CLEAR(self->downstream_receive);
+    Py_CLEAR(self->downstream_send);
+    Py_CLEAR(self->path);
+    Py_CLEAR(self->root_path);
+    Py_CLEAR(self->root);
+    Py_CLEAR(self->status);
+    Py_CLEAR(self->ended);
+    return record_clear(op);
+}
+
+static void
+asgi_dealloc(PyObject *op)
+{
+    PyTypeObject *type = Py_TYPE(op);
+    if (PyObject_CallFinalizerFromDealloc(op) < 0) {
+        return; /* resurrected by _released() */
+    }
+    PyObject_GC_UnTrack(op);
+    asgi_clear(op);
+    type->tp_free(op);
+    Py_DECREF(type);
+}
+
+static PyMethodDef asgi_methods[] = {
+    {"send", (PyCFunction)(void (*)(void))asgi_send, METHOD_FLAGS,
+     "send($self, message, /)\n--\n\n"
+     "The send the application is given."},
+    {"complete", (PyCFunction)(void (*)(void))asgi_complete, METHOD_FLAGS,
+     "complete($self, error, /)\n--\n\n"
+     "Record the request, once, with what the middleware saw."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef asgi_members[] = {
+    {"middleware", T_OBJECT_EX, offsetof(ASGIRecordObject, middleware), 0,
+     NULL},
+    {"scope", T_OBJECT_EX, offsetof(ASGIRecordObject, scope), 0, NULL},
+    {"downstream_receive", T_OBJECT_EX,
+     offsetof(ASGIRecordObject, downstream_receive), 0, NULL},
+    {"downstream_send", T_OBJECT_EX,
+     offsetof(ASGIRecordObject, downstream_send), 0, NULL},
+    {"path", T_OBJECT_EX, offsetof(ASGIRecordObject, path), 0, NULL},
+    {"root_path", T_OBJECT_EX, offsetof(ASGIRecordObject, root_path), 0,
+     NULL},
+    {"root", T_OBJECT_EX, offsetof(ASGIRecordObject, root), 0, NULL},
+    {"status", T_OBJECT_EX, offsetof(ASGIRecordObject, status), 0, NULL},
+    {"ended", T_OBJECT_EX, offsetof(ASGIRecordObject, ended), 0, NULL},
+    {"body_bytes", T_LONGLONG, offsetof(ASGIRecordObject, body_bytes), 0,
+     NULL},
+    {"disconnected", T_BOOL, offsetof(ASGIRecordObject, disconnected), 0,
+     NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot asgi_slots[] = {
+    {Py_tp_doc, "The compiled base of the ASGI middleware's record."},
+    {Py_tp_new, PyType_GenericNew},
+    {Py_tp_dealloc, asgi_dealloc},
+    {Py_tp_finalize, record_finalize},
+    {Py_tp_traverse, asgi_traverse},
+    {Py_tp_clear, asgi_clear},
+    {Py_tp_methods, asgi_methods},
+    {Py_tp_members, asgi_members},
+    {0, NULL},
+};
+
+static PyType_Spec asgi_spec = {
+    "sprockets_influxdb._speedups.ASGIRecordBase",
+    sizeof(ASGIRecordObject),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    asgi_slots,
+};
+
+/* _begin(scope, receive, send): the record of an HTTP request to record,
+ * set up as _begin_py sets it up; what _begin_py returns for anything
+ * else (None, or the record of a request it records). */
+static PyObject *
+asgi_begin(PyObject *op, PyTypeObject *cls, PyObject *const *args,
+           Py_ssize_t nargs, PyObject *kwnames)
+{
+    State *state = PyType_GetModuleState(cls);
+    if (state == NULL) {
+        return NULL;
+    }
+    MiddlewareObject *self = (MiddlewareObject *)op;
+    PyObject *recorder = self->recorder;
+    PyTypeObject *type
+        = (PyTypeObject *)state->record_names[NAME_ASGI_RECORD_CLASS];
+    PyObject *recording = state->record_names[NAME_RECORDING];
+    if (nargs != 3 || kwnames != NULL || !PyDict_CheckExact(args[0])
+        || recorder == NULL || recorder == Py_None || type == NULL
+        || recording == NULL) {
+        goto python;
+    }
+    PyObject *scope = args[0];
+    PyObject *kind = PyDict_GetItemWithError(scope,
+                                             state->record_names[NAME_TYPE]);
+    if (kind == NULL) {
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
+        goto python;
+    }
+    if (!PyUnicode_CheckExact(kind)
+        || PyUnicode_Compare(kind, state->record_names[NAME_HTTP]) != 0) {
+        goto python;
+    }
+    int nested = PyDict_Contains(scope, recording);
+    if (nested != 0) {
+        if (nested < 0) {
+            return NULL;
+        }
+        goto python;
+    }
+    PyObject *excluded = PyObject_GetAttr(recorder,
+                                          state->record_names[NAME_EXCLUDED]);
+    int excluding = excluded == NULL ? -1 : PyObject_IsTrue(excluded);
+    Py_XDECREF(excluded);
+    if (excluding != 0) {
+        if (excluding < 0) {
+            return NULL;
+        }
+        goto python;
+    }
+    PyObject *method = NULL, *path = NULL, *root_path = NULL, *root = NULL;
+    PyObject *given = NULL, *record = NULL;
+    Py_INCREF(scope);
+    Py_INCREF(recorder);
+    method = scope_get(scope, state->record_names[NAME_METHOD_KEY]);
+    path = method ? scope_get(scope, state->record_names[NAME_PATH]) : NULL;
+    if (path == NULL) {
+        if (!PyErr_Occurred()) { /* not an HTTP scope as Python wants it */
+            Py_XDECREF(method);
+            Py_DECREF(recorder);
+            Py_DECREF(scope);
+            goto python;
+        }
+        goto done;
+    }
+    root_path = scope_get(scope, state->record_names[NAME_ROOT_PATH]);
+    if (root_path == NULL) {
+        if (PyErr_Occurred()) {
+            goto done;
+        }
+        root_path = state->record_names[NAME_EMPTY];
+        Py_INCREF(root_path);
+    }
+    root = scope_get(scope, state->record_names[NAME_APP]);
+    if (root == NULL) {
+        if (PyErr_Occurred()) {
+            goto done;
+        }
+        root = Py_None;
+        Py_INCREF(root);
+    }
+    record = new_record(state, type, recorder, method);
+    if (record == NULL) {
+        goto done;
+    }
+    ASGIRecordObject *request = (ASGIRecordObject *)record;
+    Py_INCREF(op);
+    request->middleware = op;
+    Py_INCREF(scope);
+    request->scope = scope;
+    Py_INCREF(args[1]);
+    request->downstream_receive = args[1];
+    Py_INCREF(args[2]);
+    request->downstream_send = args[2];
+    request->path = path;
+    path = NULL;
+    request->root_path = root_path;
+    root_path = NULL;
+    request->root = root;
+    root = NULL;
+    request->status = PyLong_FromLong(500);
+    Py_INCREF(Py_None);
+    request->ended = Py_None;
+    request->body_bytes = 0;
+    request->disconnected = 0;
+    if (request->status == NULL
+        || PyDict_SetItem(scope, recording, Py_True) < 0) {
+        goto failed;
+    }
+    /* The handlers find the measurement in the scope's state. */
+    PyObject *kept = scope_get(scope, state->record_names[NAME_STATE]);
+    if (kept == NULL && PyErr_Occurred()) {
+        goto failed;
+    }
+    int stored = 0;
+    if (kept == NULL || kept == Py_None) {
+        PyObject *fresh = PyDict_New();
+        stored = fresh == NULL
+                     ? -1
+                     : PyDict_SetItem(fresh, state->record_names[NAME_INFLUXDB],
+                                      request->record.measurement);
+        if (stored == 0) {
+            stored = PyDict_SetItem(scope, state->record_names[NAME_STATE],
+                                    fresh);
+        }
+        Py_XDECREF(fresh);
+    }
+    else if (PyDict_Check(kept)) {
+        stored = PyObject_SetItem(kept, state->record_names[NAME_INFLUXDB],
+                                  request->record.measurement);
+    }
+    Py_XDECREF(kept);
+    if (stored < 0) {
+        goto failed;
+    }
+    given = record;
+    record = NULL;
+    goto done;
+failed:
+    request->record.finished = 1; /* nothing to record when released */
+done:
+    Py_XDECREF(record);
+    Py_XDECREF(method);
+    Py_XDECREF(path);
+    Py_XDECREF(root_path);
+    Py_XDECREF(root);
+    Py_DECREF(recorder);
+    Py_DECREF(scope);
+    return given;
+python:
+    return call_own(op, state->record_names[NAME_BEGIN_PY], args, nargs,
+                    kwnames);
+}
+
+static PyMethodDef asgi_middleware_methods[] = {
+    {"_begin", (PyCFunction)(void (*)(void))asgi_begin, METHOD_FLAGS,
+     "_begin($self, scope, receive, send, /)\n--\n\n"
+     "The record of an HTTP request to record, set up; else None."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot asgi_middleware_slots[] = {
+    {Py_tp_doc, "The compiled base of the ASGI middleware."},
+    {Py_tp_new, PyType_GenericNew},
+    {Py_tp_dealloc, middleware_dealloc},
+    {Py_tp_traverse, middleware_traverse},
+    {Py_tp_clear, middleware_clear},
+    {Py_tp_methods, asgi_middleware_methods},
+    {Py_tp_members, middleware_members},
+    {0, NULL},
+};
+
+static PyType_Spec asgi_middleware_spec = {
+    "sprockets_influxdb._speedups.ASGIMiddlewareBase",
+    sizeof(MiddlewareObject),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    asgi_middleware_slots,
+};
+
+/* configure_asgi(recording, unknown, record_class): the ASGI middleware's
+ * scope key of a request being recorded, its owner of routes not looked
+ * for yet, and the class of its records (a subclass of ASGIRecordBase). */
+static PyObject *
+configure_asgi(PyObject *module, PyObject *args)
+{
+    PyObject *given[3];
+    if (!PyArg_ParseTuple(args, "UOO!", &given[0], &given[1], &PyType_Type,
+                          &given[2])) {
+        return NULL;
+    }
+    State *state = get_state(module);
+    PyObject *base = PyObject_GetAttrString(module, "ASGIRecordBase");
+    if (base == NULL) {
+        return NULL;
+    }
+    int records = PyType_IsSubtype((PyTypeObject *)given[2],
+                                   (PyTypeObject *)base);
+    Py_DECREF(base);
+    if (!records) {
+        PyErr_SetString(PyExc_TypeError,
+                        "configure_asgi() needs an ASGIRecordBase subclass");
+        return NULL;
+    }
+    static const int names[3] = {NAME_RECORDING, NAME_ASGI_UNKNOWN,
+                                 NAME_ASGI_RECORD_CLASS};
+    for (int i = 0; i < 3; i++) {
         Py_INCREF(given[i]);
         Py_XSETREF(state->record_names[names[i]], given[i]);
     }
@@ -3570,12 +4241,14 @@ static PyMethodDef methods[] = {
     {"configure_default_tags", configure_default_tags, METH_O,
      "configure_default_tags(tags): the tags new measurements start with, "
      "or None"},
-    {"configure_requests", configure_requests, METH_O,
-     "configure_requests(unmatched): the endpoint of requests no route "
-     "matched"},
+    {"configure_requests", configure_requests, METH_VARARGS,
+     "configure_requests(unmatched, other_method, measurement_class): "
+     "what the compiled records of requests use"},
     {"configure_wsgi", configure_wsgi, METH_VARARGS,
      "configure_wsgi(unknown, error_key, request_key, environ_key, "
-     "other_method, record_class, measurement_class): what the WSGI "
+     "record_class): what the WSGI middleware and its record use"},
+    {"configure_asgi", configure_asgi, METH_VARARGS,
+     "configure_asgi(recording, unknown, record_class): what the ASGI "
      "middleware and its record use"},
 #endif
     {"configure", configure, METH_VARARGS,
@@ -3682,6 +4355,29 @@ exec_module(PyObject *module)
     }
     if (PyModule_AddObject(module, "WSGIMiddlewareBase", middleware) < 0) {
         Py_DECREF(middleware);
+        return -1;
+    }
+    record = PyObject_GetAttrString(module, "RequestRecordBase");
+    if (record == NULL) {
+        return -1;
+    }
+    PyObject *asgi = PyType_FromModuleAndSpec(module, &asgi_spec, record);
+    Py_DECREF(record);
+    if (asgi == NULL) {
+        return -1;
+    }
+    if (PyModule_AddObject(module, "ASGIRecordBase", asgi) < 0) {
+        Py_DECREF(asgi);
+        return -1;
+    }
+    PyObject *asgi_middleware = PyType_FromModuleAndSpec(
+        module, &asgi_middleware_spec, NULL);
+    if (asgi_middleware == NULL) {
+        return -1;
+    }
+    if (PyModule_AddObject(module, "ASGIMiddlewareBase", asgi_middleware)
+        < 0) {
+        Py_DECREF(asgi_middleware);
         return -1;
     }
 #endif

@@ -38,12 +38,12 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Iterable, MutableMapping
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from starlette.routing import BaseRoute, Host, Match, Mount, compile_path
 
 from sprockets_influxdb.client import Client
-from sprockets_influxdb.measurement import Measurement
+from sprockets_influxdb.measurement import Measurement, _compiled
 from sprockets_influxdb.request_metrics import (
     OTHER_METHOD,
     UNMATCHED,
@@ -75,7 +75,20 @@ _CACHED_ROOT_PATH = 256
 _UNKNOWN = object()
 
 
-class InfluxDBMiddleware:
+if TYPE_CHECKING:
+    _MiddlewareBase = object
+    _ResponderBase = object
+else:
+    # The compiled bases hold the attributes, set a request's record up
+    # (_begin) and do its send and complete in C for the common case,
+    # leaving the rest to the _py methods below (see _speedups.c).
+    _MiddlewareBase = (
+        object if _compiled is None else _compiled.ASGIMiddlewareBase
+    )
+    _ResponderBase = object if _compiled is None else _compiled.ASGIRecordBase
+
+
+class InfluxDBMiddleware(_MiddlewareBase):
     """Record each HTTP request of an ASGI application.
 
     :param app: the ASGI application
@@ -125,60 +138,75 @@ class InfluxDBMiddleware:
         self, scope: Scope, receive: Receive, send: Send
     ) -> None:
         """Handle one ASGI connection."""
-        kind = scope['type']
-        if kind == 'http' and _RECORDING not in scope:
-            recorder = self.recorder
-            if recorder is not None and not (
-                recorder._excluded and recorder.excluded(scope['path'])
-            ):
-                # RequestRecord.__init__ and the rest of the setup,
-                # inline.
-                responder = _new(_Responder)
-                responder.recorder = recorder
-                method = scope['method']
-                responder.method = (
-                    method if method in recorder.methods else OTHER_METHOD
+        responder = self._begin(scope, receive, send)
+        if responder is not None:
+            try:
+                await self.app(scope, responder.receive, responder.send)
+            except BaseException as error:
+                responder.complete(
+                    error if isinstance(error, Exception) else None
                 )
-                responder.started = _monotonic()
-                measurement = responder.measurement = Measurement(
-                    recorder.database, recorder.measurement
-                )
-                responder.finished = False
-                responder.middleware = self
-                responder.scope = scope
-                responder.downstream_receive = receive
-                responder.downstream_send = send
-                responder.path = scope['path']
-                responder.root_path = scope.get('root_path', '')
-                responder.root = scope.get('app')
-                responder.status = 500
-                responder.body_bytes = 0
-                responder.disconnected = False
-                responder.ended = None
-                scope[_RECORDING] = True
-                state = scope.get('state')
-                if state is None:
-                    scope['state'] = {'influxdb': measurement}
-                elif isinstance(state, dict):
-                    state['influxdb'] = measurement
-                try:
-                    await self.app(scope, responder.receive, responder.send)
-                except BaseException as error:
-                    responder.complete(
-                        error if isinstance(error, Exception) else None
-                    )
-                    raise
-                if not responder.finished:
-                    responder.complete(None)
-                return
+                raise
+            if not responder.finished:
+                responder.complete(None)
+            return
+        if scope['type'] == 'lifespan':
+            send = self._lifespan_send(send)
+        await self.app(scope, receive, send)
+
+    def _begin_py(
+        self, scope: Scope, receive: Receive, send: Send
+    ) -> _Responder | None:
+        """The record of an HTTP request to record, set up; else ``None``.
+
+        An HTTP request not recorded (an excluded path, no database) gets
+        a stand-in measurement for its handlers.  (The compiled base's
+        ``_begin`` does the common case itself.)
+        """
+        if scope['type'] != 'http' or _RECORDING in scope:
+            return None
+        recorder = self.recorder
+        if recorder is None or (
+            recorder._excluded and recorder.excluded(scope['path'])
+        ):
             # Not recorded: the handlers still find a measurement.
             state = scope.setdefault('state', {})
             if isinstance(state, dict):
                 state['influxdb'] = stand_in(self._database, self._measurement)
-        elif kind == 'lifespan':
-            await self.app(scope, receive, self._lifespan_send(send))
-            return
-        await self.app(scope, receive, send)
+            return None
+        # RequestRecord.__init__ and the rest of the setup, inline.
+        responder = _new(_Responder)
+        responder.recorder = recorder
+        method = scope['method']
+        responder.method = (
+            method if method in recorder.methods else OTHER_METHOD
+        )
+        responder.started = _monotonic()
+        measurement = responder.measurement = Measurement(
+            recorder.database, recorder.measurement
+        )
+        responder.finished = False
+        responder.middleware = self
+        responder.scope = scope
+        responder.downstream_receive = receive
+        responder.downstream_send = send
+        responder.path = scope['path']
+        responder.root_path = scope.get('root_path', '')
+        responder.root = scope.get('app')
+        responder.status = 500
+        responder.body_bytes = 0
+        responder.disconnected = False
+        responder.ended = None
+        scope[_RECORDING] = True
+        state = scope.get('state')
+        if state is None:
+            scope['state'] = {'influxdb': measurement}
+        elif isinstance(state, dict):
+            state['influxdb'] = measurement
+        return responder
+
+    if TYPE_CHECKING or _compiled is None:
+        _begin = _begin_py
 
     def _lifespan_send(self, send: Send) -> Send:
         async def lifespan_send(message: Message) -> None:
@@ -407,28 +435,36 @@ def _template(
     return None
 
 
-class _Responder(RequestRecord):
+class _Responder(RequestRecord, _ResponderBase):
     """The state of one HTTP request going through the middleware.
 
     The request's :class:`~sprockets_influxdb.request_metrics.RequestRecord`
     itself: one object per request.
+
+    With the compiled extension, ``send`` and ``complete`` are its base's,
+    which hands what it does not do itself to the ``_py`` methods here; in
+    pure Python mode they are these methods.
     """
 
     __slots__ = (
-        'body_bytes',
-        'disconnected',
-        'downstream_receive',
-        'downstream_send',
-        'ended',
-        'middleware',
-        'path',
-        'root',
-        'root_path',
-        'scope',
-        'status',
+        (
+            'body_bytes',
+            'disconnected',
+            'downstream_receive',
+            'downstream_send',
+            'ended',
+            'middleware',
+            'path',
+            'root',
+            'root_path',
+            'scope',
+            'status',
+        )
+        if _compiled is None
+        else ()
     )
 
-    # Set up by InfluxDBMiddleware.__call__ (no __init__: a frame less
+    # Set up by InfluxDBMiddleware._begin (no __init__: a frame less
     # per request): the RequestRecord attributes, and these.
     #: The middleware serving the request.
     middleware: InfluxDBMiddleware
@@ -460,7 +496,7 @@ class _Responder(RequestRecord):
             self.disconnected = True
         return message
 
-    def send(self, message: Message) -> Awaitable[None]:
+    def _send_py(self, message: Message) -> Awaitable[None]:
         """The ``send`` the application is given.
 
         The last of a response under 500, the usual case, is recorded and
@@ -522,7 +558,7 @@ class _Responder(RequestRecord):
     # error page may come from an error middleware further in, which
     # raises the error right after: a 5xx waits for it.
 
-    def complete(self, error: BaseException | None) -> None:
+    def _complete_py(self, error: BaseException | None) -> None:
         """Record the request, once, with what the middleware saw.
 
         :param error: the exception that escaped the application, if any
@@ -562,7 +598,14 @@ class _Responder(RequestRecord):
             self.ended,
         )
 
+    if TYPE_CHECKING or _compiled is None:
+        send = _send_py
+        complete = _complete_py
 
-# A _Responder without RequestRecord.__init__ (InfluxDBMiddleware.__call__
+
+# A _Responder without RequestRecord.__init__ (InfluxDBMiddleware._begin
 # sets it up).
 _new = _Responder.__new__
+
+if _compiled is not None:
+    _compiled.configure_asgi(_RECORDING, _UNKNOWN, _Responder)

@@ -364,7 +364,7 @@ else:
     # common case, leaving the rest to _finish_py (see _speedups.c).
     _RecordBase = object if _compiled is None else _compiled.RequestRecordBase
 if _compiled is not None:
-    _compiled.configure_requests(UNMATCHED)
+    _compiled.configure_requests(UNMATCHED, OTHER_METHOD, Measurement)
 
 
 class RequestRecord(_RecordBase):

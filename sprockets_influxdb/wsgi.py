@@ -516,7 +516,5 @@ if _compiled is not None:
         _ERROR_KEY,
         _REQUEST_KEY,
         ENVIRON_KEY,
-        OTHER_METHOD,
         _Request,
-        Measurement,
     )

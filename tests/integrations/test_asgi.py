@@ -781,3 +781,90 @@ def test_uvicorn_stopped_with_influxdb_down_says_what_it_lost(
         f'20 measurements not delivered to InfluxDB at {influxdb.url}/write '
         'when the application shut down (ConnectError: '
     ), errors
+
+
+MODES_SCRIPT = """
+import asyncio
+import json
+import sys
+
+import sprockets_influxdb as influxdb
+from sprockets_influxdb.asgi import InfluxDBMiddleware
+from tests import asgi_shapes
+
+influxdb.install(url=sys.argv[1], tag_hostname=False)
+outcomes = asyncio.run(asgi_shapes.serve_all('modes', sys.argv[2]))
+lifespan = asyncio.run(
+    asgi_shapes.lifespan(
+        InfluxDBMiddleware(
+            asgi_shapes.plain, database='modes', measurement=sys.argv[2]
+        )
+    )
+)
+assert influxdb.shutdown().result(timeout=30)
+print(json.dumps({
+    'compiled': asgi_shapes.compiled(),
+    'outcomes': outcomes,
+    'lifespan': lifespan,
+    'added': influxdb.stats().added,
+}))
+"""
+
+
+def test_the_compiled_record_serves_and_stores_what_the_python_one_does(
+    influxdb: InfluxServer,
+) -> None:
+    """The compiled ASGI middleware and record agree with pure Python.
+
+    The requests of :mod:`tests.asgi_shapes` (FastAPI routes, an included
+    router, errors, 404 and 405; a Starlette mount, stream and refused
+    send; plain applications sending messages of every shape, a client
+    gone, a cancelled request, an excluded path, nested middleware, a
+    scope without a root path) give the server the same messages and
+    exceptions, and the same rows, in both modes.
+    """
+    import json
+
+    from tests import asgi_shapes
+
+    influxdb.create_database('modes')
+    answers = {}
+    for pure, name in (('0', 'compiled'), ('1', 'python')):
+        result = run_script(
+            MODES_SCRIPT,
+            {'SPROCKETS_INFLUXDB_PURE_PYTHON': pure, 'INFLUXDB_TAGS': ''},
+            args=(influxdb.url, name),
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stderr == ''
+        answers[name] = json.loads(result.stdout)
+    assert answers['compiled'].pop('compiled') is True
+    assert answers['python'].pop('compiled') is False
+    assert answers['compiled'] == answers['python']
+
+    def rows(name: str) -> list[dict[str, object]]:
+        found = influxdb.rows('modes', name)
+        for row in found:
+            del row['time'], row['duration']
+        return found
+
+    stored = rows('compiled')
+    assert stored == rows('python')
+    assert len(stored) == answers['python']['added']
+    assert [
+        (
+            row['method'],
+            row['endpoint'],
+            row['status_code'],
+            row['content_length'],
+            row.get('error'),
+        )
+        for row in stored
+    ] == asgi_shapes.EXPECTED
+    errors = [outcome[1] for outcome in answers['python']['outcomes']]
+    assert errors.count('OSError') == 1
+    assert {'KeyError', 'CancelledError', 'RuntimeError'} <= set(errors)
+    assert answers['python']['lifespan'] == [
+        'lifespan.startup.complete',
+        'lifespan.shutdown.complete',
+    ]
