@@ -94,6 +94,23 @@ enum {
     NAME_STATE,
     NAME_INFLUXDB,
     NAME_EMPTY,
+    NAME_RULES_ATTR,
+    NAME_GET_STATUS,
+    NAME_APPLICATION,
+    NAME_SETTINGS,
+    NAME_DEFAULT_HANDLER,
+    NAME_DEFAULT_ROUTER,
+    NAME_FIXED,
+    NAME_NAMES,
+    NAME_ERROR_ATTR,
+    NAME_GET_METHOD,
+    NAME_CONTENT_LENGTH_HEADER,
+    NAME_BEGUN,
+    NAME_REQUEST,
+    NAME_RECORDER,
+    NAME_REQUEST_TIME,
+    NAME_TIME,
+    NAME_RECORD_ATTR,
     /* Configured (configure_requests(), configure_wsgi()). */
     NAME_UNMATCHED,
     NAME_UNKNOWN,
@@ -106,6 +123,9 @@ enum {
     NAME_RECORDING,
     NAME_ASGI_UNKNOWN,
     NAME_ASGI_RECORD_CLASS,
+    NAME_TORNADO_STATE,
+    NAME_TORNADO_RECORD_CLASS,
+    NAME_BEGIN_TORNADO_PY,
     NAME_COUNT
 };
 
@@ -162,6 +182,26 @@ static const char *const RECORD_NAMES[NAME_COUNT] = {
     "state",
     "influxdb",
     "",
+    "rules",
+    "get_status",
+    "application",
+    "settings",
+    "default_handler_class",
+    "default_router",
+    "fixed",
+    "names",
+    "_influxdb_error",
+    "get",
+    "Content-Length",
+    "_influxdb_begun",
+    "request",
+    "recorder",
+    "request_time",
+    "_time",
+    "_influxdb_record",
+    NULL,
+    NULL,
+    NULL,
     NULL,
     NULL,
     NULL,
@@ -4155,6 +4195,595 @@ configure_asgi(PyObject *module, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* ------------------------------------------------------------------------
+ * The compiled base of sprockets_influxdb.tornado's _Record (a request's
+ * record and the handler's last output transform), and tornado_begin,
+ * the compiled _begin_py.  The transforms count the body and record the
+ * request at its last byte; the recording itself is done in C for a
+ * handler class whose URL pattern and name the application's state
+ * already keeps, and left to the handler's _influxdb_finish otherwise.
+ * ------------------------------------------------------------------------
+ */
+
+typedef struct {
+    RecordObject record;
+    PyObject *handler;
+    PyObject *declared;
+    long long body_bytes;
+    char head;
+} TornadoRecordObject;
+
+/* The application's state of what the mixin keeps, the record's class
+ * and _begin_py (configure_tornado()). */
+
+/* The length of obj.rules: -1 (an error set) when there is none. */
+static Py_ssize_t
+rules_length(State *state, PyObject *router)
+{
+    PyObject *rules = PyObject_GetAttr(router,
+                                       state->record_names[NAME_RULES_ATTR]);
+    if (rules == NULL) {
+        return -1;
+    }
+    Py_ssize_t length = PyObject_Size(rules);
+    Py_DECREF(rules);
+    return length;
+}
+
+/* What the handler's _influxdb_finish(disconnected, status) does, in C
+ * when the application's state keeps the handler class's pattern and
+ * name: None, or NULL on an error.  *status* may be NULL (the handler's
+ * get_status()). */
+static PyObject *
+tornado_finish(State *state, TornadoRecordObject *self, PyObject *handler,
+               int disconnected, PyObject *status)
+{
+    if (self->record.finished) {
+        Py_RETURN_NONE;
+    }
+    PyObject *application = NULL, *kept = NULL, *settings = NULL;
+    PyObject *router = NULL, *fixed = NULL, *names = NULL, *error = NULL;
+    PyObject *given = NULL, *length = NULL, *result = NULL;
+    PyObject *entry = NULL, *name = NULL;
+    int done = 0;
+    Py_INCREF(handler);
+    if (status == NULL) {
+        given = PyObject_CallMethodNoArgs(handler,
+                                          state->record_names[NAME_GET_STATUS]);
+        if (given == NULL) {
+            goto lookup_done;
+        }
+        status = given;
+    }
+    if (!PyLong_CheckExact(status)) {
+        goto lookup_done;
+    }
+    int overflow;
+    long code = PyLong_AsLongAndOverflow(status, &overflow);
+    if (overflow || code == 405) {
+        goto lookup_done;
+    }
+    application = PyObject_GetAttr(handler,
+                                   state->record_names[NAME_APPLICATION]);
+    if (application == NULL) {
+        goto lookup_done;
+    }
+    kept = PyObject_GetAttr(application,
+                            state->record_names[NAME_TORNADO_STATE]);
+    settings = kept ? PyObject_GetAttr(application,
+                                       state->record_names[NAME_SETTINGS])
+                    : NULL;
+    if (settings == NULL || !PyDict_CheckExact(settings)) {
+        goto lookup_done;
+    }
+    PyObject *fallback = PyDict_GetItemWithError(
+        settings, state->record_names[NAME_DEFAULT_HANDLER]);
+    if (fallback == (PyObject *)Py_TYPE(handler) || PyErr_Occurred()) {
+        goto lookup_done; /* reached by routing or as the fallback */
+    }
+    router = PyObject_GetAttr(application,
+                              state->record_names[NAME_DEFAULT_ROUTER]);
+    fixed = router ? PyObject_GetAttr(kept, state->record_names[NAME_FIXED])
+                   : NULL;
+    if (fixed == NULL || !PyDict_CheckExact(fixed)) {
+        goto lookup_done;
+    }
+    entry = scope_get(fixed, (PyObject *)Py_TYPE(handler));
+    if (entry == NULL || !PyTuple_CheckExact(entry)
+        || PyTuple_GET_SIZE(entry) != 5
+        || PyTuple_GET_ITEM(entry, 0) != router
+        || !PyLong_CheckExact(PyTuple_GET_ITEM(entry, 1))
+        || !PyLong_CheckExact(PyTuple_GET_ITEM(entry, 3))) {
+        goto lookup_done;
+    }
+    Py_ssize_t count = rules_length(state, router);
+    if (count < 0
+        || count != PyLong_AsSsize_t(PyTuple_GET_ITEM(entry, 1))) {
+        goto lookup_done;
+    }
+    PyObject *inner = PyTuple_GET_ITEM(entry, 2);
+    if (inner != Py_None) {
+        count = rules_length(state, inner);
+        if (count < 0
+            || count != PyLong_AsSsize_t(PyTuple_GET_ITEM(entry, 3))) {
+            goto lookup_done;
+        }
+    }
+    names = PyObject_GetAttr(kept, state->record_names[NAME_NAMES]);
+    if (names == NULL || !PyDict_CheckExact(names)) {
+        goto lookup_done;
+    }
+    name = scope_get(names, (PyObject *)Py_TYPE(handler));
+    if (name == NULL) {
+        goto lookup_done;
+    }
+    error = PyObject_GetAttr(handler, state->record_names[NAME_ERROR_ATTR]);
+    if (error == NULL) {
+        goto lookup_done;
+    }
+    PyObject *endpoint = PyTuple_GET_ITEM(entry, 4);
+    int named = PyObject_IsTrue(endpoint);
+    if (named < 0) {
+        goto lookup_done;
+    }
+    length = PyLong_FromLongLong(self->body_bytes);
+    if (length == NULL) {
+        goto lookup_done;
+    }
+    PyObject *finish[7] = {
+        status, named ? endpoint : state->record_names[NAME_UNMATCHED],
+        name, length, error, disconnected ? Py_True : Py_False, Py_None};
+    done = 1;
+    result = record_finish_with(state, (PyObject *)self, finish);
+lookup_done:
+    if (!done && PyErr_Occurred()) {
+        /* Python does it again, and reports what fails. */
+        if (PyErr_ExceptionMatches(PyExc_Exception)) {
+            PyErr_Clear();
+        }
+        else {
+            done = 1;
+        }
+    }
+    if (!done) {
+        result = PyObject_CallMethod(
+            handler, "_influxdb_finish", "OO",
+            disconnected ? Py_True : Py_False,
+            given != NULL || status == NULL ? Py_None : status);
+    }
+    Py_XDECREF(application);
+    Py_XDECREF(kept);
+    Py_XDECREF(settings);
+    Py_XDECREF(router);
+    Py_XDECREF(fixed);
+    Py_XDECREF(names);
+    Py_XDECREF(error);
+    Py_XDECREF(given);
+    Py_XDECREF(length);
+    Py_XDECREF(entry);
+    Py_XDECREF(name);
+    Py_DECREF(handler);
+    return result;
+}
+
+/* Count a chunk of body (none for HEAD): 0, or -1 on an error. */
+static int
+tornado_count(TornadoRecordObject *self, PyObject *chunk)
+{
+    if (self->head) {
+        return 0;
+    }
+    Py_ssize_t size = PyObject_Size(chunk);
+    if (size < 0) {
+        return -1;
+    }
+    self->body_bytes += size;
+    return 0;
+}
+
+/* Whether the body counted reached the Content-Length declared: 1, 0, or
+ * -1 on an error. */
+static int
+tornado_reached(TornadoRecordObject *self)
+{
+    PyObject *declared = self->declared;
+    if (declared == NULL || declared == Py_None) {
+        return 0;
+    }
+    Py_INCREF(declared);
+    PyObject *count = PyLong_FromLongLong(self->body_bytes);
+    int reached = count == NULL
+                      ? -1
+                      : PyObject_RichCompareBool(count, declared, Py_GE);
+    Py_XDECREF(count);
+    Py_DECREF(declared);
+    return reached;
+}
+
+/* The Content-Length of a response's headers, when it is digits: a new
+ * reference to the int, Py_None, or NULL on an error. */
+static PyObject *
+declared_length(State *state, PyObject *headers)
+{
+    PyObject *value = PyObject_CallMethodOneArg(
+        headers, state->record_names[NAME_GET_METHOD],
+        state->record_names[NAME_CONTENT_LENGTH_HEADER]);
+    if (value == NULL || value == Py_None) {
+        return value;
+    }
+    int digits;
+    if (PyUnicode_CheckExact(value) && PyUnicode_IS_ASCII(value)) {
+        Py_ssize_t size = PyUnicode_GET_LENGTH(value);
+        const Py_UCS1 *text = PyUnicode_1BYTE_DATA(value);
+        digits = size > 0;
+        for (Py_ssize_t i = 0; i < size && digits; i++) {
+            digits = text[i] >= '0' && text[i] <= '9';
+        }
+    }
+    else { /* value.isdigit(), as Python asks it */
+        PyObject *answer = PyObject_CallMethod(value, "isdigit", NULL);
+        digits = answer == NULL ? -1 : PyObject_IsTrue(answer);
+        Py_XDECREF(answer);
+    }
+    if (digits <= 0) {
+        Py_DECREF(value);
+        if (digits < 0) {
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
+    PyObject *number = PyNumber_Long(value);
+    Py_DECREF(value);
+    return number;
+}
+
+/* transform_first_chunk(status_code, headers, chunk, finishing) */
+static PyObject *
+tornado_first_chunk(PyObject *op, PyTypeObject *cls, PyObject *const *args,
+                    Py_ssize_t nargs, PyObject *kwnames)
+{
+    State *state = PyType_GetModuleState(cls);
+    if (state == NULL) {
+        return NULL;
+    }
+    if (nargs != 4 || kwnames != NULL) {
+        PyErr_SetString(PyExc_TypeError,
+                        "transform_first_chunk() takes status_code, "
+                        "headers, chunk and finishing");
+        return NULL;
+    }
+    TornadoRecordObject *self = (TornadoRecordObject *)op;
+    if (tornado_count(self, args[2]) < 0) {
+        return NULL;
+    }
+    PyObject *handler = self->handler;
+    if (handler != NULL && handler != Py_None) {
+        int finishing = PyObject_IsTrue(args[3]);
+        if (finishing < 0) {
+            return NULL;
+        }
+        PyObject *done = NULL;
+        if (finishing) {
+            done = tornado_finish(state, self, handler, 0, args[0]);
+        }
+        else {
+            PyObject *declared = declared_length(state, args[1]);
+            if (declared == NULL) {
+                return NULL;
+            }
+            if (declared == Py_None) {
+                Py_DECREF(declared);
+                done = Py_None;
+                Py_INCREF(done);
+            }
+            else {
+                Py_XSETREF(self->declared, declared);
+                int reached = tornado_reached(self);
+                if (reached < 0) {
+                    return NULL;
+                }
+                if (reached && self->handler != NULL
+                    && self->handler != Py_None) {
+                    done = tornado_finish(state, self, self->handler, 0,
+                                          args[0]);
+                }
+                else {
+                    done = Py_None;
+                    Py_INCREF(done);
+                }
+            }
+        }
+        if (done == NULL) {
+            return NULL;
+        }
+        Py_DECREF(done);
+    }
+    return PyTuple_Pack(3, args[0], args[1], args[2]);
+}
+
+/* transform_chunk(chunk, finishing) */
+static PyObject *
+tornado_chunk(PyObject *op, PyTypeObject *cls, PyObject *const *args,
+              Py_ssize_t nargs, PyObject *kwnames)
+{
+    State *state = PyType_GetModuleState(cls);
+    if (state == NULL) {
+        return NULL;
+    }
+    if (nargs != 2 || kwnames != NULL) {
+        PyErr_SetString(PyExc_TypeError,
+                        "transform_chunk() takes chunk and finishing");
+        return NULL;
+    }
+    TornadoRecordObject *self = (TornadoRecordObject *)op;
+    if (tornado_count(self, args[0]) < 0) {
+        return NULL;
+    }
+    PyObject *handler = self->handler;
+    if (handler != NULL && handler != Py_None) {
+        int last = PyObject_IsTrue(args[1]);
+        if (last == 0) {
+            last = tornado_reached(self);
+        }
+        if (last < 0) {
+            return NULL;
+        }
+        if (last && self->handler != NULL && self->handler != Py_None) {
+            PyObject *done = tornado_finish(state, self, self->handler, 0,
+                                            NULL);
+            if (done == NULL) {
+                return NULL;
+            }
+            Py_DECREF(done);
+        }
+    }
+    Py_INCREF(args[0]);
+    return args[0];
+}
+
+static int
+tornado_traverse(PyObject *op, visitproc visit, void *arg)
+{
+    TornadoRecordObject *self = (TornadoRecordObject *)op;
+    Py_VISIT(self->handler);
+    Py_VISIT(self->declared);
+    return record_traverse(op, visit, arg);
+}
+
+static int
+tornado_clear(PyObject *op)
+{
+    TornadoRecordObject *self = (TornadoRecordObject *)op;
+    Py_CLEAR(self->handler);
+    Py_CLEAR(self->declared);
+    return record_clear(op);
+}
+
+static void
+tornado_dealloc(PyObject *op)
+{
+    PyTypeObject *type = Py_TYPE(op);
+    if (PyObject_CallFinalizerFromDealloc(op) < 0) {
+        return; /* resurrected by _released() */
+    }
+    PyObject_GC_UnTrack(op);
+    tornado_clear(op);
+    type->tp_free(op);
+    Py_DECREF(type);
+}
+
+static PyMethodDef tornado_methods[] = {
+    {"transform_first_chunk",
+     (PyCFunction)(void (*)(void))tornado_first_chunk, METHOD_FLAGS,
+     "transform_first_chunk($self, status_code, headers, chunk, "
+     "finishing, /)\n--\n\n"
+     "Count the first chunk; record the request if it is the last."},
+    {"transform_chunk", (PyCFunction)(void (*)(void))tornado_chunk,
+     METHOD_FLAGS,
+     "transform_chunk($self, chunk, finishing, /)\n--\n\n"
+     "Count a chunk; record the request if it is the last."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef tornado_members[] = {
+    {"handler", T_OBJECT, offsetof(TornadoRecordObject, handler), 0, NULL},
+    {"declared", T_OBJECT, offsetof(TornadoRecordObject, declared), 0,
+     NULL},
+    {"body_bytes", T_LONGLONG, offsetof(TornadoRecordObject, body_bytes), 0,
+     NULL},
+    {"head", T_BOOL, offsetof(TornadoRecordObject, head), 0, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot tornado_slots[] = {
+    {Py_tp_doc, "The compiled base of the Tornado mixin's record."},
+    {Py_tp_new, PyType_GenericNew},
+    {Py_tp_dealloc, tornado_dealloc},
+    {Py_tp_finalize, record_finalize},
+    {Py_tp_traverse, tornado_traverse},
+    {Py_tp_clear, tornado_clear},
+    {Py_tp_methods, tornado_methods},
+    {Py_tp_members, tornado_members},
+    {0, NULL},
+};
+
+static PyType_Spec tornado_spec = {
+    "sprockets_influxdb._speedups.TornadoRecordBase",
+    sizeof(TornadoRecordObject),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    tornado_slots,
+};
+
+/* tornado_begin(handler): the compiled _begin_py.  Begins recording the
+ * handler's request, once, and returns its measurement; _begin_py for
+ * anything but a handler of an application with a recorder excluding no
+ * path, not begun yet. */
+static PyObject *
+tornado_begin(PyObject *module, PyObject *handler)
+{
+    State *state = get_state(module);
+    PyTypeObject *type
+        = (PyTypeObject *)state->record_names[NAME_TORNADO_RECORD_CLASS];
+    PyObject *begin_py = state->record_names[NAME_BEGIN_TORNADO_PY];
+    if (type == NULL || begin_py == NULL) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "configure_tornado() was not called");
+        return NULL;
+    }
+    PyObject *application = NULL, *request = NULL, *kept = NULL;
+    PyObject *recorder = NULL, *method = NULL, *ago_object = NULL;
+    PyObject *record = NULL, *moment = NULL, *shift = NULL, *later = NULL;
+    PyObject *given = NULL;
+    int fast = 0;
+    PyObject *begun = PyObject_GetAttr(handler,
+                                       state->record_names[NAME_BEGUN]);
+    int was = begun == NULL ? -1 : PyObject_IsTrue(begun);
+    Py_XDECREF(begun);
+    if (was != 0) {
+        goto checked;
+    }
+    application = PyObject_GetAttr(handler,
+                                   state->record_names[NAME_APPLICATION]);
+    request = application ? PyObject_GetAttr(
+                                handler, state->record_names[NAME_REQUEST])
+                          : NULL;
+    kept = request ? PyObject_GetAttr(application,
+                                      state->record_names[NAME_TORNADO_STATE])
+                   : NULL;
+    recorder = kept ? PyObject_GetAttr(kept,
+                                       state->record_names[NAME_RECORDER])
+                    : NULL;
+    if (recorder == NULL || recorder == Py_None) {
+        goto checked;
+    }
+    PyObject *excluded = PyObject_GetAttr(recorder,
+                                          state->record_names[NAME_EXCLUDED]);
+    int excluding = excluded == NULL ? -1 : PyObject_IsTrue(excluded);
+    Py_XDECREF(excluded);
+    if (excluding != 0) {
+        goto checked;
+    }
+    method = PyObject_GetAttr(request, state->record_names[NAME_METHOD_KEY]);
+    int truth = method == NULL ? -1 : PyObject_IsTrue(method);
+    if (truth < 0) {
+        goto checked;
+    }
+    if (!truth) {
+        Py_SETREF(method, state->record_names[NAME_GET]);
+        Py_INCREF(method);
+    }
+    ago_object = PyObject_CallMethodNoArgs(
+        request, state->record_names[NAME_REQUEST_TIME]);
+    double ago = ago_object && PyFloat_CheckExact(ago_object)
+                     ? PyFloat_AS_DOUBLE(ago_object)
+                     : NAN;
+    fast = isfinite(ago) && fabs(ago) < 1e9;
+checked:
+    if (!fast) {
+        if (PyErr_Occurred()) {
+            if (!PyErr_ExceptionMatches(PyExc_Exception)) {
+                goto done;
+            }
+            PyErr_Clear(); /* Python does it again, and raises */
+        }
+        given = PyObject_CallOneArg(begin_py, handler);
+        goto done;
+    }
+    record = new_record(state, type, recorder, method);
+    if (record == NULL) {
+        goto done;
+    }
+    TornadoRecordObject *self = (TornadoRecordObject *)record;
+    /* Dated back to the request's arrival, the measurement's time too. */
+    double started = PyFloat_AS_DOUBLE(self->record.started) - ago;
+    PyObject *measurement = self->record.measurement;
+    Py_SETREF(self->record.started, PyFloat_FromDouble(started));
+    if (self->record.started == NULL) {
+        goto failed;
+    }
+    moment = PyObject_GetAttr(measurement, state->record_names[NAME_TIME]);
+    shift = moment ? PyLong_FromLongLong((long long)(ago * 1e6) * 1000)
+                   : NULL;
+    later = shift ? PyNumber_Subtract(moment, shift) : NULL;
+    if (later == NULL
+        || PyObject_SetAttr(measurement, state->record_names[NAME_TIME],
+                            later) < 0) {
+        goto failed;
+    }
+    Py_INCREF(handler);
+    self->handler = handler;
+    int head = PyObject_RichCompareBool(
+        method, state->record_names[NAME_HEAD_METHOD], Py_EQ);
+    if (head < 0) {
+        goto failed;
+    }
+    self->head = (char)head;
+    self->body_bytes = 0;
+    Py_INCREF(Py_None);
+    self->declared = Py_None;
+    if (PyObject_SetAttr(handler, state->record_names[NAME_BEGUN], Py_True)
+            < 0
+        || PyObject_SetAttr(handler, state->record_names[NAME_RECORD_ATTR],
+                            record) < 0
+        || PyObject_SetAttr(handler, state->record_names[NAME_INFLUXDB],
+                            measurement) < 0) {
+        goto failed;
+    }
+    Py_INCREF(measurement);
+    given = measurement;
+    goto done;
+failed:
+    self->record.finished = 1; /* nothing to record when released */
+done:
+    Py_XDECREF(application);
+    Py_XDECREF(request);
+    Py_XDECREF(kept);
+    Py_XDECREF(recorder);
+    Py_XDECREF(method);
+    Py_XDECREF(ago_object);
+    Py_XDECREF(record);
+    Py_XDECREF(moment);
+    Py_XDECREF(shift);
+    Py_XDECREF(later);
+    return given;
+}
+
+/* configure_tornado(state_name, record_class, begin_py): the attribute
+ * of an application that holds the mixin's state, the class of the
+ * mixin's records (a subclass of TornadoRecordBase), and _begin_py. */
+static PyObject *
+configure_tornado(PyObject *module, PyObject *args)
+{
+    PyObject *given[3];
+    if (!PyArg_ParseTuple(args, "UO!O", &given[0], &PyType_Type, &given[1],
+                          &given[2])) {
+        return NULL;
+    }
+    State *state = get_state(module);
+    PyObject *base = PyObject_GetAttrString(module, "TornadoRecordBase");
+    if (base == NULL) {
+        return NULL;
+    }
+    int records = PyType_IsSubtype((PyTypeObject *)given[1],
+                                   (PyTypeObject *)base);
+    Py_DECREF(base);
+    if (!records || !PyCallable_Check(given[2])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "configure_tornado() needs a TornadoRecordBase "
+                        "subclass and a function");
+        return NULL;
+    }
+    static const int names[3] = {NAME_TORNADO_STATE,
+                                 NAME_TORNADO_RECORD_CLASS,
+                                 NAME_BEGIN_TORNADO_PY};
+    for (int i = 0; i < 3; i++) {
+        Py_INCREF(given[i]);
+        Py_XSETREF(state->record_names[names[i]], given[i]);
+    }
+    Py_RETURN_NONE;
+}
+
 #endif
 
 static PyObject *
@@ -4247,6 +4876,11 @@ static PyMethodDef methods[] = {
     {"configure_wsgi", configure_wsgi, METH_VARARGS,
      "configure_wsgi(unknown, error_key, request_key, environ_key, "
      "record_class): what the WSGI middleware and its record use"},
+    {"configure_tornado", configure_tornado, METH_VARARGS,
+     "configure_tornado(state_name, record_class, begin_py): what the "
+     "Tornado mixin and its record use"},
+    {"tornado_begin", tornado_begin, METH_O,
+     "tornado_begin(handler) -> Measurement: the compiled _begin_py"},
     {"configure_asgi", configure_asgi, METH_VARARGS,
      "configure_asgi(recording, unknown, record_class): what the ASGI "
      "middleware and its record use"},
@@ -4378,6 +5012,20 @@ exec_module(PyObject *module)
     if (PyModule_AddObject(module, "ASGIMiddlewareBase", asgi_middleware)
         < 0) {
         Py_DECREF(asgi_middleware);
+        return -1;
+    }
+    record = PyObject_GetAttrString(module, "RequestRecordBase");
+    if (record == NULL) {
+        return -1;
+    }
+    PyObject *tornado = PyType_FromModuleAndSpec(module, &tornado_spec,
+                                                 record);
+    Py_DECREF(record);
+    if (tornado == NULL) {
+        return -1;
+    }
+    if (PyModule_AddObject(module, "TornadoRecordBase", tornado) < 0) {
+        Py_DECREF(tornado);
         return -1;
     }
 #endif

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, Union
 from tornado import httputil, routing, web
 
 from sprockets_influxdb import REQUEST_DATABASE
-from sprockets_influxdb.measurement import Measurement
+from sprockets_influxdb.measurement import Measurement, _compiled
 from sprockets_influxdb.request_metrics import (
     OTHER_METHOD,
     UNMATCHED,
@@ -291,7 +291,17 @@ def _pattern(
     return None
 
 
-class _Record(RequestRecord):
+if TYPE_CHECKING:
+    _RecordBase = object
+else:
+    # The compiled base holds the attributes and does the transforms in C,
+    # and the recording for a handler class whose pattern and name are
+    # kept, leaving the rest to InfluxDBMixin._influxdb_finish (see
+    # _speedups.c).
+    _RecordBase = object if _compiled is None else _compiled.TornadoRecordBase
+
+
+class _Record(RequestRecord, _RecordBase):
     """A request to a handler: its record, and its last output transform.
 
     As the last of the handler's output transforms, it sees the body as it
@@ -304,9 +314,13 @@ class _Record(RequestRecord):
     hold to the cyclic garbage collector instead of freeing them at once.
     """
 
-    __slots__ = ('body_bytes', 'declared', 'handler', 'head')
+    __slots__ = (
+        ('body_bytes', 'declared', 'handler', 'head')
+        if _compiled is None
+        else ()
+    )
 
-    # Set up by InfluxDBMixin._influxdb_begin (no __init__: a frame less
+    # Set up by _begin (no __init__: a frame less
     # per request): the RequestRecord attributes, and these.
     #: The handler, until it has finished.
     handler: InfluxDBMixin | None
@@ -317,40 +331,43 @@ class _Record(RequestRecord):
     #: The Content-Length the handler declared, if any.
     declared: int | None
 
-    def transform_first_chunk(
-        self,
-        status_code: int,
-        headers: httputil.HTTPHeaders,
-        chunk: bytes,
-        finishing: bool,
-    ) -> tuple[int, httputil.HTTPHeaders, bytes]:
-        """Count the first chunk; record the request if it is the last."""
-        if not self.head:
-            self.body_bytes += len(chunk)
-        handler = self.handler
-        if handler is None:
-            return status_code, headers, chunk
-        if finishing:
-            handler._influxdb_finish(False, status_code)
-        else:
-            declared = headers.get('Content-Length')
-            if declared is not None and declared.isdigit():
-                self.declared = int(declared)
-                if self.body_bytes >= self.declared:
-                    handler._influxdb_finish(False, status_code)
-        return status_code, headers, chunk
+    if TYPE_CHECKING or _compiled is None:
 
-    def transform_chunk(self, chunk: bytes, finishing: bool) -> bytes:
-        """Count a chunk; record the request if it is the last."""
-        if not self.head:
-            self.body_bytes += len(chunk)
-        declared = self.declared
-        handler = self.handler
-        if handler is not None and (
-            finishing or (declared is not None and self.body_bytes >= declared)
-        ):
-            handler._influxdb_finish(False)
-        return chunk
+        def transform_first_chunk(
+            self,
+            status_code: int,
+            headers: httputil.HTTPHeaders,
+            chunk: bytes,
+            finishing: bool,
+        ) -> tuple[int, httputil.HTTPHeaders, bytes]:
+            """Count the first chunk; record the request if it is the last."""
+            if not self.head:
+                self.body_bytes += len(chunk)
+            handler = self.handler
+            if handler is None:
+                return status_code, headers, chunk
+            if finishing:
+                handler._influxdb_finish(False, status_code)
+            else:
+                declared = headers.get('Content-Length')
+                if declared is not None and declared.isdigit():
+                    self.declared = int(declared)
+                    if self.body_bytes >= self.declared:
+                        handler._influxdb_finish(False, status_code)
+            return status_code, headers, chunk
+
+        def transform_chunk(self, chunk: bytes, finishing: bool) -> bytes:
+            """Count a chunk; record the request if it is the last."""
+            if not self.head:
+                self.body_bytes += len(chunk)
+            declared = self.declared
+            handler = self.handler
+            if handler is not None and (
+                finishing
+                or (declared is not None and self.body_bytes >= declared)
+            ):
+                handler._influxdb_finish(False)
+            return chunk
 
 
 class _Measurement:
@@ -404,52 +421,13 @@ class InfluxDBMixin:
         When the request is handled (``_execute``), or earlier when a
         handler reads :attr:`influxdb` first (in ``initialize()``).
         """
-        if self._influxdb_begun:
-            return self.influxdb
-        self._influxdb_begun = True
-        application = self.application
-        request = self.request
-        state = application.__dict__.get(_STATE) or _state(application)
-        recorder = state.recorder
-        if recorder is None or (
-            recorder._excluded and recorder.excluded(request.path)
-        ):
-            # Excluded or unrecorded: handlers may still use the attribute.
-            measurement = stand_in(
-                recorder.database if recorder else None,
-                recorder.measurement if recorder else None,
-            )
-        else:
-            # RequestRecord.__init__ and date_back(), inline: the handler
-            # is made once the request has arrived (and its body, unless
-            # streamed), so the start is dated back to its arrival, and
-            # the measurement's time too.
-            record = self._influxdb_record = _new(_Record)
-            record.recorder = recorder
-            method = request.method or 'GET'
-            record.method = (
-                method if method in recorder.methods else OTHER_METHOD
-            )
-            ago = request.request_time()
-            record.started = _monotonic() - ago
-            measurement = record.measurement = Measurement(
-                recorder.database, recorder.measurement
-            )
-            moment: int = measurement._time  # type: ignore[assignment]
-            measurement._time = moment - int(ago * 1e6) * 1000
-            record.finished = False
-            record.handler = self
-            record.head = method == 'HEAD'
-            record.body_bytes = 0
-            record.declared = None
-        self.influxdb = measurement
-        return measurement
+        return _begin(self)
 
     def _execute(
         self, transforms: list[Any], *args: bytes, **kwargs: bytes
     ) -> Any:
         if not self._influxdb_begun:
-            self._influxdb_begin()
+            _begin(self)
         # The record is the last of the output transforms.
         record = self._influxdb_record
         if record is not None:
@@ -550,6 +528,57 @@ class NotFoundHandler(InfluxDBMixin, web.RequestHandler):
         raise web.HTTPError(404)
 
 
-# A _Record without RequestRecord.__init__ (InfluxDBMixin._influxdb_begin
-# sets it up).
+def _begin_py(handler: InfluxDBMixin) -> Measurement:
+    """Begin recording the handler's request, once; its measurement.
+
+    (InfluxDBMixin._influxdb_begin; the compiled ``tornado_begin`` does
+    the common case itself and leaves the rest to this.)
+    """
+    if handler._influxdb_begun:
+        return handler.influxdb
+    handler._influxdb_begun = True
+    application = handler.application
+    request = handler.request
+    state = application.__dict__.get(_STATE) or _state(application)
+    recorder = state.recorder
+    if recorder is None or (
+        recorder._excluded and recorder.excluded(request.path)
+    ):
+        # Excluded or unrecorded: handlers may still use the attribute.
+        measurement = stand_in(
+            recorder.database if recorder else None,
+            recorder.measurement if recorder else None,
+        )
+    else:
+        # RequestRecord.__init__ and date_back(), inline: the handler
+        # is made once the request has arrived (and its body, unless
+        # streamed), so the start is dated back to its arrival, and
+        # the measurement's time too.
+        record = handler._influxdb_record = _new(_Record)
+        record.recorder = recorder
+        method = request.method or 'GET'
+        record.method = method if method in recorder.methods else OTHER_METHOD
+        ago = request.request_time()
+        record.started = _monotonic() - ago
+        measurement = record.measurement = Measurement(
+            recorder.database, recorder.measurement
+        )
+        moment: int = measurement._time  # type: ignore[assignment]
+        measurement._time = moment - int(ago * 1e6) * 1000
+        record.finished = False
+        record.handler = handler
+        record.head = method == 'HEAD'
+        record.body_bytes = 0
+        record.declared = None
+    handler.influxdb = measurement
+    return measurement
+
+
+# A _Record without RequestRecord.__init__ (_begin sets it up).
 _new = _Record.__new__
+
+if _compiled is None:
+    _begin = _begin_py
+else:
+    _compiled.configure_tornado(_STATE, _Record, _begin_py)
+    _begin = _compiled.tornado_begin

@@ -551,3 +551,77 @@ def test_handlers_are_freed_without_the_cycle_collector(
         ('HEAD', '404', None),
         ('HEAD', '500', 'builtins.RuntimeError'),
     ]
+
+
+MODES_SCRIPT = """
+import asyncio
+import json
+import sys
+
+import sprockets_influxdb as influxdb
+from tests import tornado_shapes
+
+influxdb.install(url=sys.argv[1], tag_hostname=False)
+outcomes = asyncio.run(tornado_shapes.serve_all('modes', sys.argv[2]))
+assert influxdb.shutdown().result(timeout=30)
+print(json.dumps({
+    'compiled': tornado_shapes.compiled(),
+    'outcomes': outcomes,
+    'added': influxdb.stats().added,
+}))
+"""
+
+
+def test_the_compiled_record_serves_and_stores_what_the_python_one_does(
+    influxdb: InfluxServer,
+) -> None:
+    """The compiled Tornado record agrees with the pure Python one.
+
+    The requests of :mod:`tests.tornado_shapes` (plain, path parameter,
+    nested router, streamed, declared Content-Length written in parts,
+    compressed, HEAD, 404, 405, HTTPError, an exception, a measurement
+    read in ``initialize()`` or tagged, an excluded path, a handler class
+    routed twice) get the same responses and give the same rows in both
+    modes.
+    """
+    import json
+
+    from tests import tornado_shapes
+
+    influxdb.create_database('modes')
+    answers = {}
+    for pure, name in (('0', 'compiled'), ('1', 'python')):
+        result = run_script(
+            MODES_SCRIPT,
+            {'SPROCKETS_INFLUXDB_PURE_PYTHON': pure, 'INFLUXDB_TAGS': ''},
+            args=(influxdb.url, name),
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stderr == ''
+        answers[name] = json.loads(result.stdout)
+    assert answers['compiled'].pop('compiled') is True
+    assert answers['python'].pop('compiled') is False
+    assert answers['compiled'] == answers['python']
+
+    def rows(name: str) -> list[dict[str, object]]:
+        found = influxdb.rows('modes', name)
+        for row in found:
+            del row['time'], row['duration']
+        return found
+
+    stored = rows('compiled')
+    assert stored == rows('python')
+    assert len(stored) == answers['python']['added']
+    assert [
+        (
+            row['method'],
+            row['endpoint'],
+            row['status_code'],
+            row['content_length'],
+            row.get('error'),
+            str(row['handler']).rsplit('.', 1)[-1] if row['handler'] else None,
+        )
+        for row in stored
+    ] == tornado_shapes.EXPECTED
+    assert [row.get('early') for row in stored].count(1) == 1
+    assert [row.get('customer') for row in stored].count('acme') == 1
