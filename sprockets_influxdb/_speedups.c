@@ -3166,8 +3166,11 @@ wsgi_close(PyObject *op, PyTypeObject *cls, PyObject *const *args,
         return call_own(op, state->record_names[NAME_CLOSE_PY], args, nargs,
                         kwnames);
     }
-    PyObject *close = PyObject_GetAttr(self->result,
+    PyObject *iterable = self->result;
+    Py_INCREF(iterable);
+    PyObject *close = PyObject_GetAttr(iterable,
                                        state->record_names[NAME_CLOSE]);
+    Py_DECREF(iterable);
     if (close == NULL) {
         if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
             return NULL;
@@ -3812,8 +3815,7 @@ asgi_send(PyObject *op, PyTypeObject *cls, PyObject *const *args,
     }
     ASGIRecordObject *self = (ASGIRecordObject *)op;
     if (nargs != 1 || kwnames != NULL || !PyDict_CheckExact(args[0])
-        || self->downstream_send == NULL || self->status == NULL
-        || !PyLong_CheckExact(self->status)) {
+        || self->downstream_send == NULL) {
         goto python;
     }
     PyObject *message = args[0];
@@ -3842,8 +3844,13 @@ asgi_send(PyObject *op, PyTypeObject *cls, PyObject *const *args,
         }
         goto python;
     }
+    /* (Read again: what more_body's truth ran may have changed it.) */
+    PyObject *status = self->status;
+    if (status == NULL || !PyLong_CheckExact(status)) {
+        goto python;
+    }
     int overflow;
-    long code = PyLong_AsLongAndOverflow(self->status, &overflow);
+    long code = PyLong_AsLongAndOverflow(status, &overflow);
     if (overflow || code >= 500) {
         goto python;
     }
@@ -3851,7 +3858,9 @@ asgi_send(PyObject *op, PyTypeObject *cls, PyObject *const *args,
                                              state->record_names[NAME_BODY]);
     Py_ssize_t size = 0;
     if (body != NULL) {
+        Py_INCREF(body);
         size = PyObject_Size(body);
+        Py_DECREF(body);
         if (size < 0) {
             return NULL;
         }
@@ -3875,6 +3884,11 @@ asgi_send(PyObject *op, PyTypeObject *cls, PyObject *const *args,
     }
     Py_DECREF(done);
     PyObject *send = self->downstream_send;
+    if (send == NULL) {
+        Py_DECREF(message);
+        PyErr_SetString(PyExc_AttributeError, "downstream_send");
+        return NULL;
+    }
     Py_INCREF(send);
     PyObject *awaitable = PyObject_Vectorcall(send, &message, 1, NULL);
     Py_DECREF(send);
