@@ -2800,8 +2800,9 @@ wsgi_start(PyObject *op, PyTypeObject *cls, PyObject *const *args,
     self->status = code;
     PyObject *start_response = self->start_response;
     Py_INCREF(start_response);
-    PyObject *write = PyObject_Vectorcall(start_response, args,
-                                          (size_t)nargs, NULL);
+    /* (status, headers, exc_info), exc_info None when not given. */
+    PyObject *given[3] = {args[0], args[1], nargs > 2 ? args[2] : Py_None};
+    PyObject *write = PyObject_Vectorcall(start_response, given, 3, NULL);
     Py_DECREF(start_response);
     if (write == NULL) {
         Py_DECREF(declared);
@@ -3176,6 +3177,10 @@ wsgi_close(PyObject *op, PyTypeObject *cls, PyObject *const *args,
             return NULL;
         }
         PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    if (close == Py_None) {
+        Py_DECREF(close);
         Py_RETURN_NONE;
     }
     PyObject *result = PyObject_CallNoArgs(close);
@@ -3663,29 +3668,29 @@ asgi_complete_with(State *state, ASGIRecordObject *self, PyObject *error)
     Py_INCREF(middleware);
     PyObject *root = self->root;
     Py_INCREF(root);
+    /* (Python code may run from here on: what is read of the record is
+     * read again where it is used.) */
     int truth = PyObject_IsTrue(root);
-    if (truth < 0) {
-        Py_DECREF(root);
-        Py_DECREF(middleware);
-        return NULL;
-    }
-    if (!truth) {
+    if (truth == 0) {
         Py_SETREF(root, PyObject_GetAttr(middleware,
                                          state->record_names[NAME_OWNER]));
-        if (root == NULL) {
-            Py_DECREF(middleware);
-            return NULL;
+        truth = root == NULL ? -1 : 1;
+    }
+    if (truth < 0 || root == state->record_names[NAME_ASGI_UNKNOWN]) {
+        Py_XDECREF(root);
+        Py_DECREF(middleware);
+        if (truth < 0) {
+            if (!PyErr_ExceptionMatches(PyExc_Exception)) {
+                return NULL;
+            }
+            PyErr_Clear(); /* Python does it again, and reports it */
         }
-        if (root == state->record_names[NAME_ASGI_UNKNOWN]) {
-            Py_DECREF(root);
-            Py_DECREF(middleware);
-            goto python;
-        }
+        goto python;
     }
     PyObject *route = NULL, *handler = NULL, *fastapi = NULL;
     PyObject *owner = NULL, *key = NULL, *routes = NULL, *entry = NULL;
     PyObject *method = NULL, *length = NULL, *result = NULL;
-    int found = 0;
+    int found = 0, head = 0, named = 0;
     Py_INCREF(scope);
     route = scope_get(scope, state->record_names[NAME_ROUTE]);
     if (route == NULL || route == Py_None) {
@@ -3710,10 +3715,14 @@ asgi_complete_with(State *state, ASGIRecordObject *self, PyObject *error)
         Py_XSETREF(owner, route);
         Py_INCREF(owner);
     }
+    PyObject *root_path = self->root_path;
+    if (root_path == NULL || !PyUnicode_CheckExact(root_path)) {
+        goto lookup_done;
+    }
     PyObject *root_id = PyLong_FromVoidPtr(root);
     PyObject *owner_id = root_id ? PyLong_FromVoidPtr(owner) : NULL;
     if (owner_id != NULL) {
-        key = PyTuple_Pack(3, root_id, owner_id, self->root_path);
+        key = PyTuple_Pack(3, root_id, owner_id, root_path);
     }
     Py_XDECREF(root_id);
     Py_XDECREF(owner_id);
@@ -3730,31 +3739,40 @@ asgi_complete_with(State *state, ASGIRecordObject *self, PyObject *error)
         && PyTuple_GET_ITEM(entry, 2) == handler) {
         found = 1;
     }
-lookup_done:
-    if (PyErr_Occurred()) {
-        found = -1;
-    }
-    else if (found) {
-        PyObject *endpoint = PyTuple_GET_ITEM(entry, 1);
-        PyObject *name = PyTuple_GET_ITEM(entry, 3);
+    if (found) {
         method = scope_get(scope, state->record_names[NAME_METHOD_KEY]);
-        int head = PyErr_Occurred() ? -1 : 0;
         if (method != NULL) {
             head = PyObject_RichCompareBool(
                 method, state->record_names[NAME_HEAD_METHOD], Py_EQ);
         }
-        int named = head < 0 ? -1 : PyObject_IsTrue(endpoint);
-        if (named >= 0) {
-            length = PyLong_FromLongLong(head ? 0 : self->body_bytes);
+        if (head >= 0 && !PyErr_Occurred()) {
+            named = PyObject_IsTrue(PyTuple_GET_ITEM(entry, 1));
         }
+    }
+lookup_done:
+    if (PyErr_Occurred()) {
+        /* The lookup failed: Python does it again, and reports it. */
+        found = PyErr_ExceptionMatches(PyExc_Exception) ? 0 : -1;
+        if (found == 0) {
+            PyErr_Clear();
+        }
+    }
+    status = self->status;
+    PyObject *ended = self->ended;
+    if (found > 0 && status != NULL && PyLong_CheckExact(status)
+        && ended != NULL) {
+        length = PyLong_FromLongLong(head ? 0 : self->body_bytes);
         if (length != NULL) {
             int gone = self->disconnected;
             PyObject *finish[7] = {
-                status, named ? endpoint : unmatched, name, length,
-                gone ? Py_None : error, gone ? Py_True : Py_False,
-                self->ended};
+                status,
+                named ? PyTuple_GET_ITEM(entry, 1) : unmatched,
+                PyTuple_GET_ITEM(entry, 3),
+                length,
+                gone ? Py_None : error,
+                gone ? Py_True : Py_False,
+                ended};
             Py_INCREF(status);
-            PyObject *ended = self->ended;
             Py_INCREF(ended);
             result = record_finish_with(state, op, finish);
             Py_DECREF(ended);
@@ -3763,6 +3781,9 @@ lookup_done:
         if (result == NULL) {
             found = -1;
         }
+    }
+    else if (found > 0) {
+        found = 0;
     }
     Py_XDECREF(route);
     Py_XDECREF(handler);

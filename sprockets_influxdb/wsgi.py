@@ -193,7 +193,11 @@ class InfluxDBMiddleware(_MiddlewareBase):
         The server sends such a file its own way (sendfile): it is handed
         over as it is, with the length its headers declare.
         """
-        request.body_bytes = request.declared or 0
+        declared = request.declared
+        # (A length no file has is not recorded: 0.)
+        request.body_bytes = (
+            declared if declared is not None and 0 <= declared < 2**63 else 0
+        )
         request.complete(None)
         return result
 

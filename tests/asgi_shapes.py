@@ -58,6 +58,7 @@ EXPECTED = [
     ('GET', UNMATCHED, '500', 0, 'builtins.RuntimeError'),
     ('GET', UNMATCHED, '201', 2, None),
     ('GET', '/items/{item_id}', '200', 13, None),
+    ('GET', UNMATCHED, '201', 2, None),
 ]
 
 
@@ -75,6 +76,13 @@ class Message(Mapping[str, Any]):
 
     def __len__(self) -> int:
         return len(self.values)
+
+
+class NoTruth:
+    """An object whose truth cannot be told."""
+
+    def __bool__(self) -> bool:
+        raise RuntimeError('no truth')
 
 
 def compiled() -> bool:
@@ -199,6 +207,9 @@ REQUESTS = [
     ('plain', 'GET', '/excluded', 'full'),
     ('nested', 'GET', '/other', 'full'),
     ('bare-scope', 'GET', '/items/6', 'bare'),
+    # An application in the scope whose truth cannot be told: the route
+    # lookup fails, is reported, and the request recorded unmatched.
+    ('plain', 'GET', '/other', 'no-truth'),
 ]
 
 
@@ -207,8 +218,9 @@ async def serve(app: Any, method: str, path: str, how: str) -> Outcome:
 
     :param how: ``full``, ``refused`` (the server's send fails for the
         body, as ASGI 2.4 servers do once the client has gone), ``gone``
-        (the client has gone before the response) or ``bare`` (a scope
-        without a root path)
+        (the client has gone before the response), ``bare`` (a scope
+        without a root path) or ``no-truth`` (an application in the scope
+        whose truth cannot be told)
     """
     scope: dict[str, Any] = {
         'type': 'http',
@@ -226,6 +238,8 @@ async def serve(app: Any, method: str, path: str, how: str) -> Outcome:
     }
     if how == 'bare':
         del scope['root_path']
+    elif how == 'no-truth':
+        scope['app'] = NoTruth()
     sent: list[Any] = []
     received: list[str] = []
 

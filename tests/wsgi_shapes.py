@@ -69,6 +69,8 @@ EXPECTED = [
     ('GET', '/closing', '499', 2, None),
     ('GET', '/file', '200', 7, None),
     ('GET', '/exit', '500', 0, None),
+    ('GET', '/close-none', '200', 2, None),
+    ('GET', '/file-huge', '200', 0, None),
 ]
 
 PLAIN: dict[str, tuple[Any, Any, Any]] = {
@@ -115,6 +117,8 @@ REQUESTS = [
     ('plain', 'GET', '/closing', 'gone'),
     ('plain', 'GET', '/file', 'full'),
     ('plain', 'GET', '/exit', 'full'),
+    ('plain', 'GET', '/close-none', 'full'),
+    ('plain', 'GET', '/file-huge', 'full'),
 ]
 
 
@@ -174,6 +178,12 @@ class Closing:
         self.closed.append(self.count)
 
 
+class NoClose(list[bytes]):
+    """A response list whose close attribute is None."""
+
+    close = None
+
+
 class FileWrapper:
     """The server's ``wsgi.file_wrapper``."""
 
@@ -212,6 +222,12 @@ def make_plain(closed: list[int]) -> Callable[..., Any]:
             return Closing([b'ab', b'cd'], closed)
         if path == '/exit':  # no Exception: recorded without an error
             raise SystemExit(3)
+        if path == '/close-none':  # close is None: not called
+            start_response('200 OK', [('Content-Length', '2')])
+            return NoClose([b'ok'])
+        if path == '/file-huge':  # a length no file has: recorded as 0
+            start_response('200 OK', [('Content-Length', '9' * 30)])
+            return environ['wsgi.file_wrapper'](io.BytesIO(b'content'))
         if path == '/file':
             start_response('200 OK', [('Content-Length', '7')])
             return environ['wsgi.file_wrapper'](io.BytesIO(b'content'))
@@ -234,9 +250,10 @@ def serve(app: Any, method: str, path: str, how: str) -> Outcome:
     seen: list[object] = []
 
     def start_response(
-        status: str, headers: object, exc_info: object = None
+        status: str, headers: object, *exc_info: object
     ) -> Callable[[bytes], None]:
         seen.append(str(status))
+        seen.append(f'{2 + len(exc_info)} arguments')
         return lambda data: seen.append(len(data))
 
     body: list[bytes] = []
@@ -290,6 +307,8 @@ def serve_all(
                 '/closing',
                 '/file',
                 '/exit',
+                '/close-none',
+                '/file-huge',
             ]
         ]
     )

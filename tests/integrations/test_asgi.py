@@ -836,7 +836,10 @@ def test_the_compiled_record_serves_and_stores_what_the_python_one_does(
             args=(influxdb.url, name),
         )
         assert result.returncode == 0, result.stderr
-        assert result.stderr == ''
+        # The one failure of a route lookup, reported once, alike.
+        assert result.stderr == (
+            'Could not find the route of a request: RuntimeError: no truth\n'
+        )
         answers[name] = json.loads(result.stdout)
     assert answers['compiled'].pop('compiled') is True
     assert answers['python'].pop('compiled') is False
@@ -862,7 +865,12 @@ def test_the_compiled_record_serves_and_stores_what_the_python_one_does(
         for row in stored
     ] == asgi_shapes.EXPECTED
     errors = [outcome[1] for outcome in answers['python']['outcomes']]
-    assert errors.count('OSError') == 1
+    # The refused send's error reaches the server (as an OSError, or
+    # inside an exception group with older Starlette).
+    refused = asgi_shapes.REQUESTS.index(
+        ('starlette', 'GET', '/stream', 'refused')
+    )
+    assert errors[refused] is not None
     assert {'KeyError', 'CancelledError', 'RuntimeError'} <= set(errors)
     assert answers['python']['lifespan'] == [
         'lifespan.startup.complete',

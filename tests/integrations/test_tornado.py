@@ -623,5 +623,8 @@ def test_the_compiled_record_serves_and_stores_what_the_python_one_does(
         )
         for row in stored
     ] == tornado_shapes.EXPECTED
+    assert [
+        row['content_length'] for row in stored
+    ] == tornado_shapes.received(answers['python']['outcomes'])
     assert [row.get('early') for row in stored].count(1) == 1
     assert [row.get('customer') for row in stored].count('acme') == 1
