@@ -2569,17 +2569,25 @@ record_clear(PyObject *op)
     return 0;
 }
 
+/* Free a record of any of the compiled record types, *clear* being the
+ * clear function of its compiled type. */
 static void
-record_dealloc(PyObject *op)
+record_dealloc_with(PyObject *op, inquiry clear)
 {
     PyTypeObject *type = Py_TYPE(op);
     if (PyObject_CallFinalizerFromDealloc(op) < 0) {
         return; /* resurrected by _released() */
     }
     PyObject_GC_UnTrack(op);
-    record_clear(op);
+    clear(op);
     type->tp_free(op);
     Py_DECREF(type);
+}
+
+static void
+record_dealloc(PyObject *op)
+{
+    record_dealloc_with(op, record_clear);
 }
 
 /* A record freed before it was finished (a WSGI response neither
@@ -3225,14 +3233,7 @@ wsgi_clear(PyObject *op)
 static void
 wsgi_dealloc(PyObject *op)
 {
-    PyTypeObject *type = Py_TYPE(op);
-    if (PyObject_CallFinalizerFromDealloc(op) < 0) {
-        return; /* resurrected by _released() */
-    }
-    PyObject_GC_UnTrack(op);
-    wsgi_clear(op);
-    type->tp_free(op);
-    Py_DECREF(type);
+    record_dealloc_with(op, wsgi_clear);
 }
 
 static PyMethodDef wsgi_methods[] = {
@@ -3955,14 +3956,7 @@ asgi_clear(PyObject *op)
 static void
 asgi_dealloc(PyObject *op)
 {
-    PyTypeObject *type = Py_TYPE(op);
-    if (PyObject_CallFinalizerFromDealloc(op) < 0) {
-        return; /* resurrected by _released() */
-    }
-    PyObject_GC_UnTrack(op);
-    asgi_clear(op);
-    type->tp_free(op);
-    Py_DECREF(type);
+    record_dealloc_with(op, asgi_clear);
 }
 
 static PyMethodDef asgi_methods[] = {
@@ -4597,14 +4591,7 @@ tornado_clear(PyObject *op)
 static void
 tornado_dealloc(PyObject *op)
 {
-    PyTypeObject *type = Py_TYPE(op);
-    if (PyObject_CallFinalizerFromDealloc(op) < 0) {
-        return; /* resurrected by _released() */
-    }
-    PyObject_GC_UnTrack(op);
-    tornado_clear(op);
-    type->tp_free(op);
-    Py_DECREF(type);
+    record_dealloc_with(op, tornado_clear);
 }
 
 static PyMethodDef tornado_methods[] = {

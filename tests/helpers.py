@@ -63,3 +63,56 @@ def run_script(
         timeout=timeout,
         check=False,
     )
+
+
+class ModesResult(typing.NamedTuple):
+    """What :func:`run_in_both_modes` found."""
+
+    #: What the pure Python process printed (its ``compiled`` removed).
+    answers: dict[str, typing.Any]
+    #: What it printed on stderr (the compiled process printed the same).
+    stderr: str
+    #: The rows it stored, without ``time`` and ``duration`` (the compiled
+    #: process stored the same).
+    rows: list[dict[str, object]]
+
+
+def run_in_both_modes(influxdb: typing.Any, source: str) -> ModesResult:
+    """Run *source* with the compiled extension and in pure Python mode.
+
+    Each process gets the server's URL and its own measurement name as
+    arguments and prints a JSON object with ``compiled`` (whether it ran
+    compiled) and ``added`` (the measurements its client took).  Both must
+    succeed and print the same, on stdout and stderr, and store the same
+    rows (times and durations aside) in the database ``modes``, as many as
+    they added.
+    """
+    import json
+
+    influxdb.create_database('modes')
+    answers = {}
+    errors = {}
+    for pure, name in (('0', 'compiled'), ('1', 'python')):
+        result = run_script(
+            source,
+            {'SPROCKETS_INFLUXDB_PURE_PYTHON': pure, 'INFLUXDB_TAGS': ''},
+            args=(influxdb.url, name),
+        )
+        assert result.returncode == 0, result.stderr
+        answers[name] = json.loads(result.stdout)
+        errors[name] = result.stderr
+    assert answers['compiled'].pop('compiled') is True
+    assert answers['python'].pop('compiled') is False
+    assert answers['compiled'] == answers['python']
+    assert errors['compiled'] == errors['python']
+
+    def rows(name: str) -> list[dict[str, object]]:
+        found: list[dict[str, object]] = influxdb.rows('modes', name)
+        for row in found:
+            del row['time'], row['duration']
+        return found
+
+    stored = rows('compiled')
+    assert stored == rows('python')
+    assert len(stored) == answers['python']['added']
+    return ModesResult(answers['python'], errors['python'], stored)

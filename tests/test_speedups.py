@@ -1676,6 +1676,51 @@ def test_the_compiled_request_record_on_odd_arguments(
     client._buffer.clear()
 
 
+# A client that only buffers: nothing listens where it would write.
+_BUFFERING: dict[str, typing.Any] = {
+    'url': 'http://127.0.0.1:9/',
+    'submission_interval': 10**9,
+    'trigger_size': 10**9,
+    'max_buffer_size': 10**9,
+    'shutdown_timeout': 0,
+    'tag_hostname': False,
+}
+
+
+def _recorded(
+    client: typing.Any, handler: bool = False
+) -> list[tuple[object, ...]]:
+    """(method, endpoint, status_code, content_length, error) of each
+    request *client* buffered, and the last part of the handler's name
+    when asked; the buffer is emptied."""
+    from sprockets_influxdb import buffer
+
+    try:
+        return [
+            (
+                tags['method'],
+                tags['endpoint'],
+                tags['status_code'],
+                fields['content_length'],
+                tags.get('error'),
+                *(
+                    [
+                        tags['handler'].rsplit('.', 1)[-1]
+                        if 'handler' in tags
+                        else None
+                    ]
+                    if handler
+                    else []
+                ),
+            )
+            for _, _, _, tags, fields, _ in buffer.entries(
+                client._buffer.take()
+            )
+        ]
+    finally:
+        client._buffer.clear()
+
+
 def test_the_compiled_wsgi_record_on_every_shape_of_response() -> None:
     """The WSGI middleware's record on every shape of request and response.
 
@@ -1684,33 +1729,14 @@ def test_the_compiled_wsgi_record_on_every_shape_of_response() -> None:
     (``.ci/sanitize`` runs this under AddressSanitizer; the comparison
     with pure Python mode is in ``tests/integrations/test_wsgi.py``).
     """
-    from sprockets_influxdb import Client, buffer
+    from sprockets_influxdb import Client
     from tests import wsgi_shapes
 
-    client = Client(
-        url='http://127.0.0.1:9/',
-        submission_interval=10**9,
-        trigger_size=10**9,
-        max_buffer_size=10**9,
-        shutdown_timeout=0,
-        tag_hostname=False,
-    )
+    client = Client(**_BUFFERING)
     try:
         outcomes, closed = wsgi_shapes.serve_all('db', 'web', client)
-        recorded = [
-            (
-                tags['method'],
-                tags['endpoint'],
-                tags['status_code'],
-                fields['content_length'],
-                tags.get('error'),
-            )
-            for _, _, _, tags, fields, _ in buffer.entries(
-                client._buffer.take()
-            )
-        ]
+        recorded = _recorded(client)
     finally:
-        client._buffer.clear()
         client.shutdown().result(timeout=30)
     assert recorded == wsgi_shapes.EXPECTED
     assert wsgi_shapes.compiled() is not PURE_PYTHON
@@ -1728,33 +1754,14 @@ def test_the_compiled_asgi_record_on_every_shape_of_request() -> None:
     """
     import asyncio
 
-    from sprockets_influxdb import Client, buffer
+    from sprockets_influxdb import Client
     from tests import asgi_shapes
 
-    client = Client(
-        url='http://127.0.0.1:9/',
-        submission_interval=10**9,
-        trigger_size=10**9,
-        max_buffer_size=10**9,
-        shutdown_timeout=0,
-        tag_hostname=False,
-    )
+    client = Client(**_BUFFERING)
     try:
         outcomes = asyncio.run(asgi_shapes.serve_all('db', 'web', client))
-        recorded = [
-            (
-                tags['method'],
-                tags['endpoint'],
-                tags['status_code'],
-                fields['content_length'],
-                tags.get('error'),
-            )
-            for _, _, _, tags, fields, _ in buffer.entries(
-                client._buffer.take()
-            )
-        ]
+        recorded = _recorded(client)
     finally:
-        client._buffer.clear()
         client.shutdown().result(timeout=30)
     assert recorded == asgi_shapes.EXPECTED
     assert asgi_shapes.compiled() is not PURE_PYTHON
@@ -1775,37 +1782,13 @@ def test_the_compiled_tornado_record_on_every_shape_of_request() -> None:
     import asyncio
 
     import sprockets_influxdb
-    from sprockets_influxdb import buffer
     from tests import tornado_shapes
 
-    sprockets_influxdb.install(
-        url='http://127.0.0.1:9/',
-        submission_interval=10**9,
-        trigger_size=10**9,
-        max_buffer_size=10**9,
-        shutdown_timeout=0,
-        tag_hostname=False,
-    )
-    client = sprockets_influxdb.default_client()
+    sprockets_influxdb.install(**_BUFFERING)
     try:
         outcomes = asyncio.run(tornado_shapes.serve_all('db', 'web'))
-        recorded = [
-            (
-                tags['method'],
-                tags['endpoint'],
-                tags['status_code'],
-                fields['content_length'],
-                tags.get('error'),
-                tags['handler'].rsplit('.', 1)[-1]
-                if 'handler' in tags
-                else None,
-            )
-            for _, _, _, tags, fields, _ in buffer.entries(
-                client._buffer.take()
-            )
-        ]
+        recorded = _recorded(sprockets_influxdb.default_client(), True)
     finally:
-        client._buffer.clear()
         sprockets_influxdb.shutdown().result(timeout=30)
     assert recorded == tornado_shapes.EXPECTED
     assert [entry[3] for entry in recorded] == tornado_shapes.received(

@@ -18,7 +18,7 @@ import pytest
 
 from sprockets_influxdb import Client
 from sprockets_influxdb.asgi import InfluxDBMiddleware
-from tests.helpers import run_script
+from tests.helpers import run_in_both_modes, run_script
 from tests.integrations.apps import (
     AppServer,
     drive,
@@ -823,37 +823,14 @@ def test_the_compiled_record_serves_and_stores_what_the_python_one_does(
     scope without a root path) give the server the same messages and
     exceptions, and the same rows, in both modes.
     """
-    import json
-
     from tests import asgi_shapes
 
-    influxdb.create_database('modes')
-    answers = {}
-    for pure, name in (('0', 'compiled'), ('1', 'python')):
-        result = run_script(
-            MODES_SCRIPT,
-            {'SPROCKETS_INFLUXDB_PURE_PYTHON': pure, 'INFLUXDB_TAGS': ''},
-            args=(influxdb.url, name),
-        )
-        assert result.returncode == 0, result.stderr
-        # The one failure of a route lookup, reported once, alike.
-        assert result.stderr == (
-            'Could not find the route of a request: RuntimeError: no truth\n'
-        )
-        answers[name] = json.loads(result.stdout)
-    assert answers['compiled'].pop('compiled') is True
-    assert answers['python'].pop('compiled') is False
-    assert answers['compiled'] == answers['python']
-
-    def rows(name: str) -> list[dict[str, object]]:
-        found = influxdb.rows('modes', name)
-        for row in found:
-            del row['time'], row['duration']
-        return found
-
-    stored = rows('compiled')
-    assert stored == rows('python')
-    assert len(stored) == answers['python']['added']
+    found = run_in_both_modes(influxdb, MODES_SCRIPT)
+    # The one failure of a route lookup, reported once, alike.
+    assert found.stderr == (
+        'Could not find the route of a request: RuntimeError: no truth\n'
+    )
+    answers, stored = found.answers, found.rows
     assert [
         (
             row['method'],
@@ -864,7 +841,7 @@ def test_the_compiled_record_serves_and_stores_what_the_python_one_does(
         )
         for row in stored
     ] == asgi_shapes.EXPECTED
-    errors = [outcome[1] for outcome in answers['python']['outcomes']]
+    errors = [outcome[1] for outcome in answers['outcomes']]
     # The refused send's error reaches the server (as an OSError, or
     # inside an exception group with older Starlette).
     refused = asgi_shapes.REQUESTS.index(
@@ -872,7 +849,7 @@ def test_the_compiled_record_serves_and_stores_what_the_python_one_does(
     )
     assert errors[refused] is not None
     assert {'KeyError', 'CancelledError', 'RuntimeError'} <= set(errors)
-    assert answers['python']['lifespan'] == [
+    assert answers['lifespan'] == [
         'lifespan.startup.complete',
         'lifespan.shutdown.complete',
     ]

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.docs import code_blocks
-from tests.helpers import run_script
+from tests.helpers import run_in_both_modes, run_script
 from tests.integrations.apps import (
     AppServer,
     drive,
@@ -584,34 +584,11 @@ def test_the_compiled_record_serves_and_stores_what_the_python_one_does(
     routed twice) get the same responses and give the same rows in both
     modes.
     """
-    import json
-
     from tests import tornado_shapes
 
-    influxdb.create_database('modes')
-    answers = {}
-    for pure, name in (('0', 'compiled'), ('1', 'python')):
-        result = run_script(
-            MODES_SCRIPT,
-            {'SPROCKETS_INFLUXDB_PURE_PYTHON': pure, 'INFLUXDB_TAGS': ''},
-            args=(influxdb.url, name),
-        )
-        assert result.returncode == 0, result.stderr
-        assert result.stderr == ''
-        answers[name] = json.loads(result.stdout)
-    assert answers['compiled'].pop('compiled') is True
-    assert answers['python'].pop('compiled') is False
-    assert answers['compiled'] == answers['python']
-
-    def rows(name: str) -> list[dict[str, object]]:
-        found = influxdb.rows('modes', name)
-        for row in found:
-            del row['time'], row['duration']
-        return found
-
-    stored = rows('compiled')
-    assert stored == rows('python')
-    assert len(stored) == answers['python']['added']
+    found = run_in_both_modes(influxdb, MODES_SCRIPT)
+    assert found.stderr == ''
+    answers, stored = found.answers, found.rows
     assert [
         (
             row['method'],
@@ -625,6 +602,6 @@ def test_the_compiled_record_serves_and_stores_what_the_python_one_does(
     ] == tornado_shapes.EXPECTED
     assert [
         row['content_length'] for row in stored
-    ] == tornado_shapes.received(answers['python']['outcomes'])
+    ] == tornado_shapes.received(answers['outcomes'])
     assert [row.get('early') for row in stored].count(1) == 1
     assert [row.get('customer') for row in stored].count('acme') == 1

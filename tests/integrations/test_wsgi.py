@@ -21,7 +21,7 @@ from werkzeug.wrappers import Response
 
 from sprockets_influxdb import Client
 from sprockets_influxdb.wsgi import ENVIRON_KEY, InfluxDBMiddleware
-from tests.helpers import run_script, wait_for
+from tests.helpers import run_in_both_modes, run_script, wait_for
 from tests.integrations.apps import (
     AppServer,
     drive,
@@ -547,34 +547,11 @@ def test_the_compiled_record_serves_and_stores_what_the_python_one_does(
     server the same statuses, bodies and exceptions, and the same rows, in
     both modes.
     """
-    import json
-
     from tests import wsgi_shapes
 
-    influxdb.create_database('modes')
-    answers = {}
-    for pure, name in (('0', 'compiled'), ('1', 'python')):
-        result = run_script(
-            MODES_SCRIPT,
-            {'SPROCKETS_INFLUXDB_PURE_PYTHON': pure, 'INFLUXDB_TAGS': ''},
-            args=(influxdb.url, name),
-        )
-        assert result.returncode == 0, result.stderr
-        assert result.stderr == ''
-        answers[name] = json.loads(result.stdout)
-    assert answers['compiled'].pop('compiled') is True
-    assert answers['python'].pop('compiled') is False
-    assert answers['compiled'] == answers['python']
-
-    def rows(name: str) -> list[dict[str, object]]:
-        found = influxdb.rows('modes', name)
-        for row in found:
-            del row['time'], row['duration']
-        return found
-
-    stored = rows('compiled')
-    assert stored == rows('python')
-    assert len(stored) == answers['python']['added']
+    found = run_in_both_modes(influxdb, MODES_SCRIPT)
+    assert found.stderr == ''
+    answers, stored = found.answers, found.rows
     assert [
         (
             row['method'],
@@ -585,11 +562,11 @@ def test_the_compiled_record_serves_and_stores_what_the_python_one_does(
         )
         for row in stored
     ] == wsgi_shapes.EXPECTED
-    errors = [outcome[2] for outcome in answers['python']['outcomes']]
+    errors = [outcome[2] for outcome in answers['outcomes']]
     assert errors.count('BrokenPipeError') == 3
     assert 'KeyError' not in errors  # Flask answered 500 itself
     assert {'ValueError', 'TypeError', 'RuntimeError', 'SystemExit'} <= set(
         errors
     )
     # The iterable of /closing closed once each time, gone or not.
-    assert answers['python']['closed'] == [1, 1]
+    assert answers['closed'] == [1, 1]
