@@ -116,3 +116,22 @@ def run_in_both_modes(influxdb: typing.Any, source: str) -> ModesResult:
     assert stored == rows('python')
     assert len(stored) == answers['python']['added']
     return ModesResult(answers['python'], errors['python'], stored)
+
+
+def request_summary(
+    row: typing.Mapping[str, typing.Any], handler: bool = False
+) -> tuple[object, ...]:
+    """(method, endpoint, status_code, content_length, error) of a request's
+    point (its tags and fields in one mapping, as a row has them), and the
+    last part of the handler's name when asked."""
+    summary: tuple[object, ...] = (
+        row['method'],
+        row['endpoint'],
+        row['status_code'],
+        row['content_length'],
+        row.get('error'),
+    )
+    if handler:
+        name = row.get('handler')
+        summary += (str(name).rsplit('.', 1)[-1] if name else None,)
+    return summary

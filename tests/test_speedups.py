@@ -1690,29 +1690,14 @@ _BUFFERING: dict[str, typing.Any] = {
 def _recorded(
     client: typing.Any, handler: bool = False
 ) -> list[tuple[object, ...]]:
-    """(method, endpoint, status_code, content_length, error) of each
-    request *client* buffered, and the last part of the handler's name
-    when asked; the buffer is emptied."""
+    """The request summary of each point *client* buffered (see
+    :func:`tests.helpers.request_summary`); the buffer is emptied."""
     from sprockets_influxdb import buffer
+    from tests.helpers import request_summary
 
     try:
         return [
-            (
-                tags['method'],
-                tags['endpoint'],
-                tags['status_code'],
-                fields['content_length'],
-                tags.get('error'),
-                *(
-                    [
-                        tags['handler'].rsplit('.', 1)[-1]
-                        if 'handler' in tags
-                        else None
-                    ]
-                    if handler
-                    else []
-                ),
-            )
+            request_summary({**tags, **fields}, handler)
             for _, _, _, tags, fields, _ in buffer.entries(
                 client._buffer.take()
             )

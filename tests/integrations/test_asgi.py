@@ -18,7 +18,7 @@ import pytest
 
 from sprockets_influxdb import Client
 from sprockets_influxdb.asgi import InfluxDBMiddleware
-from tests.helpers import run_in_both_modes, run_script
+from tests.helpers import request_summary, run_in_both_modes, run_script
 from tests.integrations.apps import (
     AppServer,
     drive,
@@ -831,16 +831,7 @@ def test_the_compiled_record_serves_and_stores_what_the_python_one_does(
         'Could not find the route of a request: RuntimeError: no truth\n'
     )
     answers, stored = found.answers, found.rows
-    assert [
-        (
-            row['method'],
-            row['endpoint'],
-            row['status_code'],
-            row['content_length'],
-            row.get('error'),
-        )
-        for row in stored
-    ] == asgi_shapes.EXPECTED
+    assert [request_summary(row) for row in stored] == asgi_shapes.EXPECTED
     errors = [outcome[1] for outcome in answers['outcomes']]
     # The refused send's error reaches the server (as an OSError, or
     # inside an exception group with older Starlette).

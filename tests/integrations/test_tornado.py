@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.docs import code_blocks
-from tests.helpers import run_in_both_modes, run_script
+from tests.helpers import request_summary, run_in_both_modes, run_script
 from tests.integrations.apps import (
     AppServer,
     drive,
@@ -590,15 +590,7 @@ def test_the_compiled_record_serves_and_stores_what_the_python_one_does(
     assert found.stderr == ''
     answers, stored = found.answers, found.rows
     assert [
-        (
-            row['method'],
-            row['endpoint'],
-            row['status_code'],
-            row['content_length'],
-            row.get('error'),
-            str(row['handler']).rsplit('.', 1)[-1] if row['handler'] else None,
-        )
-        for row in stored
+        request_summary(row, handler=True) for row in stored
     ] == tornado_shapes.EXPECTED
     assert [
         row['content_length'] for row in stored

@@ -21,7 +21,12 @@ from werkzeug.wrappers import Response
 
 from sprockets_influxdb import Client
 from sprockets_influxdb.wsgi import ENVIRON_KEY, InfluxDBMiddleware
-from tests.helpers import run_in_both_modes, run_script, wait_for
+from tests.helpers import (
+    request_summary,
+    run_in_both_modes,
+    run_script,
+    wait_for,
+)
 from tests.integrations.apps import (
     AppServer,
     drive,
@@ -552,16 +557,7 @@ def test_the_compiled_record_serves_and_stores_what_the_python_one_does(
     found = run_in_both_modes(influxdb, MODES_SCRIPT)
     assert found.stderr == ''
     answers, stored = found.answers, found.rows
-    assert [
-        (
-            row['method'],
-            row['endpoint'],
-            row['status_code'],
-            row['content_length'],
-            row.get('error'),
-        )
-        for row in stored
-    ] == wsgi_shapes.EXPECTED
+    assert [request_summary(row) for row in stored] == wsgi_shapes.EXPECTED
     errors = [outcome[2] for outcome in answers['outcomes']]
     assert errors.count('BrokenPipeError') == 3
     assert 'KeyError' not in errors  # Flask answered 500 itself
