@@ -1259,6 +1259,20 @@ now_ns(PyObject *module, PyObject *unused)
 }
 
 static PyObject *
+clock_give_back(PyObject *module, PyObject *argument)
+{
+    long long moment = PyLong_AsLongLong(argument);
+    if (moment == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    State *state = get_state(module);
+    if (moment == state->clock_last) {
+        state->clock_last = moment - 1000;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
 configure_clock(PyObject *module, PyObject *args)
 {
     long long offset, resolution;
@@ -1312,7 +1326,24 @@ typedef struct {
      * without a tag or field of its own never makes either. */
     char tags_shared;
     char fields_lazy;
+    /* The clock's time this measurement was given, while nothing has read
+     * it (0: none, or read): when the time is replaced and no later one
+     * was taken, the clock takes it back (give_back). */
+    long long lent;
 } MeasurementObject;
+
+/* Give the clock back the time the measurement was lent, if nothing read
+ * it and it is still the last the clock handed out: the next measurement
+ * may then have it.  Times stay unique: every other time handed out is
+ * earlier, and nobody holds this one. */
+static void
+give_back(State *state, MeasurementObject *self)
+{
+    if (self->lent != 0 && self->lent == state->clock_last) {
+        state->clock_last = self->lent - 1000;
+    }
+    self->lent = 0;
+}
 
 /* The measurement's own tags dict, copied from the shared base tags if
  * not yet: 0, or -1 on an error. */
@@ -1436,6 +1467,7 @@ measurement_init(PyObject *op, PyObject *args, PyObject *kwargs)
                 Py_CLEAR(self->fields);
                 self->fields_lazy = 1;
                 Py_XSETREF(self->time, time);
+                self->lent = state->clock_last;
                 return 0;
             }
         }
@@ -1562,16 +1594,18 @@ measurement_set_timestamp(PyObject *op, PyTypeObject *cls,
                           PyObject *kwnames)
 {
     MeasurementObject *self = (MeasurementObject *)op;
-    if (nargs == 1 && kwnames == NULL && PyFloat_CheckExact(args[0])
-        && isfinite(PyFloat_AS_DOUBLE(args[0]))) {
-        Py_INCREF(args[0]);
-        Py_XSETREF(self->time, args[0]);
-        Py_RETURN_NONE;
-    }
     State *state = PyType_GetModuleState(cls);
     if (state == NULL) {
         return NULL;
     }
+    if (nargs == 1 && kwnames == NULL && PyFloat_CheckExact(args[0])
+        && isfinite(PyFloat_AS_DOUBLE(args[0]))) {
+        give_back(state, self);
+        Py_INCREF(args[0]);
+        Py_XSETREF(self->time, args[0]);
+        Py_RETURN_NONE;
+    }
+    /* It assigns _time (measurement_set_time) once the value is valid. */
     return call_python(state->py_set_timestamp, op, args, nargs, kwnames);
 }
 
@@ -1680,7 +1714,6 @@ static PyMemberDef measurement_members[] = {
     {"database", T_OBJECT_EX, offsetof(MeasurementObject, database), 0,
      NULL},
     {"name", T_OBJECT_EX, offsetof(MeasurementObject, name), 0, NULL},
-    {"_time", T_OBJECT_EX, offsetof(MeasurementObject, time), 0, NULL},
     {NULL, 0, 0, 0, NULL},
 };
 
@@ -1744,7 +1777,42 @@ measurement_set_fields(PyObject *op, PyObject *value, void *closure)
     return 0;
 }
 
+/* _time: reading it ends the loan of a clock's time (anything may hold it
+ * from then on); assigning it gives the time back (give_back). */
+static PyObject *
+measurement_get_time(PyObject *op, void *closure)
+{
+    (void)closure;
+    MeasurementObject *self = (MeasurementObject *)op;
+    if (self->time == NULL) {
+        return no_attribute(op, "_time");
+    }
+    self->lent = 0;
+    Py_INCREF(self->time);
+    return self->time;
+}
+
+static int
+measurement_set_time(PyObject *op, PyObject *value, void *closure)
+{
+    (void)closure;
+    MeasurementObject *self = (MeasurementObject *)op;
+    if (value == NULL && self->time == NULL) {
+        no_attribute(op, "_time");
+        return -1;
+    }
+    State *state = state_of_type(Py_TYPE(op));
+    if (state == NULL) {
+        return -1;
+    }
+    give_back(state, self);
+    Py_XINCREF(value);
+    Py_XSETREF(self->time, value);
+    return 0;
+}
+
 static PyGetSetDef measurement_getset[] = {
+    {"_time", measurement_get_time, measurement_set_time, NULL, NULL},
     {"tags", measurement_get_tags, measurement_set_tags, NULL, NULL},
     {"fields", measurement_get_fields, measurement_set_fields, NULL, NULL},
     {NULL, NULL, NULL, NULL, NULL},
@@ -1978,6 +2046,7 @@ buffer_add(PyObject *op, PyTypeObject *cls, PyObject *const *args,
         database = point->database;
         name = point->name;
         time = point->time;
+        point->lent = 0; /* queued with it */
         if (database == NULL || name == NULL || time == NULL) {
             Py_DECREF(pair);
             return no_attribute(measurement, database == NULL ? "database"
@@ -2395,6 +2464,7 @@ record_fast(State *state, RecordObject *self, PyObject *status,
     }
     PyObject *entry_values[5] = {point->database, point->name, whole, values,
                                  point->time};
+    point->lent = 0; /* queued with it */
     signal = record_put(state, client, entry_values);
     if (signal == NULL) {
         goto done;
@@ -4916,8 +4986,11 @@ static PyMethodDef methods[] = {
      "Return a time for a new point, in nanoseconds since the epoch.\n\n"
      "Never after the moment of the call and less than a microsecond\n"
      "before it, ending in this process's discriminator, and later than\n"
-     "any time returned before in this process.\n\n"
+     "any time returned before in this process and not given back.\n\n"
      ":returns: the time"},
+    {"give_back", clock_give_back, METH_O,
+     "give_back($module, moment, /)\n--\n\n"
+     "Take back a time now_ns() returned, if it was the last one."},
     {"configure_clock", configure_clock, METH_VARARGS,
      "configure_clock(offset, resolution): the discriminator and the "
      "clock's resolution in ns; forgets the last time"},

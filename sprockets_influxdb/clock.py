@@ -21,6 +21,13 @@ So the recorded time of a point is never after the moment the clock was
 read and less than one microsecond before it: there is no drift, whatever
 the rate; a process cannot take more than one time per microsecond.
 
+A time nobody needs any more can be given back (:func:`give_back`): when
+it is still the last one handed out, the next one may be the same.  A
+:class:`~sprockets_influxdb.Measurement` gives its time back when
+:meth:`~sprockets_influxdb.Measurement.set_timestamp` replaces it before
+anything read it, so points built with times of their own do not wait for
+the clock.
+
 On a clock coarser than a microsecond (the resolution
 :func:`time.get_clock_info` reports), the digits below its resolution carry
 no information: times within one tick are handed out one microsecond apart
@@ -36,7 +43,15 @@ import threading
 import time
 from typing import Callable
 
-__all__ = ['COMPILED', 'STEP', 'Clock', 'align', 'discriminator', 'now_ns']
+__all__ = [
+    'COMPILED',
+    'STEP',
+    'Clock',
+    'align',
+    'discriminator',
+    'give_back',
+    'now_ns',
+]
 
 #: Nanoseconds between two times of one process: the digits below hold the
 #: process's discriminator.
@@ -84,7 +99,8 @@ class Clock:
     it returns a time for a new point, in nanoseconds since the
     epoch: never after the moment of the call and less than a microsecond
     before it (on a clock of nanosecond resolution), ending in *offset*,
-    and later than any time returned before.
+    and later than any time returned before and not given back
+    (:meth:`give_back`).
 
     :param read: the system clock, in nanoseconds
     :param resolution: its resolution, in nanoseconds
@@ -135,6 +151,19 @@ class Clock:
             self._last = moment
             return moment
 
+    def give_back(self, moment: int) -> None:
+        """Take back a time this clock returned, if it was the last one.
+
+        The caller must hold the only copy of it: the next call may return
+        it again.  An earlier time is left alone (later ones were handed
+        out since).
+
+        :param moment: a time returned by calling the clock
+        """
+        with self._lock:
+            if moment == self._last:
+                self._last = moment - STEP
+
 
 _python_clock = Clock()
 
@@ -157,6 +186,29 @@ now_ns: Callable[[], int] = _load()
 
 #: Whether :func:`now_ns` is the compiled clock (else a :class:`Clock`).
 COMPILED = now_ns is not _python_clock
+
+
+def _load_give_back() -> Callable[[int], None]:
+    if not COMPILED:
+        return _python_clock.give_back
+    from sprockets_influxdb import _speedups
+
+    return _speedups.give_back
+
+
+_give_back = _load_give_back()
+
+
+def give_back(moment: int) -> None:
+    """Take back a time :func:`now_ns` returned, if it was the last one.
+
+    The caller must hold the only copy of it: the next :func:`now_ns` may
+    return it again.  An earlier time is left alone (later ones were
+    handed out since).
+
+    :param moment: a time :func:`now_ns` returned
+    """
+    _give_back(moment)
 
 
 def _after_fork_in_child() -> None:

@@ -138,7 +138,28 @@ class Measurement(_Base):
         self.fields: dict[str, FieldValue] = {}
         # An int: nanoseconds the library chose, kept apart from other
         # points; a float: seconds the user gave, written as given.
-        self._time: int | float = _now_ns()
+        moment = _now_ns()
+        self._time = moment
+        if _compiled is None:
+            self._lent = moment
+
+    # The time, pure Python only (the compiled base has its own, see
+    # _speedups.c): while nothing has read the clock's time the point was
+    # given (_lent), replacing it gives it back, so that points built with
+    # times of their own do not use up the clock's (one per microsecond).
+    _lent = 0
+
+    @property
+    def _time(self) -> int | float:
+        self._lent = 0  # read: anything may hold it from now on
+        return self._moment
+
+    @_time.setter
+    def _time(self, value: int | float) -> None:
+        if self._lent:
+            clock.give_back(self._lent)
+            self._lent = 0
+        self._moment = value
 
     def _snapshot(self) -> tuple[dict[str, str], dict[str, FieldValue]]:
         """The tags and fields for a queued entry: copies."""
@@ -300,6 +321,11 @@ class Measurement(_Base):
         microsecond at ``ns``, a unit at coarser precisions), a few steps
         at most.
 
+        The time the library's clock gave the point is handed back to the
+        clock when nothing has read it yet, so that building points with
+        times of their own does not use up the clock's (see
+        :ref:`timestamps`).
+
         :param value: seconds since the epoch, or a :class:`datetime.datetime`
             (a naive one is local time, as :meth:`datetime.datetime.timestamp`
             reads it)
@@ -339,6 +365,13 @@ if _compiled is not None:
         Measurement.set_field,
         Measurement.set_timestamp,
     )
-    for _name in ('__init__', 'set_tag', 'set_field', 'set_timestamp'):
+    for _name in (
+        '__init__',
+        'set_tag',
+        'set_field',
+        'set_timestamp',
+        '_time',
+        '_lent',
+    ):
         delattr(Measurement, _name)
     del _name

@@ -245,6 +245,89 @@ def test_the_clock_follows_the_system_clock_set_back() -> None:
     assert clock() == 1_000_000_000
 
 
+def test_the_clock_hands_out_a_time_given_back_again() -> None:
+    read = Script(5_000_042, 5_000_300, 5_000_500, 5_001_042)
+    clock = Clock(read, resolution=1, offset=42)
+    assert clock() == 5_000_042
+    clock.give_back(5_000_042)
+    # Nobody holds it any more: the same microsecond serves again...
+    assert clock() == 5_000_042
+    # ...but only once.
+    assert clock() == 5_001_042
+    assert read.readings == []
+
+
+def test_the_clock_keeps_a_time_given_back_after_a_later_one() -> None:
+    read = Script(5_000_042, 5_001_042, 5_001_500, 5_002_042)
+    clock = Clock(read, resolution=1, offset=42)
+    first, second = clock(), clock()
+    clock.give_back(first)  # later times were handed out since: kept
+    assert [first, second, clock()] == [5_000_042, 5_001_042, 5_002_042]
+
+
+# Points built with times of their own give the clock's back (so that they
+# do not wait for it); a time that was read or queued must never be
+# handed out again.  Each round: a point queued with the clock's time, then
+# given a time of its own and queued again; another point takes a time of
+# the clock, reads it, and gets a time of its own at the end of the round.
+# Each step follows the one before within a microsecond or so, so that a
+# time given back wrongly would be handed out again at once.  In pure
+# Python, where the steps take longer, the clock runs 20 times slower.
+REUSE = """
+import json, sys, time
+import sprockets_influxdb as influxdb
+from sprockets_influxdb import clock
+
+if not clock.COMPILED:
+    start = time.time_ns()
+    clock._python_clock._read = lambda: start + (time.time_ns() - start) // 20
+
+client = influxdb.Client(sys.argv[1], tag_hostname=False)
+ROUNDS = int(sys.argv[2])
+read = []
+for index in range(ROUNDS):
+    measurement = influxdb.Measurement('db', 'reused')
+    measurement.set_field('index', index)
+    client.add_measurement(measurement)
+    measurement.set_timestamp(1_700_000_000 + index / 1000)
+    other = influxdb.Measurement('db', 'read')
+    read.append(other.time_ns)
+    measurement.set_field('index', ROUNDS + index)
+    client.add_measurement(measurement)
+    other.set_timestamp(1.0)
+delivered = client.shutdown().result(timeout=60)
+print(json.dumps({'compiled': clock.COMPILED, 'delivered': delivered,
+                  'read': read}))
+"""
+
+
+@pytest.mark.parametrize('pure', ['0', '1'], ids=['compiled', 'python'])
+def test_a_time_read_or_queued_is_never_handed_out_again(
+    influxdb: InfluxServer, pure: str
+) -> None:
+    influxdb.create_database('db')
+    rounds = 20_000
+    result = run_script(
+        REUSE,
+        {'SPROCKETS_INFLUXDB_PURE_PYTHON': pure},
+        args=(influxdb.url, str(rounds)),
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert (answer['compiled'], answer['delivered']) == (pure == '0', True)
+    payload = influxdb.query('SELECT "index" FROM reused', 'db', epoch='ns')
+    (series,) = payload['results'][0]['series']
+    # Every point stored: none replaced another of its series...
+    assert sorted(int(index) for _, index in series['values']) == list(
+        range(2 * rounds)
+    )
+    # ...and no time the clock chose was handed out twice.
+    chosen = [stamp for stamp, index in series['values'] if index < rounds]
+    times = chosen + answer['read']
+    assert len(set(times)) == len(times) == 2 * rounds
+
+
 def test_a_measurement_reads_its_time_in_seconds_and_nanoseconds() -> None:
     before = time.time_ns()
     measurement = Measurement('db', 'm')
