@@ -26,7 +26,7 @@ from sprockets_influxdb import line_protocol
 from sprockets_influxdb._version import __version__, version_info
 from sprockets_influxdb.client import Client, FlushFuture, Stats
 from sprockets_influxdb.config import Settings
-from sprockets_influxdb.measurement import Measurement
+from sprockets_influxdb.measurement import Measurement, _compiled
 from sprockets_influxdb.measurement import (
     set_default_tags as _set_default_tags,
 )
@@ -228,7 +228,13 @@ def add_measurement(measurement: Measurement) -> None:
     :raises ValueError: when the measurement has no fields
     """
     client = _default or _client()
-    client.add_measurement(measurement)
+    if _fast_add is None or not _fast_add(client, measurement):
+        client.add_measurement(measurement)
+
+
+# The compiled form of Client.add_measurement's common case (a plain, open
+# client), or None.
+_fast_add = None if _compiled is None else _compiled.fast_add
 
 
 def flush(timeout: float | None = None) -> Any:

@@ -47,6 +47,7 @@ enum {
     NAME_DEFAULT,
     NAME_OPEN_PLAIN,
     NAME_PUT,
+    NAME_ADD,
     NAME_WHOLE_TAGS,
     NAME_WHOLE,
     NAME_DURATION,
@@ -135,6 +136,7 @@ static const char *const RECORD_NAMES[NAME_COUNT] = {
     "_default",
     "_open_plain",
     "_put",
+    "_add",
     "_whole_tags",
     "_whole",
     "duration",
@@ -1326,6 +1328,14 @@ typedef struct {
      * without a tag or field of its own never makes either. */
     char tags_shared;
     char fields_lazy;
+    /* Queued without a copy (add_measurement), the fields dict is shared
+     * with the buffer as the tags may be: copied before any change.  A
+     * dict handed to Python code (the tags and fields attributes) is
+     * exposed: whoever holds it may change it, so it is copied when
+     * queued. */
+    char fields_shared;
+    char tags_exposed;
+    char fields_exposed;
     /* The clock's time this measurement was given, while nothing has read
      * it (0: none, or read): when the time is replaced and no later one
      * was taken, the clock takes it back (give_back). */
@@ -1357,6 +1367,7 @@ own_tags(MeasurementObject *self)
         }
         Py_SETREF(self->tags, copy);
         self->tags_shared = 0;
+        self->tags_exposed = 0;
     }
     return 0;
 }
@@ -1372,8 +1383,54 @@ own_fields(MeasurementObject *self)
         }
         Py_XSETREF(self->fields, fields);
         self->fields_lazy = 0;
+        self->fields_exposed = 0;
+    }
+    else if (self->fields_shared) {
+        PyObject *copy = PyDict_Copy(self->fields);
+        if (copy == NULL) {
+            return -1;
+        }
+        Py_SETREF(self->fields, copy);
+        self->fields_shared = 0;
+        self->fields_exposed = 0;
     }
     return 0;
+}
+
+/* The tags and the fields to queue (new references, or NULL with an
+ * error): the measurement's own dicts when no Python code was handed them,
+ * shared from then on with what was queued (so copied before any change
+ * through the measurement), else copies. */
+static PyObject *
+copy_mapping(PyObject *mapping);
+
+static PyObject *
+queued_tags(MeasurementObject *self)
+{
+    PyObject *tags = self->tags;
+    if (self->tags_shared
+        || (!self->tags_exposed && tags != NULL && PyDict_CheckExact(tags))) {
+        self->tags_shared = 1;
+        Py_INCREF(tags);
+        return tags;
+    }
+    return copy_mapping(tags);
+}
+
+static PyObject *
+queued_fields(MeasurementObject *self)
+{
+    PyObject *fields = self->fields;
+    if (fields == NULL) {
+        return PyDict_New(); /* lazy: none yet */
+    }
+    if (self->fields_shared
+        || (!self->fields_exposed && PyDict_CheckExact(fields))) {
+        self->fields_shared = 1;
+        Py_INCREF(fields);
+        return fields;
+    }
+    return copy_mapping(fields);
 }
 
 /* The module state of the compiled base among the classes of type. */
@@ -1464,8 +1521,11 @@ measurement_init(PyObject *op, PyObject *args, PyObject *kwargs)
                 Py_INCREF(state->default_tags);
                 Py_XSETREF(self->tags, state->default_tags);
                 self->tags_shared = 1;
+                self->tags_exposed = 0;
                 Py_CLEAR(self->fields);
                 self->fields_lazy = 1;
+                self->fields_shared = 0;
+                self->fields_exposed = 0;
                 Py_XSETREF(self->time, time);
                 self->lent = state->clock_last;
                 return 0;
@@ -1728,6 +1788,7 @@ measurement_get_tags(PyObject *op, void *closure)
     if (self->tags == NULL) {
         return no_attribute(op, "tags");
     }
+    self->tags_exposed = 1;
     Py_INCREF(self->tags);
     return self->tags;
 }
@@ -1742,6 +1803,7 @@ measurement_set_tags(PyObject *op, PyObject *value, void *closure)
         return -1;
     }
     self->tags_shared = 0;
+    self->tags_exposed = 1;
     Py_XINCREF(value);
     Py_XSETREF(self->tags, value);
     return 0;
@@ -1758,6 +1820,7 @@ measurement_get_fields(PyObject *op, void *closure)
     if (self->fields == NULL) {
         return no_attribute(op, "fields");
     }
+    self->fields_exposed = 1;
     Py_INCREF(self->fields);
     return self->fields;
 }
@@ -1772,6 +1835,8 @@ measurement_set_fields(PyObject *op, PyObject *value, void *closure)
         return -1;
     }
     self->fields_lazy = 0;
+    self->fields_shared = 0;
+    self->fields_exposed = 1;
     Py_XINCREF(value);
     Py_XSETREF(self->fields, value);
     return 0;
@@ -2019,43 +2084,62 @@ buffer_put(PyObject *op, PyTypeObject *cls, PyObject *const *args,
                              args[2], args[3], args[4]);
 }
 
-/* add(measurement): put() with what add_measurement queues of it. */
+/* put() with what add_measurement queues of the measurement: its signal,
+ * or NULL with an error. */
 static PyObject *
-buffer_add(PyObject *op, PyTypeObject *cls, PyObject *const *args,
-           Py_ssize_t nargs, PyObject *kwnames)
+buffer_add_measurement(State *state, BufferObject *buffer,
+                       PyObject *measurement)
 {
-    State *state = PyType_GetModuleState(cls);
-    if (state == NULL) {
-        return NULL;
-    }
-    if (nargs != 1 || kwnames != NULL) {
-        PyErr_SetString(PyExc_TypeError, "add() takes a measurement");
-        return NULL;
-    }
-    PyObject *measurement = args[0];
     PyObject *pair = NULL, *database = NULL, *name = NULL, *time = NULL;
     PyObject *result = NULL;
     if (state->measurement_type != NULL
         && PyObject_TypeCheck(measurement,
                               (PyTypeObject *)state->measurement_type)) {
         MeasurementObject *point = (MeasurementObject *)measurement;
-        pair = measurement_snapshot(measurement, NULL);
-        if (pair == NULL) {
+        database = point->database;
+        name = point->name;
+        time = point->time;
+        if (database == NULL || name == NULL || time == NULL
+            || point->tags == NULL
+            || (point->fields == NULL && !point->fields_lazy)) {
+            return no_attribute(measurement,
+                                database == NULL ? "database"
+                                : name == NULL   ? "name"
+                                : time == NULL   ? "_time"
+                                : point->tags == NULL ? "tags"
+                                                      : "fields");
+        }
+        PyObject *tags = queued_tags(point);
+        if (tags == NULL) {
+            return NULL;
+        }
+        /* Copying a mapping that is no dict may have run code. */
+        PyObject *fields = point->fields != NULL || point->fields_lazy
+                               ? queued_fields(point)
+                               : no_attribute(measurement, "fields");
+        if (fields == NULL) {
+            Py_DECREF(tags);
             return NULL;
         }
         database = point->database;
         name = point->name;
         time = point->time;
-        point->lent = 0; /* queued with it */
         if (database == NULL || name == NULL || time == NULL) {
-            Py_DECREF(pair);
+            Py_DECREF(tags);
+            Py_DECREF(fields);
             return no_attribute(measurement, database == NULL ? "database"
                                              : name == NULL   ? "name"
                                                               : "_time");
         }
+        point->lent = 0; /* queued with it */
         Py_INCREF(database);
         Py_INCREF(name);
         Py_INCREF(time);
+        result = buffer_put_values(state, buffer, database, name, tags,
+                                   fields, time);
+        Py_DECREF(tags);
+        Py_DECREF(fields);
+        goto done;
     }
     else {
         pair = PyObject_CallMethod(measurement, "_snapshot", NULL);
@@ -2074,7 +2158,7 @@ buffer_add(PyObject *op, PyTypeObject *cls, PyObject *const *args,
             goto done;
         }
     }
-    result = buffer_put_values(state, (BufferObject *)op, database, name,
+    result = buffer_put_values(state, buffer, database, name,
                                PyTuple_GET_ITEM(pair, 0),
                                PyTuple_GET_ITEM(pair, 1), time);
 done:
@@ -2083,6 +2167,22 @@ done:
     Py_XDECREF(name);
     Py_XDECREF(time);
     return result;
+}
+
+/* add(measurement): put() with what add_measurement queues of it. */
+static PyObject *
+buffer_add(PyObject *op, PyTypeObject *cls, PyObject *const *args,
+           Py_ssize_t nargs, PyObject *kwnames)
+{
+    State *state = PyType_GetModuleState(cls);
+    if (state == NULL) {
+        return NULL;
+    }
+    if (nargs != 1 || kwnames != NULL) {
+        PyErr_SetString(PyExc_TypeError, "add() takes a measurement");
+        return NULL;
+    }
+    return buffer_add_measurement(state, (BufferObject *)op, args[0]);
 }
 
 static int
@@ -2331,6 +2431,78 @@ record_put(State *state, PyObject *client, PyObject *const *values)
     }
     Py_DECREF(put);
     return result;
+}
+
+/* fast_add(client, measurement): what the client's add_measurement does,
+ * for a plain, open Client (no subclass overriding add_measurement) whose
+ * buffer is the compiled one and a compiled measurement with fields.
+ * True when it was queued; False when it is not that case (nothing was
+ * done: the caller calls client.add_measurement, which raises what is
+ * wrong). */
+static PyObject *
+fast_add(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    State *state = get_state(module);
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError,
+                        "fast_add() takes a client and a measurement");
+        return NULL;
+    }
+    PyObject *client = args[0], *measurement = args[1];
+    if (state->measurement_type == NULL || state->buffer_type == NULL
+        || !PyObject_TypeCheck(measurement,
+                               (PyTypeObject *)state->measurement_type)) {
+        Py_RETURN_FALSE;
+    }
+    PyObject *fields = ((MeasurementObject *)measurement)->fields;
+    if (fields == NULL || !PyDict_CheckExact(fields)
+        || PyDict_GET_SIZE(fields) == 0) {
+        Py_RETURN_FALSE;
+    }
+    PyObject *open = PyObject_GetAttr(client,
+                                      state->record_names[NAME_OPEN_PLAIN]);
+    if (open == NULL) {
+        return NULL;
+    }
+    Py_DECREF(open);
+    if (open != Py_True) {
+        Py_RETURN_FALSE;
+    }
+    PyObject *add = PyObject_GetAttr(client, state->record_names[NAME_ADD]);
+    if (add == NULL) {
+        return NULL;
+    }
+    PyObject *owner = PyCFunction_Check(add) ? PyCFunction_GET_SELF(add)
+                                             : NULL;
+    if (owner == NULL
+        || PyCFunction_GET_FUNCTION(add)
+               != (PyCFunction)(void (*)(void))buffer_add
+        || !PyObject_TypeCheck(owner, (PyTypeObject *)state->buffer_type)) {
+        Py_DECREF(add);
+        Py_RETURN_FALSE;
+    }
+    Py_INCREF(owner);
+    Py_DECREF(add);
+    PyObject *signal = buffer_add_measurement(state, (BufferObject *)owner,
+                                              measurement);
+    Py_DECREF(owner);
+    if (signal == NULL) {
+        return NULL;
+    }
+    int raised = PyObject_IsTrue(signal);
+    if (raised > 0) {
+        PyObject *call[2] = {client, signal};
+        PyObject *acted = PyObject_VectorcallMethod(
+            state->record_names[NAME_SIGNALLED], call,
+            2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        Py_XDECREF(acted);
+        raised = acted == NULL ? -1 : 0;
+    }
+    Py_DECREF(signal);
+    if (raised < 0) {
+        return NULL;
+    }
+    Py_RETURN_TRUE;
 }
 
 /* The common case of _finish: 1 when the request was queued, 0 when it is
@@ -4988,6 +5160,10 @@ static PyMethodDef methods[] = {
      "before it, ending in this process's discriminator, and later than\n"
      "any time returned before in this process and not given back.\n\n"
      ":returns: the time"},
+    {"fast_add", (PyCFunction)(void (*)(void))fast_add, METH_FASTCALL,
+     "fast_add($module, client, measurement, /)\n--\n\n"
+     "client.add_measurement(measurement) for a plain, open client and a\n"
+     "compiled measurement with fields: whether it was done."},
     {"give_back", clock_give_back, METH_O,
      "give_back($module, moment, /)\n--\n\n"
      "Take back a time now_ns() returned, if it was the last one."},

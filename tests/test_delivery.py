@@ -8,6 +8,7 @@ status codes a real server will not produce on demand.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import socket
 import threading
@@ -17,7 +18,7 @@ import typing
 import pytest
 
 from sprockets_influxdb import Client, Measurement
-from tests.helpers import wait_for
+from tests.helpers import run_script, wait_for
 from tests.servers import (
     FORWARD,
     FaultServer,
@@ -154,6 +155,75 @@ def test_a_measurement_changed_after_adding_in_every_way(
     ]
     assert measurement.tags == {'tag': 'e'}
     assert isinstance(measurement.fields['i'], float)
+
+
+# The module's add_measurement queues a measurement's dictionaries without
+# copying them while no Python code holds them: what was queued must still
+# be what the measurement held when it was added.
+ADDED_AGAIN = """
+import json, sys
+import sprockets_influxdb as influxdb
+from sprockets_influxdb import clock
+
+influxdb.install(url=sys.argv[1], tag_hostname=False)
+measurement = influxdb.Measurement('db', 'm')
+measurement.set_tag('tag', 'a')
+measurement.set_field('i', 1)
+measurement.set_timestamp(1_700_000_000.001)
+influxdb.add_measurement(measurement)
+measurement.set_timestamp(1_700_000_000.002)
+influxdb.add_measurement(measurement)  # unchanged, again
+measurement.set_tag('tag', 'c')
+measurement.set_field('i', 3)
+measurement.set_timestamp(1_700_000_000.003)
+influxdb.add_measurement(measurement)
+tags, fields = measurement.tags, measurement.fields
+tags['tag'] = 'd'
+fields['i'] = 4
+measurement.set_timestamp(1_700_000_000.004)
+influxdb.add_measurement(measurement)
+tags['tag'] = 'e'  # after adding, through dictionaries taken before
+fields['i'] = 5
+other = influxdb.Measurement('db', 'm')
+other.set_tag('tag', 'f')
+other.set_field('i', 6)
+other.set_timestamp(1_700_000_000.006)
+influxdb.add_measurement(other)
+other.set_tag('tag', 'g')  # after adding, through the setters
+other.set_field('i', 7)
+print(json.dumps({
+    'compiled': clock.COMPILED,
+    'delivered': influxdb.shutdown().result(timeout=30),
+    'held': [measurement.tags, measurement.fields, other.tags, other.fields],
+}))
+"""
+
+
+@pytest.mark.parametrize('pure', ['0', '1'], ids=['compiled', 'python'])
+def test_a_measurement_added_again_and_changed_through_the_module_api(
+    influxdb: InfluxServer, pure: str
+) -> None:
+    influxdb.create_database('db')
+    result = run_script(
+        ADDED_AGAIN,
+        {'SPROCKETS_INFLUXDB_PURE_PYTHON': pure, 'INFLUXDB_TAGS': ''},
+        args=(influxdb.url,),
+    )
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer == {
+        'compiled': pure == '0',
+        'delivered': True,
+        'held': [{'tag': 'e'}, {'i': 5}, {'tag': 'g'}, {'i': 7}],
+    }
+    rows = influxdb.rows('db', 'm')
+    assert [(row['tag'], row['i']) for row in rows] == [
+        ('a', 1),
+        ('a', 1),
+        ('c', 3),
+        ('d', 4),
+        ('f', 6),
+    ]
 
 
 def test_a_measurement_without_fields_is_refused(
