@@ -88,6 +88,8 @@ enum {
     NAME_MORE_BODY,
     NAME_BODY,
     NAME_BODY_TYPE,
+    NAME_START_TYPE,
+    NAME_STATUS,
     NAME_SEND_PY,
     NAME_BEGIN_PY,
     NAME_ROUTES,
@@ -177,6 +179,8 @@ static const char *const RECORD_NAMES[NAME_COUNT] = {
     "more_body",
     "body",
     "http.response.body",
+    "http.response.start",
+    "status",
     "_send_py",
     "_begin_py",
     "_routes",
@@ -248,6 +252,8 @@ typedef struct {
     PyObject *str_backlog;
     /* The compiled Buffer and RequestRecord. */
     PyObject *buffer_type;
+    /* The awaitable ASGIRecordBase.send returns for a response's start. */
+    PyObject *sending_type;
     PyObject *record_names[NAME_COUNT];
 } State;
 
@@ -4066,9 +4072,261 @@ asgi_complete(PyObject *op, PyTypeObject *cls, PyObject *const *args,
     return asgi_complete_with(state, (ASGIRecordObject *)op, args[0]);
 }
 
+#if PY_VERSION_HEX >= 0x030A0000
+/* What send returns for the start of a response: awaiting it awaits the
+ * server's send, as _send does, noting that the client went away when the
+ * server raises OSError (ASGI 2.4), without a coroutine of its own. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *record;   /* the ASGIRecordBase instance */
+    PyObject *iterator; /* of the server's send's awaitable */
+} SendingObject;
+
+static void
+sending_failed(SendingObject *self)
+{
+    if (PyErr_ExceptionMatches(PyExc_OSError)) {
+        ((ASGIRecordObject *)self->record)->disconnected = 1;
+    }
+}
+
+static PySendResult
+sending_am_send(PyObject *op, PyObject *value, PyObject **result)
+{
+    SendingObject *self = (SendingObject *)op;
+    PySendResult done = PyIter_Send(self->iterator, value, result);
+    if (done == PYGEN_ERROR) {
+        sending_failed(self);
+    }
+    return done;
+}
+
+/* The result of send() or __next__(): the next value, or NULL with
+ * StopIteration (or nothing, for None) once done, or an error. */
+static PyObject *
+sending_step(PyObject *op, PyObject *value)
+{
+    PyObject *result = NULL;
+    PySendResult done = sending_am_send(op, value, &result);
+    if (done == PYGEN_NEXT) {
+        return result;
+    }
+    if (done == PYGEN_RETURN) {
+        if (result != Py_None) {
+            PyObject *stop = PyObject_CallOneArg(PyExc_StopIteration,
+                                                 result);
+            if (stop != NULL) {
+                PyErr_SetObject(PyExc_StopIteration, stop);
+                Py_DECREF(stop);
+            }
+        }
+        Py_DECREF(result);
+    }
+    return NULL;
+}
+
+static PyObject *
+sending_next(PyObject *op)
+{
+    return sending_step(op, Py_None);
+}
+
+static PyObject *
+sending_send(PyObject *op, PyObject *value)
+{
+    return sending_step(op, value);
+}
+
+static PyObject *
+sending_throw(PyObject *op, PyObject *args)
+{
+    SendingObject *self = (SendingObject *)op;
+    PyObject *throw = PyObject_GetAttrString(self->iterator, "throw");
+    PyObject *result = NULL;
+    if (throw != NULL) {
+        result = PyObject_Call(throw, args, NULL);
+        Py_DECREF(throw);
+    }
+    else if (PyErr_ExceptionMatches(PyExc_AttributeError)) {
+        /* Raised where the server's send waits, as by a coroutine. */
+        PyErr_Clear();
+        PyObject *kind = NULL, *value = NULL, *traceback = NULL;
+        if (PyArg_UnpackTuple(args, "throw", 1, 3, &kind, &value,
+                              &traceback)) {
+            if (PyExceptionInstance_Check(kind)) {
+                PyErr_SetObject((PyObject *)Py_TYPE(kind), kind);
+            }
+            else {
+                PyErr_SetObject(kind, value);
+            }
+        }
+    }
+    if (result == NULL) {
+        sending_failed(self);
+    }
+    return result;
+}
+
+static PyObject *
+sending_close(PyObject *op, PyObject *unused)
+{
+    (void)unused;
+    SendingObject *self = (SendingObject *)op;
+    PyObject *close = PyObject_GetAttrString(self->iterator, "close");
+    if (close == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
+            return NULL;
+        }
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    PyObject *result = PyObject_CallNoArgs(close);
+    Py_DECREF(close);
+    return result;
+}
+
+static PyObject *
+sending_await(PyObject *op)
+{
+    Py_INCREF(op);
+    return op;
+}
+
+static int
+sending_traverse(PyObject *op, visitproc visit, void *arg)
+{
+    SendingObject *self = (SendingObject *)op;
+    Py_VISIT(Py_TYPE(op));
+    Py_VISIT(self->record);
+    Py_VISIT(self->iterator);
+    return 0;
+}
+
+static int
+sending_clear(PyObject *op)
+{
+    SendingObject *self = (SendingObject *)op;
+    Py_CLEAR(self->record);
+    Py_CLEAR(self->iterator);
+    return 0;
+}
+
+static void
+sending_dealloc(PyObject *op)
+{
+    PyTypeObject *type = Py_TYPE(op);
+    PyObject_GC_UnTrack(op);
+    sending_clear(op);
+    type->tp_free(op);
+    Py_DECREF(type);
+}
+
+static PyMethodDef sending_methods[] = {
+    {"send", sending_send, METH_O, NULL},
+    {"throw", sending_throw, METH_VARARGS, NULL},
+    {"close", sending_close, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot sending_slots[] = {
+    {Py_tp_doc, "The start of a response on its way to the server."},
+    {Py_tp_dealloc, sending_dealloc},
+    {Py_tp_traverse, sending_traverse},
+    {Py_tp_clear, sending_clear},
+    {Py_tp_iter, sending_await},
+    {Py_tp_iternext, sending_next},
+    {Py_tp_methods, sending_methods},
+    {Py_am_await, sending_await},
+    {Py_am_send, sending_am_send},
+    {0, NULL},
+};
+
+static PyType_Spec sending_spec = {
+    "sprockets_influxdb._speedups.Sending",
+    sizeof(SendingObject),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    sending_slots,
+};
+
+/* The start of a response: its status noted and the server's send called,
+ * awaited through a Sending (see above).  NULL with an error, or
+ * Py_NotImplemented when it is not that case (nothing was done). */
+static PyObject *
+asgi_send_start(State *state, ASGIRecordObject *self, PyObject *message)
+{
+    PyObject *status = PyDict_GetItemWithError(
+        message, state->record_names[NAME_STATUS]);
+    if (status == NULL) {
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
+        Py_RETURN_NOTIMPLEMENTED;
+    }
+    PyObject *send = self->downstream_send;
+    if (!PyLong_CheckExact(status) || send == NULL
+        || state->sending_type == NULL) {
+        Py_RETURN_NOTIMPLEMENTED;
+    }
+    Py_INCREF(status);
+    Py_XSETREF(self->status, status);
+    Py_INCREF(send);
+    Py_INCREF(message);
+    PyObject *awaitable = PyObject_Vectorcall(send, &message, 1, NULL);
+    Py_DECREF(message);
+    Py_DECREF(send);
+    if (awaitable == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_OSError)) {
+            self->disconnected = 1;
+        }
+        return NULL;
+    }
+    PyObject *iterator = NULL;
+    if (PyCoro_CheckExact(awaitable)) {
+        iterator = awaitable;
+        awaitable = NULL;
+    }
+    else {
+        PyAsyncMethods *methods = Py_TYPE(awaitable)->tp_as_async;
+        if (methods == NULL || methods->am_await == NULL) {
+            PyErr_Format(PyExc_TypeError,
+                         "object %.100s can't be used in 'await' "
+                         "expression",
+                         Py_TYPE(awaitable)->tp_name);
+        }
+        else {
+            iterator = methods->am_await(awaitable);
+            if (iterator != NULL && !PyIter_Check(iterator)) {
+                PyErr_Format(PyExc_TypeError,
+                             "__await__() returned non-iterator of type "
+                             "'%.100s'",
+                             Py_TYPE(iterator)->tp_name);
+                Py_CLEAR(iterator);
+            }
+        }
+        Py_DECREF(awaitable);
+        if (iterator == NULL) {
+            return NULL;
+        }
+    }
+    PyTypeObject *type = (PyTypeObject *)state->sending_type;
+    SendingObject *sending = PyObject_GC_New(SendingObject, type);
+    if (sending == NULL) {
+        Py_DECREF(iterator);
+        return NULL;
+    }
+    Py_INCREF(self);
+    sending->record = (PyObject *)self;
+    sending->iterator = iterator;
+    PyObject_GC_Track(sending);
+    return (PyObject *)sending;
+}
+#endif
+
 /* send(message): the send the application is given.  The last of a
  * response under 500 is recorded and handed to the server (its send's
- * awaitable returned); the rest goes to _send_py. */
+ * awaitable returned); so is the start of a response (its status noted);
+ * the rest goes to _send_py. */
 static PyObject *
 asgi_send(PyObject *op, PyTypeObject *cls, PyObject *const *args,
           Py_ssize_t nargs, PyObject *kwnames)
@@ -4091,9 +4349,20 @@ asgi_send(PyObject *op, PyTypeObject *cls, PyObject *const *args,
         }
         goto python;
     }
-    if (!PyUnicode_CheckExact(kind)
-        || PyUnicode_Compare(kind, state->record_names[NAME_BODY_TYPE])
-               != 0) {
+    if (!PyUnicode_CheckExact(kind)) {
+        goto python;
+    }
+    if (PyUnicode_Compare(kind, state->record_names[NAME_BODY_TYPE]) != 0) {
+#if PY_VERSION_HEX >= 0x030A0000
+        if (PyUnicode_Compare(kind, state->record_names[NAME_START_TYPE])
+            == 0) {
+            PyObject *sending = asgi_send_start(state, self, args[0]);
+            if (sending != Py_NotImplemented) {
+                return sending;
+            }
+            Py_DECREF(sending);
+        }
+#endif
         goto python;
     }
     PyObject *more = PyDict_GetItemWithError(
@@ -5203,6 +5472,7 @@ exec_module(PyObject *module)
         return -1;
     }
     state->buffer_type = NULL;
+    state->sending_type = NULL;
     for (int i = 0; i < NAME_COUNT; i++) {
         state->record_names[i] = NULL;
         if (RECORD_NAMES[i] != NULL) {
@@ -5289,6 +5559,14 @@ exec_module(PyObject *module)
     if (record == NULL) {
         return -1;
     }
+#if PY_VERSION_HEX >= 0x030A0000
+    state->sending_type = PyType_FromModuleAndSpec(module, &sending_spec,
+                                                   NULL);
+    if (state->sending_type == NULL) {
+        Py_DECREF(record);
+        return -1;
+    }
+#endif
     PyObject *tornado = PyType_FromModuleAndSpec(module, &tornado_spec,
                                                  record);
     Py_DECREF(record);
@@ -5317,6 +5595,7 @@ traverse_module(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(state->py_set_field);
     Py_VISIT(state->py_set_timestamp);
     Py_VISIT(state->measurement_type);
+    Py_VISIT(state->sending_type);
     Py_VISIT(state->monotonic);
     Py_VISIT(state->str_acquire);
     Py_VISIT(state->str_release);
@@ -5344,6 +5623,7 @@ clear_module(PyObject *module)
     Py_CLEAR(state->py_set_field);
     Py_CLEAR(state->py_set_timestamp);
     Py_CLEAR(state->measurement_type);
+    Py_CLEAR(state->sending_type);
     Py_CLEAR(state->monotonic);
     Py_CLEAR(state->str_acquire);
     Py_CLEAR(state->str_release);

@@ -59,6 +59,10 @@ EXPECTED = [
     ('GET', UNMATCHED, '201', 2, None),
     ('GET', '/items/{item_id}', '200', 13, None),
     ('GET', UNMATCHED, '201', 2, None),
+    ('GET', '/items/{item_id}', '499', 0, None),
+    ('GET', UNMATCHED, '499', 0, None),
+    ('GET', UNMATCHED, '200', 6, None),
+    ('GET', UNMATCHED, '200', 0, None),
 ]
 
 
@@ -210,6 +214,15 @@ REQUESTS = [
     # An application in the scope whose truth cannot be told: the route
     # lookup fails, is reported, and the request recorded unmatched.
     ('plain', 'GET', '/other', 'no-truth'),
+    # The server's send fails for the start of the response (the client
+    # has gone), and a server whose send returns a future, not a
+    # coroutine.
+    ('fastapi', 'GET', '/items/7', 'refused-start'),
+    ('plain', 'GET', '/chunks', 'refused-start'),
+    ('plain', 'GET', '/chunks', 'future'),
+    # The server's send for the start never returns: the request is
+    # cancelled while it waits.
+    ('plain', 'GET', '/chunks', 'stalled'),
 ]
 
 
@@ -217,7 +230,10 @@ async def serve(app: Any, method: str, path: str, how: str) -> Outcome:
     """One request, as a server would serve it.
 
     :param how: ``full``, ``refused`` (the server's send fails for the
-        body, as ASGI 2.4 servers do once the client has gone), ``gone``
+        body, as ASGI 2.4 servers do once the client has gone),
+        ``refused-start`` (it fails for the start of the response too),
+        ``future`` (the server's send returns a future), ``stalled`` (it
+        never returns: the request is cancelled after 50 ms), ``gone``
         (the client has gone before the response), ``bare`` (a scope
         without a root path) or ``no-truth`` (an application in the scope
         whose truth cannot be told)
@@ -254,12 +270,23 @@ async def serve(app: Any, method: str, path: str, how: str) -> Outcome:
     async def send(message: Mapping[str, Any]) -> None:
         if how == 'refused' and message['type'] == 'http.response.body':
             raise OSError('the client went away')
+        if how == 'refused-start':
+            raise OSError('the client went away')
+        if how == 'stalled':
+            await asyncio.Event().wait()
         sent.append(message['type'])
         if 'status' in message:
             sent.append(message['status'])
 
+    def send_future(message: Mapping[str, Any]) -> asyncio.Future[None]:
+        sent.append(message['type'])
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
     try:
-        await app(scope, receive, send)
+        served = app(scope, receive, send_future if how == 'future' else send)
+        await (asyncio.wait_for(served, 0.05) if how == 'stalled' else served)
     except (Exception, asyncio.CancelledError) as error:
         return [sent, type(error).__name__]
     return [sent, None]
