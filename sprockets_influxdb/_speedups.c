@@ -1519,6 +1519,9 @@ measurement_init(PyObject *op, PyObject *args, PyObject *kwargs)
                 if (time == NULL) {
                     return -1;
                 }
+                /* Read now: what the old values' release below runs may
+                 * take times of its own. */
+                long long moment = state->clock_last;
                 Py_INCREF(database);
                 Py_XSETREF(self->database, database);
                 Py_INCREF(name);
@@ -1533,7 +1536,7 @@ measurement_init(PyObject *op, PyObject *args, PyObject *kwargs)
                 self->fields_shared = 0;
                 self->fields_exposed = 0;
                 Py_XSETREF(self->time, time);
-                self->lent = state->clock_last;
+                self->lent = moment;
                 return 0;
             }
         }
