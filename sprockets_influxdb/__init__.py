@@ -235,6 +235,8 @@ def add_measurement(measurement: Measurement) -> None:
 # The compiled form of Client.add_measurement's common case (a plain, open
 # client), or None.
 _fast_add = None if _compiled is None else _compiled.fast_add
+if _compiled is not None:
+    _compiled.configure_add(Client.add_measurement)
 
 
 def flush(timeout: float | None = None) -> Any:

@@ -48,6 +48,7 @@ enum {
     NAME_OPEN_PLAIN,
     NAME_PUT,
     NAME_ADD,
+    NAME_ADD_MEASUREMENT,
     NAME_WHOLE_TAGS,
     NAME_WHOLE,
     NAME_DURATION,
@@ -126,6 +127,8 @@ enum {
     NAME_RECORDING,
     NAME_ASGI_UNKNOWN,
     NAME_ASGI_RECORD_CLASS,
+    NAME_ASGI_AWAITING,
+    NAME_CLIENT_ADD,
     NAME_TORNADO_STATE,
     NAME_TORNADO_RECORD_CLASS,
     NAME_BEGIN_TORNADO_PY,
@@ -139,6 +142,7 @@ static const char *const RECORD_NAMES[NAME_COUNT] = {
     "_open_plain",
     "_put",
     "_add",
+    "add_measurement",
     "_whole_tags",
     "_whole",
     "duration",
@@ -205,6 +209,8 @@ static const char *const RECORD_NAMES[NAME_COUNT] = {
     "request_time",
     "_time",
     "_influxdb_record",
+    NULL,
+    NULL,
     NULL,
     NULL,
     NULL,
@@ -1519,24 +1525,29 @@ measurement_init(PyObject *op, PyObject *args, PyObject *kwargs)
                 if (time == NULL) {
                     return -1;
                 }
-                /* Read now: what the old values' release below runs may
-                 * take times of its own. */
-                long long moment = state->clock_last;
+                /* Everything set before the old values are released:
+                 * their finalizers may use this measurement, or the
+                 * clock. */
+                PyObject *old[5] = {self->database, self->name, self->tags,
+                                    self->fields, self->time};
                 Py_INCREF(database);
-                Py_XSETREF(self->database, database);
+                self->database = database;
                 Py_INCREF(name);
-                Py_XSETREF(self->name, name);
+                self->name = name;
                 /* Shared until used (see MeasurementObject). */
                 Py_INCREF(state->default_tags);
-                Py_XSETREF(self->tags, state->default_tags);
+                self->tags = state->default_tags;
                 self->tags_shared = 1;
                 self->tags_exposed = 0;
-                Py_CLEAR(self->fields);
+                self->fields = NULL;
                 self->fields_lazy = 1;
                 self->fields_shared = 0;
                 self->fields_exposed = 0;
-                Py_XSETREF(self->time, time);
-                self->lent = moment;
+                self->time = time;
+                self->lent = state->clock_last;
+                for (int i = 0; i < 5; i++) {
+                    Py_XDECREF(old[i]);
+                }
                 return 0;
             }
         }
@@ -1580,9 +1591,6 @@ measurement_set_tag(PyObject *op, PyTypeObject *cls, PyObject *const *args,
     if (state == NULL) {
         return NULL;
     }
-    if (own_tags(self) < 0) {
-        return NULL;
-    }
     if (nargs == 2 && kwnames == NULL && state->tag_pair_cache != NULL
         && self->tags != NULL && PyDict_CheckExact(self->tags)
         && PyUnicode_CheckExact(args[0]) && PyUnicode_CheckExact(args[1])) {
@@ -1595,11 +1603,18 @@ measurement_set_tag(PyObject *op, PyTypeObject *cls, PyObject *const *args,
         if (known < 0) {
             return NULL;
         }
+        /* Its own dict (a copy of a shared one) right before the change:
+         * what ran since (a collection's finalizers) may have queued it. */
         if (known) {
-            if (PyDict_SetItem(self->tags, args[0], args[1]) < 0) {
+            if (own_tags(self) < 0) {
                 return NULL;
             }
-            Py_RETURN_NONE;
+            if (self->tags != NULL && PyDict_CheckExact(self->tags)) {
+                if (PyDict_SetItem(self->tags, args[0], args[1]) < 0) {
+                    return NULL;
+                }
+                Py_RETURN_NONE;
+            }
         }
     }
     return call_python(state->py_set_tag, op, args, nargs, kwnames);
@@ -1878,6 +1893,18 @@ measurement_set_time(PyObject *op, PyObject *value, void *closure)
     State *state = state_of_type(Py_TYPE(op));
     if (state == NULL) {
         return -1;
+    }
+    if (self->lent != 0 && value != NULL && PyLong_CheckExact(value)) {
+        /* The very time it was lent (a time given as unique that rounds
+         * to it): it keeps it, and the clock must not hand it out. */
+        int overflow = 0;
+        long long given = PyLong_AsLongLongAndOverflow(value, &overflow);
+        if (given == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+        if (!overflow && given == self->lent) {
+            self->lent = 0;
+        }
     }
     give_back(state, self);
     Py_XINCREF(value);
@@ -2477,6 +2504,21 @@ fast_add(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (open != Py_True) {
         Py_RETURN_FALSE;
     }
+    /* Client.add_measurement itself: not one patched on the instance or
+     * the class since (a test's mock, say), which must be called. */
+    PyObject *method = PyObject_GetAttr(
+        client, state->record_names[NAME_ADD_MEASUREMENT]);
+    if (method == NULL) {
+        return NULL;
+    }
+    int plain = PyMethod_Check(method)
+                && PyMethod_GET_FUNCTION(method)
+                       == state->record_names[NAME_CLIENT_ADD]
+                && PyMethod_GET_SELF(method) == client;
+    Py_DECREF(method);
+    if (!plain) {
+        Py_RETURN_FALSE;
+    }
     PyObject *add = PyObject_GetAttr(client, state->record_names[NAME_ADD]);
     if (add == NULL) {
         return NULL;
@@ -2512,6 +2554,22 @@ fast_add(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     Py_RETURN_TRUE;
+}
+
+/* configure_add(function): Client.add_measurement, which fast_add stands
+ * for. */
+static PyObject *
+configure_add(PyObject *module, PyObject *function)
+{
+    if (!PyFunction_Check(function)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "configure_add() needs Client.add_measurement");
+        return NULL;
+    }
+    State *state = get_state(module);
+    Py_INCREF(function);
+    Py_XSETREF(state->record_names[NAME_CLIENT_ADD], function);
+    Py_RETURN_NONE;
 }
 
 /* The common case of _finish: 1 when the request was queued, 0 when it is
@@ -4105,9 +4163,10 @@ sending_am_send(PyObject *op, PyObject *value, PyObject **result)
 }
 
 /* The result of send() or __next__(): the next value, or NULL with
- * StopIteration (or nothing, for None) once done, or an error. */
+ * StopIteration once done (__next__ may leave it out for None), or an
+ * error. */
 static PyObject *
-sending_step(PyObject *op, PyObject *value)
+sending_step(PyObject *op, PyObject *value, int method)
 {
     PyObject *result = NULL;
     PySendResult done = sending_am_send(op, value, &result);
@@ -4115,7 +4174,10 @@ sending_step(PyObject *op, PyObject *value)
         return result;
     }
     if (done == PYGEN_RETURN) {
-        if (result != Py_None) {
+        if (result == Py_None && method) {
+            PyErr_SetNone(PyExc_StopIteration);
+        }
+        else if (result != Py_None) {
             PyObject *stop = PyObject_CallOneArg(PyExc_StopIteration,
                                                  result);
             if (stop != NULL) {
@@ -4131,15 +4193,17 @@ sending_step(PyObject *op, PyObject *value)
 static PyObject *
 sending_next(PyObject *op)
 {
-    return sending_step(op, Py_None);
+    return sending_step(op, Py_None, 0);
 }
 
 static PyObject *
 sending_send(PyObject *op, PyObject *value)
 {
-    return sending_step(op, value);
+    return sending_step(op, value, 1);
 }
 
+/* throw() and close(): the coroutine's (the server's send's, or the one
+ * that awaits any other awaitable). */
 static PyObject *
 sending_throw(PyObject *op, PyObject *args)
 {
@@ -4149,20 +4213,6 @@ sending_throw(PyObject *op, PyObject *args)
     if (throw != NULL) {
         result = PyObject_Call(throw, args, NULL);
         Py_DECREF(throw);
-    }
-    else if (PyErr_ExceptionMatches(PyExc_AttributeError)) {
-        /* Raised where the server's send waits, as by a coroutine. */
-        PyErr_Clear();
-        PyObject *kind = NULL, *value = NULL, *traceback = NULL;
-        if (PyArg_UnpackTuple(args, "throw", 1, 3, &kind, &value,
-                              &traceback)) {
-            if (PyExceptionInstance_Check(kind)) {
-                PyErr_SetObject((PyObject *)Py_TYPE(kind), kind);
-            }
-            else {
-                PyErr_SetObject(kind, value);
-            }
-        }
     }
     if (result == NULL) {
         sending_failed(self);
@@ -4176,15 +4226,14 @@ sending_close(PyObject *op, PyObject *unused)
     (void)unused;
     SendingObject *self = (SendingObject *)op;
     PyObject *close = PyObject_GetAttrString(self->iterator, "close");
-    if (close == NULL) {
-        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
-            return NULL;
-        }
-        PyErr_Clear();
-        Py_RETURN_NONE;
+    PyObject *result = NULL;
+    if (close != NULL) {
+        result = PyObject_CallNoArgs(close);
+        Py_DECREF(close);
     }
-    PyObject *result = PyObject_CallNoArgs(close);
-    Py_DECREF(close);
+    if (result == NULL) {
+        sending_failed(self);
+    }
     return result;
 }
 
@@ -4248,7 +4297,8 @@ static PyType_Spec sending_spec = {
     "sprockets_influxdb._speedups.Sending",
     sizeof(SendingObject),
     0,
-    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC
+        | Py_TPFLAGS_DISALLOW_INSTANTIATION,
     sending_slots,
 };
 
@@ -4284,31 +4334,26 @@ asgi_send_start(State *state, ASGIRecordObject *self, PyObject *message)
         }
         return NULL;
     }
-    PyObject *iterator = NULL;
-    if (PyCoro_CheckExact(awaitable)) {
-        iterator = awaitable;
-        awaitable = NULL;
-    }
-    else {
-        PyAsyncMethods *methods = Py_TYPE(awaitable)->tp_as_async;
-        if (methods == NULL || methods->am_await == NULL) {
-            PyErr_Format(PyExc_TypeError,
-                         "object %.100s can't be used in 'await' "
-                         "expression",
-                         Py_TYPE(awaitable)->tp_name);
-        }
-        else {
-            iterator = methods->am_await(awaitable);
-            if (iterator != NULL && !PyIter_Check(iterator)) {
-                PyErr_Format(PyExc_TypeError,
-                             "__await__() returned non-iterator of type "
-                             "'%.100s'",
-                             Py_TYPE(iterator)->tp_name);
-                Py_CLEAR(iterator);
-            }
+    PyObject *iterator = awaitable;
+    if (!PyCoro_CheckExact(awaitable)) {
+        /* A future, a generator-based coroutine...: a coroutine awaits it
+         * (_awaiting), as Python does. */
+        PyObject *awaiting = state->record_names[NAME_ASGI_AWAITING];
+        iterator = awaiting == NULL
+                       ? NULL
+                       : PyObject_CallOneArg(awaiting, awaitable);
+        if (awaiting == NULL) {
+            PyErr_SetString(PyExc_RuntimeError,
+                            "configure_asgi() was not called");
         }
         Py_DECREF(awaitable);
         if (iterator == NULL) {
+            return NULL;
+        }
+        if (!PyCoro_CheckExact(iterator)) {
+            Py_DECREF(iterator);
+            PyErr_SetString(PyExc_TypeError,
+                            "_awaiting() must return a coroutine");
             return NULL;
         }
     }
@@ -4711,9 +4756,14 @@ static PyType_Spec asgi_middleware_spec = {
 static PyObject *
 configure_asgi(PyObject *module, PyObject *args)
 {
-    PyObject *given[3];
-    if (!PyArg_ParseTuple(args, "UOO!", &given[0], &given[1], &PyType_Type,
-                          &given[2])) {
+    PyObject *given[4];
+    if (!PyArg_ParseTuple(args, "UOO!O", &given[0], &given[1], &PyType_Type,
+                          &given[2], &given[3])) {
+        return NULL;
+    }
+    if (!PyCallable_Check(given[3])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "configure_asgi() needs a callable to await with");
         return NULL;
     }
     State *state = get_state(module);
@@ -4729,9 +4779,9 @@ configure_asgi(PyObject *module, PyObject *args)
                         "configure_asgi() needs an ASGIRecordBase subclass");
         return NULL;
     }
-    static const int names[3] = {NAME_RECORDING, NAME_ASGI_UNKNOWN,
-                                 NAME_ASGI_RECORD_CLASS};
-    for (int i = 0; i < 3; i++) {
+    static const int names[4] = {NAME_RECORDING, NAME_ASGI_UNKNOWN,
+                                 NAME_ASGI_RECORD_CLASS, NAME_ASGI_AWAITING};
+    for (int i = 0; i < 4; i++) {
         Py_INCREF(given[i]);
         Py_XSETREF(state->record_names[names[i]], given[i]);
     }
@@ -5432,6 +5482,9 @@ static PyMethodDef methods[] = {
      "before it, ending in this process's discriminator, and later than\n"
      "any time returned before in this process and not given back.\n\n"
      ":returns: the time"},
+    {"configure_add", configure_add, METH_O,
+     "configure_add(function): Client.add_measurement, which fast_add "
+     "stands for"},
     {"fast_add", (PyCFunction)(void (*)(void))fast_add, METH_FASTCALL,
      "fast_add($module, client, measurement, /)\n--\n\n"
      "client.add_measurement(measurement) for a plain, open client and a\n"

@@ -607,5 +607,11 @@ class _Responder(RequestRecord, _ResponderBase):
 # sets it up).
 _new = _Responder.__new__
 
+
+async def _awaiting(awaitable: Awaitable[None]) -> None:
+    """Await what a server's ``send`` returned that is no coroutine."""
+    await awaitable
+
+
 if _compiled is not None:
-    _compiled.configure_asgi(_RECORDING, _UNKNOWN, _Responder)
+    _compiled.configure_asgi(_RECORDING, _UNKNOWN, _Responder, _awaiting)

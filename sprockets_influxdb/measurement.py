@@ -156,10 +156,20 @@ class Measurement(_Base):
 
     @_time.setter
     def _time(self, value: int | float) -> None:
-        if self._lent:
-            clock.give_back(self._lent)
+        lent = self._lent
+        if lent:
             self._lent = 0
+            # Not when it is given the very time it was lent (a time given
+            # as unique that rounds to it): it keeps it.
+            if value != lent:
+                clock.give_back(lent)
         self._moment = value
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A copy (copy, pickle) holds the time too: no loan in it.
+        state = dict(self.__dict__)
+        state.pop('_lent', None)
+        return state
 
     def _snapshot(self) -> tuple[dict[str, str], dict[str, FieldValue]]:
         """The tags and fields for a queued entry: copies."""
@@ -372,6 +382,7 @@ if _compiled is not None:
         'set_timestamp',
         '_time',
         '_lent',
+        '__getstate__',
     ):
         delattr(Measurement, _name)
     del _name

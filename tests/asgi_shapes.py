@@ -17,6 +17,7 @@ the compiled record under AddressSanitizer (``tests/test_speedups.py``).
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -63,6 +64,8 @@ EXPECTED = [
     ('GET', UNMATCHED, '499', 0, None),
     ('GET', UNMATCHED, '200', 6, None),
     ('GET', UNMATCHED, '200', 0, None),
+    ('GET', UNMATCHED, '200', 4, None),
+    ('GET', UNMATCHED, '200', 6, None),
 ]
 
 
@@ -175,6 +178,17 @@ async def plain(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({'type': 'http.response.body', 'body': b'late'})
     elif path == '/cancelled':
         raise asyncio.CancelledError
+    elif path == '/by-hand':
+        # The start's awaitable driven by hand, as trio and Python 3.12's
+        # interpreter drive it: send(), then StopIteration.
+        sending = send(start)
+        try:
+            sending.send(None)  # type: ignore[attr-defined]
+        except StopIteration:
+            pass
+        else:
+            raise AssertionError('the start did not go through at once')
+        await send({'type': 'http.response.body', 'body': b'hand'})
     elif path == '/raises':
         await send(start)
         raise RuntimeError('plain')
@@ -223,6 +237,10 @@ REQUESTS = [
     # The server's send for the start never returns: the request is
     # cancelled while it waits.
     ('plain', 'GET', '/chunks', 'stalled'),
+    # The start's awaitable driven by hand, and the whole request with a
+    # trace function set (the interpreter then resumes with send()).
+    ('plain', 'GET', '/by-hand', 'full'),
+    ('plain', 'GET', '/chunks', 'traced'),
 ]
 
 
@@ -232,7 +250,8 @@ async def serve(app: Any, method: str, path: str, how: str) -> Outcome:
     :param how: ``full``, ``refused`` (the server's send fails for the
         body, as ASGI 2.4 servers do once the client has gone),
         ``refused-start`` (it fails for the start of the response too),
-        ``future`` (the server's send returns a future), ``stalled`` (it
+        ``future`` (the server's send returns a future, done soon after),
+        ``traced`` (served with a trace function set), ``stalled`` (it
         never returns: the request is cancelled after 50 ms), ``gone``
         (the client has gone before the response), ``bare`` (a scope
         without a root path) or ``no-truth`` (an application in the scope
@@ -281,14 +300,19 @@ async def serve(app: Any, method: str, path: str, how: str) -> Outcome:
     def send_future(message: Mapping[str, Any]) -> asyncio.Future[None]:
         sent.append(message['type'])
         done = asyncio.get_running_loop().create_future()
-        done.set_result(None)
+        asyncio.get_running_loop().call_soon(done.set_result, None)
         return done
 
+    tracer = sys.gettrace()
+    if how == 'traced' and tracer is None:
+        sys.settrace(lambda *_: None)
     try:
         served = app(scope, receive, send_future if how == 'future' else send)
         await (asyncio.wait_for(served, 0.05) if how == 'stalled' else served)
     except (Exception, asyncio.CancelledError) as error:
         return [sent, type(error).__name__]
+    finally:
+        sys.settrace(tracer)
     return [sent, None]
 
 

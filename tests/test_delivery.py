@@ -166,6 +166,12 @@ import sprockets_influxdb as influxdb
 from sprockets_influxdb import clock
 
 influxdb.install(url=sys.argv[1], tag_hostname=False)
+# The same names and values once first, so that what follows takes the
+# compiled paths (a first use validates in Python).
+for tag in 'acdefg':
+    warm = influxdb.Measurement('db', 'm')
+    warm.set_tag('tag', tag)
+    warm.set_field('i', 0)
 measurement = influxdb.Measurement('db', 'm')
 measurement.set_tag('tag', 'a')
 measurement.set_field('i', 1)
@@ -197,6 +203,49 @@ print(json.dumps({
     'held': [measurement.tags, measurement.fields, other.tags, other.fields],
 }))
 """
+
+# A test's mock of Client.add_measurement, on the default client or on the
+# class, is what the module's add_measurement calls.
+PATCHED = """
+import json, sys
+from unittest import mock
+import sprockets_influxdb as influxdb
+from sprockets_influxdb import Client, clock
+
+influxdb.install(url=sys.argv[1], tag_hostname=False)
+measurement = influxdb.Measurement('db', 'm')
+measurement.set_field('i', 1)
+influxdb.add_measurement(measurement)  # the compiled path, warmed up
+client = influxdb.default_client()
+with mock.patch.object(client, 'add_measurement') as on_client:
+    influxdb.add_measurement(measurement)
+with mock.patch.object(Client, 'add_measurement') as on_class:
+    influxdb.add_measurement(measurement)
+influxdb.add_measurement(measurement)
+print(json.dumps({
+    'compiled': clock.COMPILED,
+    'calls': [on_client.call_count, on_class.call_count],
+    'added': influxdb.stats().added,
+}))
+"""
+
+
+@pytest.mark.parametrize('pure', ['0', '1'], ids=['compiled', 'python'])
+def test_a_mock_of_add_measurement_is_called_by_the_module_api(
+    influxdb: InfluxServer, pure: str
+) -> None:
+    influxdb.create_database('db')
+    result = run_script(
+        PATCHED,
+        {'SPROCKETS_INFLUXDB_PURE_PYTHON': pure, 'INFLUXDB_TAGS': ''},
+        args=(influxdb.url,),
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {
+        'compiled': pure == '0',
+        'calls': [1, 1],
+        'added': 2,
+    }
 
 
 @pytest.mark.parametrize('pure', ['0', '1'], ids=['compiled', 'python'])

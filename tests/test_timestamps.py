@@ -301,6 +301,56 @@ print(json.dumps({'compiled': clock.COMPILED, 'delivered': delivered,
 """
 
 
+# A point given a time of its own as soon as it is made gives the clock's
+# back: the next time is the same one.  On a clock of a coarse resolution
+# the times within a tick are handed out a microsecond apart, ahead of the
+# system clock, which makes them known in advance: 20,000 of them put the
+# compiled clock 20 ms ahead (in pure Python, the system clock stands
+# still).
+GIVEN_BACK = """
+import json
+import sprockets_influxdb as influxdb
+from sprockets_influxdb import clock
+
+if clock.COMPILED:
+    from sprockets_influxdb import _speedups
+    _speedups.configure_clock(clock.discriminator(), 10**15)
+else:
+    clock._python_clock._resolution = 10**15
+    frozen = clock._python_clock._read()
+    clock._python_clock._read = lambda: frozen
+influxdb.Measurement('db', 'm').set_timestamp(1.0)  # validated once
+ahead = [clock.now_ns() for _ in range(20_000)][-1]
+influxdb.Measurement('db', 'm').set_timestamp(1.0)
+again = clock.now_ns()
+read = influxdb.Measurement('db', 'm')
+seen = read.time_ns
+read.set_timestamp(1.0)
+after = clock.now_ns()
+# Given as unique, a time that rounds to the one it was lent: kept.
+unique = influxdb.Measurement('db', 'm')
+unique.set_timestamp((after + 1000) // 1000 / 1e6, unique=True)
+following = clock.now_ns()
+print(json.dumps({'compiled': clock.COMPILED, 'again': again - ahead,
+                  'after': after - seen,
+                  'unique': [unique.time_ns - after, following - after]}))
+"""
+
+
+@pytest.mark.parametrize('pure', ['0', '1'], ids=['compiled', 'python'])
+def test_a_point_given_its_own_time_at_once_gives_the_clocks_back(
+    pure: str,
+) -> None:
+    result = run_script(GIVEN_BACK, {'SPROCKETS_INFLUXDB_PURE_PYTHON': pure})
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {
+        'compiled': pure == '0',
+        'again': 1000,  # the time the point was lent, handed out again
+        'after': 1000,  # a time read is kept: the next one follows it
+        'unique': [1000, 2000],  # the time it was lent, kept
+    }
+
+
 @pytest.mark.parametrize('pure', ['0', '1'], ids=['compiled', 'python'])
 def test_a_time_read_or_queued_is_never_handed_out_again(
     influxdb: InfluxServer, pure: str
