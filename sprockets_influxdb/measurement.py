@@ -166,9 +166,11 @@ class Measurement(_Base):
         self._moment = value
 
     def __getstate__(self) -> dict[str, Any]:
-        # A copy (copy, pickle) holds the time too: no loan in it.
+        # A copy (copy, pickle) holds the time too: the loan ends here,
+        # and the copy has none.
+        self._lent = 0
         state = dict(self.__dict__)
-        state.pop('_lent', None)
+        del state['_lent']
         return state
 
     def _snapshot(self) -> tuple[dict[str, str], dict[str, FieldValue]]:

@@ -308,7 +308,7 @@ print(json.dumps({'compiled': clock.COMPILED, 'delivered': delivered,
 # compiled clock 20 ms ahead (in pure Python, the system clock stands
 # still).
 GIVEN_BACK = """
-import json
+import copy, json
 import sprockets_influxdb as influxdb
 from sprockets_influxdb import clock
 
@@ -331,9 +331,19 @@ after = clock.now_ns()
 unique = influxdb.Measurement('db', 'm')
 unique.set_timestamp((after + 1000) // 1000 / 1e6, unique=True)
 following = clock.now_ns()
+# A copy holds the time too: kept (the compiled measurement has no copy).
+original = influxdb.Measurement('db', 'm')
+try:
+    duplicate = copy.copy(original)
+except TypeError:
+    copied = None
+else:
+    original.set_timestamp(1.0)
+    copied = clock.now_ns() - duplicate.time_ns
 print(json.dumps({'compiled': clock.COMPILED, 'again': again - ahead,
                   'after': after - seen,
-                  'unique': [unique.time_ns - after, following - after]}))
+                  'unique': [unique.time_ns - after, following - after],
+                  'copied': copied}))
 """
 
 
@@ -348,6 +358,7 @@ def test_a_point_given_its_own_time_at_once_gives_the_clocks_back(
         'again': 1000,  # the time the point was lent, handed out again
         'after': 1000,  # a time read is kept: the next one follows it
         'unique': [1000, 2000],  # the time it was lent, kept
+        'copied': None if pure == '0' else 1000,
     }
 
 
