@@ -1228,10 +1228,13 @@ finally:
  */
 
 #if defined(CLOCK_REALTIME)
+/* Nanoseconds between two times of one process (clock.STEP). */
+#define CLOCK_STEP 1000
+
 static PyObject *
 clock_now(State *state)
 {
-    const long long step = 1000;
+    const long long step = CLOCK_STEP;
     long long offset = state->clock_offset;
     long long resolution = state->clock_resolution;
     long long last = state->clock_last;
@@ -1272,6 +1275,16 @@ now_ns(PyObject *module, PyObject *unused)
     return clock_now(get_state(module));
 }
 
+/* Take back a time clock_now returned, if it was the last one: the next
+ * may be the same (its holder has given it up). */
+static void
+clock_take_back(State *state, long long moment)
+{
+    if (moment != 0 && moment == state->clock_last) {
+        state->clock_last = moment - CLOCK_STEP;
+    }
+}
+
 static PyObject *
 clock_give_back(PyObject *module, PyObject *argument)
 {
@@ -1279,10 +1292,7 @@ clock_give_back(PyObject *module, PyObject *argument)
     if (moment == -1 && PyErr_Occurred()) {
         return NULL;
     }
-    State *state = get_state(module);
-    if (moment == state->clock_last) {
-        state->clock_last = moment - 1000;
-    }
+    clock_take_back(get_state(module), moment);
     Py_RETURN_NONE;
 }
 
@@ -1361,9 +1371,7 @@ typedef struct {
 static void
 give_back(State *state, MeasurementObject *self)
 {
-    if (self->lent != 0 && self->lent == state->clock_last) {
-        state->clock_last = self->lent - 1000;
-    }
+    clock_take_back(state, self->lent);
     self->lent = 0;
 }
 
@@ -1430,11 +1438,16 @@ queued_tags(MeasurementObject *self)
 }
 
 static PyObject *
+no_attribute(PyObject *op, const char *name);
+
+static PyObject *
 queued_fields(MeasurementObject *self)
 {
     PyObject *fields = self->fields;
     if (fields == NULL) {
-        return PyDict_New(); /* lazy: none yet */
+        /* Lazy: none yet (else deleted). */
+        return self->fields_lazy ? PyDict_New()
+                                 : no_attribute((PyObject *)self, "fields");
     }
     if (self->fields_shared
         || (!self->fields_exposed && PyDict_CheckExact(fields))) {
@@ -1890,10 +1903,6 @@ measurement_set_time(PyObject *op, PyObject *value, void *closure)
         no_attribute(op, "_time");
         return -1;
     }
-    State *state = state_of_type(Py_TYPE(op));
-    if (state == NULL) {
-        return -1;
-    }
     if (self->lent != 0 && value != NULL && PyLong_CheckExact(value)) {
         /* The very time it was lent (a time given as unique that rounds
          * to it): it keeps it, and the clock must not hand it out. */
@@ -1906,7 +1915,13 @@ measurement_set_time(PyObject *op, PyObject *value, void *closure)
             self->lent = 0;
         }
     }
-    give_back(state, self);
+    if (self->lent != 0) {
+        State *state = state_of_type(Py_TYPE(op));
+        if (state == NULL) {
+            return -1;
+        }
+        give_back(state, self);
+    }
     Py_XINCREF(value);
     Py_XSETREF(self->time, value);
     return 0;
@@ -2132,27 +2147,16 @@ buffer_add_measurement(State *state, BufferObject *buffer,
         && PyObject_TypeCheck(measurement,
                               (PyTypeObject *)state->measurement_type)) {
         MeasurementObject *point = (MeasurementObject *)measurement;
-        database = point->database;
-        name = point->name;
-        time = point->time;
-        if (database == NULL || name == NULL || time == NULL
-            || point->tags == NULL
-            || (point->fields == NULL && !point->fields_lazy)) {
-            return no_attribute(measurement,
-                                database == NULL ? "database"
-                                : name == NULL   ? "name"
-                                : time == NULL   ? "_time"
-                                : point->tags == NULL ? "tags"
-                                                      : "fields");
+        if (point->tags == NULL) {
+            return no_attribute(measurement, "tags");
         }
         PyObject *tags = queued_tags(point);
         if (tags == NULL) {
             return NULL;
         }
-        /* Copying a mapping that is no dict may have run code. */
-        PyObject *fields = point->fields != NULL || point->fields_lazy
-                               ? queued_fields(point)
-                               : no_attribute(measurement, "fields");
+        /* (Copying a mapping that is no dict may have run code: what is
+         * read of the measurement is read from here on.) */
+        PyObject *fields = queued_fields(point);
         if (fields == NULL) {
             Py_DECREF(tags);
             return NULL;
@@ -2442,6 +2446,41 @@ record_client(State *state, PyObject *recorder)
     return client;
 }
 
+/* The compiled Buffer that *bound* is *function* of (borrowed from
+ * *bound*), or NULL when it is something else. */
+static BufferObject *
+bound_buffer(State *state, PyObject *bound, PyCFunction function)
+{
+    PyObject *owner = PyCFunction_Check(bound) ? PyCFunction_GET_SELF(bound)
+                                               : NULL;
+    if (owner == NULL || state->buffer_type == NULL
+        || PyCFunction_GET_FUNCTION(bound) != function
+        || !PyObject_TypeCheck(owner, (PyTypeObject *)state->buffer_type)) {
+        return NULL;
+    }
+    return (BufferObject *)owner;
+}
+
+/* client._signalled(signal) when what the buffer said (signal) calls for
+ * it: 0, or -1 on an error. */
+static int
+client_signalled(State *state, PyObject *client, PyObject *signal)
+{
+    int raised = PyObject_IsTrue(signal);
+    if (raised <= 0) {
+        return raised;
+    }
+    PyObject *call[2] = {client, signal};
+    PyObject *acted = PyObject_VectorcallMethod(
+        state->record_names[NAME_SIGNALLED], call,
+        2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    if (acted == NULL) {
+        return -1;
+    }
+    Py_DECREF(acted);
+    return 0;
+}
+
 /* put(database, name, tags, fields, time) on the client's buffer: its
  * _put, called directly when it is the compiled Buffer's. */
 static PyObject *
@@ -2452,15 +2491,11 @@ record_put(State *state, PyObject *client, PyObject *const *values)
         return NULL;
     }
     PyObject *result;
-    PyObject *owner = PyCFunction_Check(put) ? PyCFunction_GET_SELF(put)
-                                             : NULL;
-    if (owner != NULL && state->buffer_type != NULL
-        && PyCFunction_GET_FUNCTION(put)
-               == (PyCFunction)(void (*)(void))buffer_put
-        && PyObject_TypeCheck(owner, (PyTypeObject *)state->buffer_type)) {
-        result = buffer_put_values(state, (BufferObject *)owner, values[0],
-                                   values[1], values[2], values[3],
-                                   values[4]);
+    BufferObject *buffer = bound_buffer(
+        state, put, (PyCFunction)(void (*)(void))buffer_put);
+    if (buffer != NULL) {
+        result = buffer_put_values(state, buffer, values[0], values[1],
+                                   values[2], values[3], values[4]);
     }
     else {
         result = PyObject_Vectorcall(put, values, 5, NULL);
@@ -2523,34 +2558,18 @@ fast_add(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (add == NULL) {
         return NULL;
     }
-    PyObject *owner = PyCFunction_Check(add) ? PyCFunction_GET_SELF(add)
-                                             : NULL;
-    if (owner == NULL
-        || PyCFunction_GET_FUNCTION(add)
-               != (PyCFunction)(void (*)(void))buffer_add
-        || !PyObject_TypeCheck(owner, (PyTypeObject *)state->buffer_type)) {
+    BufferObject *buffer = bound_buffer(
+        state, add, (PyCFunction)(void (*)(void))buffer_add);
+    if (buffer == NULL) {
         Py_DECREF(add);
         Py_RETURN_FALSE;
     }
-    Py_INCREF(owner);
+    /* (add holds the buffer.) */
+    PyObject *signal = buffer_add_measurement(state, buffer, measurement);
     Py_DECREF(add);
-    PyObject *signal = buffer_add_measurement(state, (BufferObject *)owner,
-                                              measurement);
-    Py_DECREF(owner);
-    if (signal == NULL) {
-        return NULL;
-    }
-    int raised = PyObject_IsTrue(signal);
-    if (raised > 0) {
-        PyObject *call[2] = {client, signal};
-        PyObject *acted = PyObject_VectorcallMethod(
-            state->record_names[NAME_SIGNALLED], call,
-            2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-        Py_XDECREF(acted);
-        raised = acted == NULL ? -1 : 0;
-    }
-    Py_DECREF(signal);
-    if (raised < 0) {
+    int failed = signal == NULL || client_signalled(state, client, signal);
+    Py_XDECREF(signal);
+    if (failed) {
         return NULL;
     }
     Py_RETURN_TRUE;
@@ -2708,19 +2727,8 @@ record_fast(State *state, RecordObject *self, PyObject *status,
     if (signal == NULL) {
         goto done;
     }
-    int raised = PyObject_IsTrue(signal);
-    if (raised < 0) {
+    if (client_signalled(state, client, signal) < 0) {
         goto done;
-    }
-    if (raised) {
-        PyObject *args[2] = {client, signal};
-        PyObject *acted = PyObject_VectorcallMethod(
-            state->record_names[NAME_SIGNALLED], args,
-            2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-        if (acted == NULL) {
-            goto done;
-        }
-        Py_DECREF(acted);
     }
     outcome = 1;
 done:
@@ -4203,17 +4211,15 @@ sending_send(PyObject *op, PyObject *value)
 }
 
 /* throw() and close(): the coroutine's (the server's send's, or the one
- * that awaits any other awaitable). */
+ * that awaits any other awaitable), called with *args*. */
 static PyObject *
-sending_throw(PyObject *op, PyObject *args)
+sending_forward(PyObject *op, const char *name, PyObject *args)
 {
     SendingObject *self = (SendingObject *)op;
-    PyObject *throw = PyObject_GetAttrString(self->iterator, "throw");
-    PyObject *result = NULL;
-    if (throw != NULL) {
-        result = PyObject_Call(throw, args, NULL);
-        Py_DECREF(throw);
-    }
+    PyObject *method = PyObject_GetAttrString(self->iterator, name);
+    PyObject *result = method == NULL ? NULL
+                                      : PyObject_Call(method, args, NULL);
+    Py_XDECREF(method);
     if (result == NULL) {
         sending_failed(self);
     }
@@ -4221,19 +4227,19 @@ sending_throw(PyObject *op, PyObject *args)
 }
 
 static PyObject *
+sending_throw(PyObject *op, PyObject *args)
+{
+    return sending_forward(op, "throw", args);
+}
+
+static PyObject *
 sending_close(PyObject *op, PyObject *unused)
 {
     (void)unused;
-    SendingObject *self = (SendingObject *)op;
-    PyObject *close = PyObject_GetAttrString(self->iterator, "close");
-    PyObject *result = NULL;
-    if (close != NULL) {
-        result = PyObject_CallNoArgs(close);
-        Py_DECREF(close);
-    }
-    if (result == NULL) {
-        sending_failed(self);
-    }
+    PyObject *none = PyTuple_New(0);
+    PyObject *result = none == NULL ? NULL
+                                    : sending_forward(op, "close", none);
+    Py_XDECREF(none);
     return result;
 }
 
@@ -4318,7 +4324,8 @@ asgi_send_start(State *state, ASGIRecordObject *self, PyObject *message)
     }
     PyObject *send = self->downstream_send;
     if (!PyLong_CheckExact(status) || send == NULL
-        || state->sending_type == NULL) {
+        || state->sending_type == NULL
+        || state->record_names[NAME_ASGI_AWAITING] == NULL) {
         Py_RETURN_NOTIMPLEMENTED;
     }
     Py_INCREF(status);
@@ -4337,23 +4344,11 @@ asgi_send_start(State *state, ASGIRecordObject *self, PyObject *message)
     PyObject *iterator = awaitable;
     if (!PyCoro_CheckExact(awaitable)) {
         /* A future, a generator-based coroutine...: a coroutine awaits it
-         * (_awaiting), as Python does. */
-        PyObject *awaiting = state->record_names[NAME_ASGI_AWAITING];
-        iterator = awaiting == NULL
-                       ? NULL
-                       : PyObject_CallOneArg(awaiting, awaitable);
-        if (awaiting == NULL) {
-            PyErr_SetString(PyExc_RuntimeError,
-                            "configure_asgi() was not called");
-        }
+         * (_awaiting, set by configure_asgi), as Python does. */
+        iterator = PyObject_CallOneArg(
+            state->record_names[NAME_ASGI_AWAITING], awaitable);
         Py_DECREF(awaitable);
         if (iterator == NULL) {
-            return NULL;
-        }
-        if (!PyCoro_CheckExact(iterator)) {
-            Py_DECREF(iterator);
-            PyErr_SetString(PyExc_TypeError,
-                            "_awaiting() must return a coroutine");
             return NULL;
         }
     }

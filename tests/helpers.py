@@ -65,6 +65,39 @@ def run_script(
     )
 
 
+#: Runs a test twice: ``pure`` is ``'0'`` (the compiled extension) or
+#: ``'1'`` (pure Python), for :func:`run_in_mode`.
+both_modes = pytest.mark.parametrize(
+    'pure', ['0', '1'], ids=['compiled', 'python']
+)
+
+
+def run_in_mode(
+    source: str,
+    pure: str,
+    env: dict[str, str] | None = None,
+    args: typing.Sequence[str] = (),
+    timeout: float = 60.0,
+) -> typing.Any:
+    """Run *source* compiled (*pure* ``'0'``) or in pure Python (``'1'``).
+
+    It must succeed and print a JSON object whose ``compiled`` tells the
+    mode it ran in; the object is returned without it.
+    """
+    import json
+
+    result = run_script(
+        source,
+        {'SPROCKETS_INFLUXDB_PURE_PYTHON': pure, **(env or {})},
+        timeout=timeout,
+        args=args,
+    )
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer.pop('compiled') is (pure == '0')
+    return answer
+
+
 class ModesResult(typing.NamedTuple):
     """What :func:`run_in_both_modes` found."""
 

@@ -8,7 +8,6 @@ status codes a real server will not produce on demand.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import socket
 import threading
@@ -18,7 +17,7 @@ import typing
 import pytest
 
 from sprockets_influxdb import Client, Measurement
-from tests.helpers import run_script, wait_for
+from tests.helpers import both_modes, run_in_mode, wait_for
 from tests.servers import (
     FORWARD,
     FaultServer,
@@ -230,38 +229,26 @@ print(json.dumps({
 """
 
 
-@pytest.mark.parametrize('pure', ['0', '1'], ids=['compiled', 'python'])
+@both_modes
 def test_a_mock_of_add_measurement_is_called_by_the_module_api(
     influxdb: InfluxServer, pure: str
 ) -> None:
     influxdb.create_database('db')
-    result = run_script(
-        PATCHED,
-        {'SPROCKETS_INFLUXDB_PURE_PYTHON': pure, 'INFLUXDB_TAGS': ''},
-        args=(influxdb.url,),
+    answer = run_in_mode(
+        PATCHED, pure, {'INFLUXDB_TAGS': ''}, args=(influxdb.url,)
     )
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == {
-        'compiled': pure == '0',
-        'calls': [1, 1],
-        'added': 2,
-    }
+    assert answer == {'calls': [1, 1], 'added': 2}
 
 
-@pytest.mark.parametrize('pure', ['0', '1'], ids=['compiled', 'python'])
+@both_modes
 def test_a_measurement_added_again_and_changed_through_the_module_api(
     influxdb: InfluxServer, pure: str
 ) -> None:
     influxdb.create_database('db')
-    result = run_script(
-        ADDED_AGAIN,
-        {'SPROCKETS_INFLUXDB_PURE_PYTHON': pure, 'INFLUXDB_TAGS': ''},
-        args=(influxdb.url,),
+    answer = run_in_mode(
+        ADDED_AGAIN, pure, {'INFLUXDB_TAGS': ''}, args=(influxdb.url,)
     )
-    assert result.returncode == 0, result.stderr
-    answer = json.loads(result.stdout)
     assert answer == {
-        'compiled': pure == '0',
         'delivered': True,
         'held': [{'tag': 'e'}, {'i': 5}, {'tag': 'g'}, {'i': 7}],
     }
