@@ -132,6 +132,7 @@ enum {
     NAME_TORNADO_STATE,
     NAME_TORNADO_RECORD_CLASS,
     NAME_BEGIN_TORNADO_PY,
+    NAME_MODULE_ADD,
     NAME_COUNT
 };
 
@@ -209,6 +210,7 @@ static const char *const RECORD_NAMES[NAME_COUNT] = {
     "request_time",
     "_time",
     "_influxdb_record",
+    NULL,
     NULL,
     NULL,
     NULL,
@@ -2425,8 +2427,9 @@ monotonic_seconds(double *seconds)
 }
 
 /* The client a recorder hands its measurements to, as the Python method
- * finds it: a new reference, Py_None when there is none, NULL on an
- * error. */
+ * finds it: a new reference, Py_None when there is none or when the
+ * package's add_measurement is not the library's own (a test's mock, which
+ * the Python method calls), NULL on an error. */
 static PyObject *
 record_client(State *state, PyObject *recorder)
 {
@@ -2441,9 +2444,39 @@ record_client(State *state, PyObject *recorder)
     if (package == NULL || package == Py_None) {
         return package;
     }
+    PyObject *add = PyObject_GetAttr(
+        package, state->record_names[NAME_ADD_MEASUREMENT]);
+    if (add == NULL || add != state->record_names[NAME_MODULE_ADD]) {
+        Py_DECREF(package);
+        if (add == NULL) {
+            return NULL;
+        }
+        Py_DECREF(add);
+        Py_RETURN_NONE;
+    }
+    Py_DECREF(add);
     client = PyObject_GetAttr(package, state->record_names[NAME_DEFAULT]);
     Py_DECREF(package);
     return client;
+}
+
+/* 1 when *client*'s add_measurement is the library's own Client
+ * add_measurement, not one patched on the instance or the class since (a
+ * test's mock, which must be called); 0 when not, -1 on an error. */
+static int
+client_adds_plainly(State *state, PyObject *client)
+{
+    PyObject *method = PyObject_GetAttr(
+        client, state->record_names[NAME_ADD_MEASUREMENT]);
+    if (method == NULL) {
+        return -1;
+    }
+    int plain = PyMethod_Check(method)
+                && PyMethod_GET_FUNCTION(method)
+                       == state->record_names[NAME_CLIENT_ADD]
+                && PyMethod_GET_SELF(method) == client;
+    Py_DECREF(method);
+    return plain;
 }
 
 /* The compiled Buffer that *bound* is *function* of (borrowed from
@@ -2539,19 +2572,11 @@ fast_add(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (open != Py_True) {
         Py_RETURN_FALSE;
     }
-    /* Client.add_measurement itself: not one patched on the instance or
-     * the class since (a test's mock, say), which must be called. */
-    PyObject *method = PyObject_GetAttr(
-        client, state->record_names[NAME_ADD_MEASUREMENT]);
-    if (method == NULL) {
-        return NULL;
-    }
-    int plain = PyMethod_Check(method)
-                && PyMethod_GET_FUNCTION(method)
-                       == state->record_names[NAME_CLIENT_ADD]
-                && PyMethod_GET_SELF(method) == client;
-    Py_DECREF(method);
-    if (!plain) {
+    int plain = client_adds_plainly(state, client);
+    if (plain <= 0) {
+        if (plain < 0) {
+            return NULL;
+        }
         Py_RETURN_FALSE;
     }
     PyObject *add = PyObject_GetAttr(client, state->record_names[NAME_ADD]);
@@ -2575,19 +2600,24 @@ fast_add(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_TRUE;
 }
 
-/* configure_add(function): Client.add_measurement, which fast_add stands
- * for. */
+/* configure_add(client_add, module_add): Client.add_measurement, which
+ * fast_add stands for, and the module's add_measurement; a request is
+ * recorded in C only when neither was replaced (by a test's mock). */
 static PyObject *
-configure_add(PyObject *module, PyObject *function)
+configure_add(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (!PyFunction_Check(function)) {
+    if (nargs != 2 || !PyFunction_Check(args[0])
+        || !PyFunction_Check(args[1])) {
         PyErr_SetString(PyExc_TypeError,
-                        "configure_add() needs Client.add_measurement");
+                        "configure_add() needs Client.add_measurement and "
+                        "the module's add_measurement");
         return NULL;
     }
     State *state = get_state(module);
-    Py_INCREF(function);
-    Py_XSETREF(state->record_names[NAME_CLIENT_ADD], function);
+    Py_INCREF(args[0]);
+    Py_XSETREF(state->record_names[NAME_CLIENT_ADD], args[0]);
+    Py_INCREF(args[1]);
+    Py_XSETREF(state->record_names[NAME_MODULE_ADD], args[1]);
     Py_RETURN_NONE;
 }
 
@@ -2642,6 +2672,11 @@ record_fast(State *state, RecordObject *self, PyObject *status,
     Py_XDECREF(open);
     if (is_open <= 0) {
         outcome = is_open;
+        goto done;
+    }
+    int plain = client_adds_plainly(state, client);
+    if (plain <= 0) {
+        outcome = plain;
         goto done;
     }
     if (tags != base) {
@@ -5477,9 +5512,10 @@ static PyMethodDef methods[] = {
      "before it, ending in this process's discriminator, and later than\n"
      "any time returned before in this process and not given back.\n\n"
      ":returns: the time"},
-    {"configure_add", configure_add, METH_O,
-     "configure_add(function): Client.add_measurement, which fast_add "
-     "stands for"},
+    {"configure_add", (PyCFunction)(void (*)(void))configure_add,
+     METH_FASTCALL,
+     "configure_add(client_add, module_add): Client.add_measurement, which "
+     "fast_add stands for, and the module's add_measurement"},
     {"fast_add", (PyCFunction)(void (*)(void))fast_add, METH_FASTCALL,
      "fast_add($module, client, measurement, /)\n--\n\n"
      "client.add_measurement(measurement) for a plain, open client and a\n"

@@ -136,6 +136,20 @@ def stand_in(
     return Measurement(database or 'unrecorded', name or 'request')
 
 
+def _adds_plainly(recorder: RequestRecorder, client: Client) -> bool:
+    """Whether the library's own ``add_measurement`` would queue for *client*.
+
+    Not when a test mocked it on the client or its class, or, for the
+    default client, the package's: the request's measurement is then
+    handed to the mock.
+    """
+    own = recorder._own_adds
+    if getattr(client.add_measurement, '__func__', None) is not own[0]:
+        return False
+    package = recorder._package
+    return package is None or package.add_measurement is own[1]
+
+
 class RequestRecorder:
     """Turns what a server knows about requests into measurements.
 
@@ -206,21 +220,22 @@ class RequestRecorder:
         # A client's own add_measurement is done here without its frame
         # (see RequestRecord.finish): that client, or the package, whose
         # default client is looked up per request (install() replaces it).
+        # A test's mock of add_measurement (on that client, its class or the
+        # package) is called instead, found per request by comparing with
+        # the library's own functions.
+        import sprockets_influxdb
+        from sprockets_influxdb.client import Client
+
+        self._own_adds: tuple[Any, Any] = sprockets_influxdb._own_adds
         self._client: Client | None = None
         self._package: Any = None
         if add_measurement is None:
-            import sprockets_influxdb
-
             add_measurement = sprockets_influxdb.add_measurement
             self._package = sprockets_influxdb
         else:
-            from sprockets_influxdb.client import Client
-
             owner = getattr(add_measurement, '__self__', None)
-            if (
-                isinstance(owner, Client)
-                and getattr(add_measurement, '__func__', None)
-                is Client.add_measurement
+            if isinstance(owner, Client) and (
+                getattr(add_measurement, '__func__', None) is self._own_adds[0]
             ):
                 self._client = owner
         self._add = add_measurement
@@ -515,10 +530,15 @@ class RequestRecord(_RecordBase):
             if client is None and recorder._package is not None:
                 client = recorder._package._default
             base = _measurement_module._default_tags
+            plain = (
+                client is not None
+                and client._open_plain
+                and _adds_plainly(recorder, client)
+            )
             if (
                 error is None
+                and plain
                 and client is not None
-                and client._open_plain
                 and measurement.tags == base
             ):
                 # The common case: the handlers set no tag, the client is
@@ -559,12 +579,18 @@ class RequestRecord(_RecordBase):
             fields = measurement.fields
             fields['duration'] = duration
             fields['content_length'] = content_length
-            if client is not None and client._open_plain:
+            if plain and client is not None:
                 # Client.add_measurement, without its frame: the fields
                 # are there, intake is open.
                 signal = client._add(measurement)
                 if signal:
                     client._signalled(signal)
+            elif recorder._package is not None:
+                # The package's add_measurement as it is now: a test's
+                # mock of it, or the library's own for the default client.
+                recorder._package.add_measurement(measurement)
+            elif recorder._client is not None:
+                recorder._client.add_measurement(measurement)
             else:
                 recorder._add(measurement)
         except Exception as failure:

@@ -18,7 +18,8 @@ import pytest
 
 import sprockets_influxdb
 from sprockets_influxdb.testing import MemoryClient, capture
-from tests.helpers import clean_environment
+from tests.helpers import both_modes, clean_environment, run_in_mode
+from tests.servers import InfluxServer
 
 FLASK = 'integrations.flask_app'
 
@@ -234,3 +235,94 @@ def test_a_fastapi_test_does_not_wait_for_an_absent_server(
     assert exited - timings['ended'] < 3.0, exited - timings['ended']
     # It says what it could not deliver, once.
     assert 1 <= result.stderr.count('not delivered to InfluxDB') <= 2
+
+
+# A test that mocks add_measurement, the way tests of the historical
+# package did (``mock.patch('sprockets_influxdb.add_measurement')``), or
+# the default client's (on the client or on its class), sees every request
+# measurement in the mock, also after the compiled caches were warmed by
+# earlier requests; nothing mocked, requests are written as before.
+MOCKED = """
+import json
+from unittest import mock
+
+from starlette.testclient import TestClient
+from tornado.testing import AsyncHTTPTestCase
+
+import sprockets_influxdb as influxdb
+from sprockets_influxdb import Client, clock
+from integrations import flask_app, starlette_app, tornado_app
+
+
+
+def summary(mocked):
+    return [
+        [m.database, m.tags['endpoint'], m.tags['status_code'],
+         'duration' in m.fields]
+        for ((m,), _) in mocked.call_args_list
+    ]
+
+
+def rounds(get):
+    for _ in range(3):
+        get()
+    seen = []
+    with mock.patch('sprockets_influxdb.add_measurement') as on_module:
+        get()
+    seen.append(summary(on_module))
+    with mock.patch.object(influxdb.default_client(),
+                           'add_measurement') as on_client:
+        get()
+    seen.append(summary(on_client))
+    with mock.patch.object(Client, 'add_measurement') as on_class:
+        get()
+    seen.append(summary(on_class))
+    get()
+    return seen
+
+
+seen = {}
+flask = flask_app.make_app('flask').test_client()
+seen['flask'] = rounds(lambda: flask.get('/items/42'))
+with TestClient(starlette_app.make_app('starlette')) as starlette:
+    seen['starlette'] = rounds(lambda: starlette.get('/items/42'))
+
+
+class Tornado(AsyncHTTPTestCase):
+    def get_app(self):
+        return tornado_app.make_app('tornado')
+
+    def test_requests(self):
+        seen['tornado'] = rounds(lambda: self.fetch('/items/42'))
+
+
+result = Tornado('test_requests').run()
+assert result.wasSuccessful(), result.errors
+print(json.dumps({
+    'compiled': clock.COMPILED,
+    'seen': seen,
+    'delivered': influxdb.shutdown().result(timeout=30),
+}))
+"""
+
+
+@both_modes
+def test_a_mock_of_add_measurement_sees_every_request(
+    influxdb: InfluxServer, pure: str
+) -> None:
+    endpoints = {
+        'flask': '/items/<int:item_id>',
+        'starlette': '/items/{item_id}',
+        'tornado': '/items/(?P<item_id>\\d+)',
+    }
+    for database in endpoints:
+        influxdb.create_database(database)
+    answer = run_in_mode(
+        MOCKED, pure, {'INFLUXDB_TAGS': '', 'INFLUXDB_URL': influxdb.url}
+    )
+    assert answer['delivered'] is True, answer
+    for database, endpoint in endpoints.items():
+        one = [[database, endpoint, '200', True]]
+        assert answer['seen'][database] == [one, one, one], database
+        # Only the requests made while nothing was mocked were written.
+        assert len(influxdb.rows(database, 'request')) == 4, database
