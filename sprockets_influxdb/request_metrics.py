@@ -144,7 +144,11 @@ def _adds_plainly(recorder: RequestRecorder, client: Client) -> bool:
     handed to the mock.
     """
     own = recorder._own_adds
-    if getattr(client.add_measurement, '__func__', None) is not own[0]:
+    method = client.add_measurement
+    if (
+        getattr(method, '__func__', None) is not own[0]
+        or getattr(method, '__self__', None) is not client
+    ):
         return False
     package = recorder._package
     return package is None or package.add_measurement is own[1]
@@ -363,13 +367,22 @@ def middleware_recorder(
             'requests are served but not recorded'
         )
         return None
-    return RequestRecorder(
+    recorder = RequestRecorder(
         database,
         measurement,
         exclude_paths,
         add_measurement=client.add_measurement if client else None,
         methods=methods,
     )
+    from sprockets_influxdb.client import Client
+
+    if isinstance(client, Client):
+        # Its add_measurement is looked up per request, not kept: one a
+        # test mocks later is called, and one mocked while the middleware
+        # was made is not kept after the test (a MemoryClient's own is
+        # called as well).
+        recorder._client = client
+    return recorder
 
 
 if TYPE_CHECKING:

@@ -282,6 +282,22 @@ def rounds(get):
 
 
 seen = {}
+# A middleware given a client, made while a test mocked its
+# add_measurement: the mock sees that test's request, not later ones.
+from flask import Flask
+from sprockets_influxdb.wsgi import InfluxDBMiddleware
+
+given = Flask('given')
+given.get('/items/<int:item_id>')(lambda item_id: {'item_id': item_id})
+with mock.patch.object(Client, 'add_measurement') as while_made:
+    given.wsgi_app = InfluxDBMiddleware(
+        given.wsgi_app, database='given', client=influxdb.default_client()
+    )
+    given.test_client().get('/items/42')
+given.test_client().get('/items/42')
+seen['given'] = [summary(while_made)] + rounds(
+    lambda: given.test_client().get('/items/42')
+)
 flask = flask_app.make_app('flask').test_client()
 seen['flask'] = rounds(lambda: flask.get('/items/42'))
 with TestClient(starlette_app.make_app('starlette')) as starlette:
@@ -311,6 +327,7 @@ def test_a_mock_of_add_measurement_sees_every_request(
     influxdb: InfluxServer, pure: str
 ) -> None:
     endpoints = {
+        'given': '/items/<int:item_id>',
         'flask': '/items/<int:item_id>',
         'starlette': '/items/{item_id}',
         'tornado': '/items/(?P<item_id>\\d+)',
@@ -323,6 +340,14 @@ def test_a_mock_of_add_measurement_sees_every_request(
     assert answer['delivered'] is True, answer
     for database, endpoint in endpoints.items():
         one = [[database, endpoint, '200', True]]
+        if database == 'given':
+            # A middleware given the default client sees the mocks of the
+            # client and of its class, not the module's.
+            assert answer['seen'][database] == [one, [], one, one], answer
+            # The one after the mock made with it, the 3 rounds of warm-up,
+            # the module's mock, the last one.
+            assert len(influxdb.rows(database, 'request')) == 6, database
+            continue
         assert answer['seen'][database] == [one, one, one], database
         # Only the requests made while nothing was mocked were written.
         assert len(influxdb.rows(database, 'request')) == 4, database
