@@ -254,7 +254,6 @@ from sprockets_influxdb import Client, clock
 from integrations import flask_app, starlette_app, tornado_app
 
 
-
 def summary(mocked):
     return [
         [m.database, m.tags['endpoint'], m.tags['status_code'],
@@ -344,8 +343,8 @@ def test_a_mock_of_add_measurement_sees_every_request(
             # A middleware given the default client sees the mocks of the
             # client and of its class, not the module's.
             assert answer['seen'][database] == [one, [], one, one], answer
-            # The one after the mock made with it, the 3 rounds of warm-up,
-            # the module's mock, the last one.
+            # The one after the mock made with it, the 3 warm-up requests,
+            # the one under the module's mock, the last one.
             assert len(influxdb.rows(database, 'request')) == 6, database
             continue
         assert answer['seen'][database] == [one, one, one], database
