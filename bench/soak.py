@@ -2,8 +2,8 @@
 
 Run it from the repository root, in the environment of ``.ci/bootstrap``::
 
-    python bench/soak.py            # 300 requests/s per app, 3 x 60 s
-    python bench/soak.py --quick    # the same once, for 15 s (.ci/run)
+    python bench/soak.py            # 300 requests/s per app, 3 x 60 s each
+    python bench/soak.py --quick    # the four at once, for 15 s (.ci/run)
 
 It starts a throwaway influxd (``tests/servers.py``; at nice 19, so that
 its bursts of work do not take the apps' cores: in production it runs on
@@ -38,7 +38,12 @@ schedule (times for 60 s; ``--quick`` scales times and durations to its
 
 The full run goes through the schedule three times (``--cycles``), one
 cycle after the other; the figures of each fault are pooled over its
-occurrences.
+occurrences.  It serves the apps one after the other, each through its
+own cycles with the machine to itself (``--one-at-a-time``): the four at
+once, with and without the library, ask two cores for 2,400 requests/s,
+more than they have, and their latencies are then queues of seconds.
+``--quick`` serves the four at once (``--together``), which is shorter
+and puts the most load on the library's delivery.
 
 After the load, the soak waits for the apps to deliver (their settings:
 ``INFLUXDB_INTERVAL=1000``, the rest the defaults), stops them with SIGTERM
@@ -733,6 +738,222 @@ def _verdict(ratios: list[float | None]) -> bool | None:
     return True
 
 
+class Served:
+    """What one group of apps served together left: per app, the requests
+    the generator counted, the points stored, the stats, the RSS; and the
+    faults, the CPU and how busy the machine was during their load."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+        self.samples: dict[str, list[Sample]] = {}
+        self.loads: dict[str, dict[str, Any]] = {}
+        self.answered: dict[str, Counter[int]] = {}
+        self.final: dict[str, Counter[int]] = {}
+        self.stats: dict[str, dict[str, Any]] = {}
+        self.deliveries: dict[str, list[tuple[float, int]]] = {}
+        self.cpu: dict[tuple[str, str], float] = {}
+        self.allowance: dict[str, int] = {name: 0 for name in names}
+        # What the killed workers had not delivered, each kill's added to
+        # those before it.
+        self.killed_allowance: list[int] = []
+        self.windows: dict[str, list[tuple[float, float]]] = {}
+        self.errors: list[str] = []
+        self.rss_start: dict[str, float] = {}
+        self.rss_peak: dict[str, float] = {}
+        self.rss_end: dict[str, float] = {}
+        self.busy = 0.0
+        self.pressure: float | None = None
+
+
+def serve(
+    names: list[str],
+    server: InfluxServer,
+    proxy: FaultProxy,
+    directory: str,
+    arguments: argparse.Namespace,
+    scale: float,
+    cycles: int,
+    began: float,
+) -> Served:
+    """Serve the apps *names* at once, with and without the library, drive
+    them through the schedule of faults, wait for their points and stop
+    them."""
+    total = scale * 60.0 * cycles
+    result = Served(names)
+    apps: dict[str, App] = {}
+    bare: dict[str, App] = {}
+    try:
+        for name in names:
+            server.create_database(name)
+            os.mkdir(os.path.join(directory, f'stats-{name}'))
+            apps[name] = App(
+                name,
+                'with',
+                directory,
+                clean_environment(
+                    INFLUXDB_URL=proxy.url,
+                    INFLUXDB_INTERVAL='1000',
+                    REQUEST_DATABASE=name,
+                    SERVICE=MEASUREMENT,
+                    EXAMPLE_STATS_DIR=os.path.join(directory, f'stats-{name}'),
+                ),
+            )
+            bare[name] = App(
+                name,
+                'bare',
+                directory,
+                clean_environment(INFLUXDB_ENABLED='false'),
+            )
+        deadline = time.monotonic() + 90
+        for app in [*apps.values(), *bare.values()]:
+            while not app.accepting():
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f'{app.name} ({app.variant}) not up')
+                time.sleep(0.05)
+        if 'flask' in names and (
+            len(apps['flask'].workers()) < 2
+            or len(bare['flask'].workers()) < 2
+        ):
+            time.sleep(1.0)
+        log(f'{", ".join(names)}: {2 * len(names)} servers up', began)
+        rss = RSS(apps)
+
+        context = multiprocessing.get_context('spawn')
+        start = time.monotonic() + 3.0
+        count = int(arguments.rate * total)
+        with concurrent.futures.ProcessPoolExecutor(
+            len(names), mp_context=context
+        ) as pool:
+            futures = {
+                name: pool.submit(
+                    drive,
+                    {
+                        'seed': arguments.seed + list(APPS).index(name),
+                        'rate': arguments.rate,
+                        'count': count,
+                        'port': apps[name].port,
+                        'bare_port': bare[name].port,
+                        'start': start,
+                    },
+                )
+                for name in names
+            }
+            faults = Faults(
+                server,
+                proxy,
+                apps.get('flask'),
+                os.path.join(directory, 'stats-flask'),
+                start,
+                scale,
+                cycles,
+            )
+            profiler = (
+                Profiler(apps, arguments.profile, start, scale)
+                if arguments.profile
+                else None
+            )
+            log('load starts', began)
+            faults.thread.start()
+            time.sleep(max(0.0, start - time.monotonic()))
+            cpu_before = {
+                (name, variant): app.cpu_seconds()
+                for variant, group in (('with', apps), ('bare', bare))
+                for name, app in group.items()
+            }
+            busy_before = machine_busy()
+            loads = {name: future.result() for name, future in futures.items()}
+            faults.thread.join()
+            busy_after = machine_busy()
+            if profiler is not None:
+                profiler.thread.join()
+            result.cpu = {
+                (name, variant): app.cpu_seconds() - cpu_before[name, variant]
+                for variant, group in (('with', apps), ('bare', bare))
+                for name, app in group.items()
+            }
+        log('load ended', began)
+        result.busy = (busy_after[0] - busy_before[0]) / (
+            busy_after[1] - busy_before[1]
+        )
+        result.pressure = (
+            (busy_after[2] - busy_before[2])
+            / (busy_after[1] - busy_before[1])
+            * (os.cpu_count() or 1)
+            if busy_after[2] is not None and busy_before[2] is not None
+            else None
+        )
+        result.loads = loads
+        result.samples = {
+            name: load['samples'] for name, load in loads.items()
+        }
+        result.windows = faults.windows
+        result.errors = faults.errors
+        for name, samples in result.samples.items():
+            result.answered[name] = Counter(
+                sample[3] for sample in samples if sample[1] == WITH
+            )
+        result.killed_allowance = list(
+            itertools.accumulate(
+                undelivered_at_kill(killed) for killed in faults.killed
+            )
+        )
+        if result.killed_allowance:
+            result.allowance['flask'] = result.killed_allowance[-1]
+
+        def missing(name: str) -> int:
+            counts = stored(server, name)
+            return sum(
+                max(0, number - counts[status])
+                for status, number in result.answered[name].items()
+                if status
+            )
+
+        deadline = time.monotonic() + max(10.0, 30.0 * scale * 2)
+        waiting = set(names)
+        while waiting and time.monotonic() < deadline:
+            waiting = {
+                name
+                for name in waiting
+                if missing(name) > result.allowance[name]
+            }
+            if waiting:
+                time.sleep(0.5)
+        log(
+            'delivered while running: '
+            + ('all' if not waiting else f'not yet for {sorted(waiting)}'),
+            began,
+        )
+        rss.finish()
+        result.rss_start, result.rss_peak = rss.start, rss.peak
+        result.rss_end = rss.end
+        stopping = [
+            threading.Thread(target=app.stop)
+            for app in [*apps.values(), *bare.values()]
+        ]
+        for thread in stopping:
+            thread.start()
+        for thread in stopping:
+            thread.join()
+        log('apps stopped (SIGTERM)', began)
+        result.final = {name: stored(server, name) for name in names}
+        result.stats = {
+            name: read_stats(os.path.join(directory, f'stats-{name}'))
+            for name in names
+        }
+        result.deliveries = {
+            name: [
+                (when - start, lines)
+                for when, database, lines in proxy.delivered
+                if database == name
+            ]
+            for name in names
+        }
+    finally:
+        for app in [*apps.values(), *bare.values()]:
+            app.stop(timeout=5)
+    return result
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--quick', action='store_true', help='15 s, for CI')
@@ -753,6 +974,21 @@ def main() -> int:
         'the library, alternating (default 300)',
     )
     parser.add_argument('--seed', type=int, default=13)
+    serving = parser.add_mutually_exclusive_group()
+    serving.add_argument(
+        '--together',
+        dest='together',
+        action='store_true',
+        default=None,
+        help='serve all the apps at once (the default with --quick)',
+    )
+    serving.add_argument(
+        '--one-at-a-time',
+        dest='together',
+        action='store_false',
+        help='serve the apps one after the other, each with the machine '
+        'to itself and its own faults (the default of the full run)',
+    )
     parser.add_argument(
         '--apps',
         default=','.join(APPS),
@@ -789,190 +1025,44 @@ def main() -> int:
         parser.error('--cycles must be at least 1')
     total = duration * cycles
     minimum = MIN_SAMPLES if not arguments.quick else MIN_SAMPLES // 4
+    together = arguments.together
+    if together is None:
+        together = arguments.quick or len(APPS) == 1
     began = time.monotonic()
     print(
         f'soak: {len(APPS)} apps, {arguments.rate:g} requests/s to each, '
-        f'with the library and without it, for {total:g} s; faults at '
-        f'{scale:g}x the 60 s schedule'
+        f'with the library and without it, for {total:g} s '
+        + ('all at once' if together else 'each, one app at a time')
+        + f'; faults at {scale:g}x the 60 s schedule'
         + (f', {cycles} times over' if cycles > 1 else ''),
         flush=True,
     )
 
     directory = tempfile.mkdtemp(prefix='soak-')
-    server = InfluxServer(executable=niced_influxd(directory))
-    proxy: FaultProxy | None = None
-    apps: dict[str, App] = {}
-    bare: dict[str, App] = {}
+    groups = [list(APPS)] if together else [[name] for name in APPS]
+    served: dict[str, Served] = {}
     try:
-        server.start()
-        proxy = FaultProxy(server.port).start()
-        for name in APPS:
-            server.create_database(name)
-            os.mkdir(os.path.join(directory, f'stats-{name}'))
-            apps[name] = App(
-                name,
-                'with',
-                directory,
-                clean_environment(
-                    INFLUXDB_URL=proxy.url,
-                    INFLUXDB_INTERVAL='1000',
-                    REQUEST_DATABASE=name,
-                    SERVICE=MEASUREMENT,
-                    EXAMPLE_STATS_DIR=os.path.join(directory, f'stats-{name}'),
-                ),
-            )
-            bare[name] = App(
-                name,
-                'bare',
-                directory,
-                clean_environment(INFLUXDB_ENABLED='false'),
-            )
-        deadline = time.monotonic() + 90
-        for app in [*apps.values(), *bare.values()]:
-            while not app.accepting():
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f'{app.name} ({app.variant}) not up')
-                time.sleep(0.05)
-        if 'flask' in APPS and (
-            len(apps['flask'].workers()) < 2
-            or len(bare['flask'].workers()) < 2
-        ):
-            time.sleep(1.0)
-        log(f'influxd, proxy and {2 * len(APPS)} servers up', began)
-        rss = RSS(apps)
-
-        context = multiprocessing.get_context('spawn')
-        start = time.monotonic() + 3.0
-        count = int(arguments.rate * total)
-        with concurrent.futures.ProcessPoolExecutor(
-            len(APPS), mp_context=context
-        ) as pool:
-            futures = {
-                name: pool.submit(
-                    drive,
-                    {
-                        'seed': arguments.seed + index,
-                        'rate': arguments.rate,
-                        'count': count,
-                        'port': apps[name].port,
-                        'bare_port': bare[name].port,
-                        'start': start,
-                    },
-                )
-                for index, name in enumerate(APPS)
-            }
-            faults = Faults(
-                server,
-                proxy,
-                apps.get('flask'),
-                os.path.join(directory, 'stats-flask'),
-                start,
-                scale,
-                cycles,
-            )
-            profiler = (
-                Profiler(apps, arguments.profile, start, scale)
-                if arguments.profile
-                else None
-            )
-            log('load starts', began)
-            faults.thread.start()
-            time.sleep(max(0.0, start - time.monotonic()))
-            cpu_before = {
-                (name, variant): app.cpu_seconds()
-                for variant, group in (('with', apps), ('bare', bare))
-                for name, app in group.items()
-            }
-            busy_before = machine_busy()
-            loads = {name: future.result() for name, future in futures.items()}
-            faults.thread.join()
-            busy_after = machine_busy()
-            if profiler is not None:
-                profiler.thread.join()
-            cpu = {
-                (name, variant): app.cpu_seconds() - cpu_before[name, variant]
-                for variant, group in (('with', apps), ('bare', bare))
-                for name, app in group.items()
-            }
-        log('load ended', began)
-        busy = (busy_after[0] - busy_before[0]) / (
-            busy_after[1] - busy_before[1]
-        )
-        pressure = (
-            (busy_after[2] - busy_before[2])
-            / (busy_after[1] - busy_before[1])
-            * (os.cpu_count() or 1)
-            if busy_after[2] is not None and busy_before[2] is not None
-            else None
-        )
-        results = {name: load['samples'] for name, load in loads.items()}
-
-        answered: dict[str, Counter[int]] = {}
-        for name, samples in results.items():
-            answered[name] = Counter(
-                sample[3] for sample in samples if sample[1] == WITH
-            )
-        allowance = {name: 0 for name in APPS}
-        # What the killed workers had not delivered, each kill's added to
-        # those before it.
-        killed_allowance = list(
-            itertools.accumulate(
-                undelivered_at_kill(killed) for killed in faults.killed
-            )
-        )
-        if killed_allowance:
-            allowance['flask'] = killed_allowance[-1]
-
-        def missing(name: str) -> int:
-            counts = stored(server, name)
-            return sum(
-                max(0, number - counts[status])
-                for status, number in answered[name].items()
-                if status
-            )
-
-        deadline = time.monotonic() + max(10.0, 30.0 * scale * 2)
-        waiting = set(APPS)
-        while waiting and time.monotonic() < deadline:
-            waiting = {
-                name for name in waiting if missing(name) > allowance[name]
-            }
-            if waiting:
-                time.sleep(0.5)
-        log(
-            'delivered while running: '
-            + ('all' if not waiting else f'not yet for {sorted(waiting)}'),
-            began,
-        )
-        rss.finish()
-        stopping = [
-            threading.Thread(target=app.stop)
-            for app in [*apps.values(), *bare.values()]
-        ]
-        for thread in stopping:
-            thread.start()
-        for thread in stopping:
-            thread.join()
-        log('apps stopped (SIGTERM)', began)
-        final = {name: stored(server, name) for name in APPS}
-        stats = {
-            name: read_stats(os.path.join(directory, f'stats-{name}'))
-            for name in APPS
-        }
-        deliveries = {
-            name: [
-                (when - start, lines)
-                for when, database, lines in proxy.delivered
-                if database == name
-            ]
-            for name in APPS
-        }
+        for group in groups:
+            # A fresh influxd for each group: a restarted influxd replays
+            # its write-ahead log, and one that kept the points of the
+            # groups before would make each restart longer than the last,
+            # for the later apps only.
+            server = InfluxServer(executable=niced_influxd(directory))
+            proxy: FaultProxy | None = None
+            try:
+                server.start()
+                proxy = FaultProxy(server.port).start()
+                result = serve(
+                    group, server, proxy, directory, arguments, scale,
+                    cycles, began,
+                )  # fmt: skip
+            finally:
+                if proxy is not None:
+                    proxy.close()
+                server.close()
+            for name in group:
+                served[name] = result
     finally:
-        for app in [*apps.values(), *bare.values()]:
-            app.stop(timeout=5)
-        if proxy is not None:
-            proxy.close()
-        server.close()
         shutil.rmtree(directory, ignore_errors=True)
         log('everything stopped', began)
 
@@ -985,27 +1075,28 @@ def main() -> int:
     late: dict[str, float] = {}
     medians: dict[str, float] = {}
     for name in APPS:
-        got, kept = answered[name], final[name]
+        run = served[name]
+        got, kept = run.answered[name], run.final[name]
         lost = sum(
             max(0, number - kept[status])
             for status, number in got.items()
             if status
         )
-        outside = max(0, lost - allowance[name])
+        outside = max(0, lost - run.allowance[name])
         extra = sum(
             max(0, number - got[status]) for status, number in kept.items()
         )
-        samples = results[name]
+        samples = run.samples[name]
         windows = fault_windows(
-            faults.windows,
+            run.windows,
             samples,
-            deliveries[name],
-            {'worker killed': killed_allowance} if name == 'flask' else {},
+            run.deliveries[name],
+            {'worker killed': run.killed_allowance} if name == 'flask' else {},
             minimum,
             total,
         )
         dumped[name] = {'samples': samples, 'windows': windows,
-                        'deliveries': deliveries[name]}  # fmt: skip
+                        'deliveries': run.deliveries[name]}  # fmt: skip
 
         def window_of(
             due: float, windows: dict[str, Any] = windows
@@ -1026,7 +1117,7 @@ def main() -> int:
             key: percentiles(values, minimum) for key, values in timed.items()
         }
         cell = cells[name]
-        for fault in (None, *faults.windows):
+        for fault in (None, *run.windows):
             label = fault or 'healthy'
             for target in (WITH, WITHOUT):
                 cell[(label, target)] = latency_cell(
@@ -1068,19 +1159,21 @@ def main() -> int:
             caught.append(
                 max(known) if known and len(known) == len(whens) else None
             )
-        growth = rss.end[name] - rss.start[name]
+        growth = run.rss_end[name] - run.rss_start[name]
         lags = sorted(sample[5] for sample in samples)
-        load = loads[name]
+        load = run.loads[name]
         cell.update({
             'answered': '/'.join(str(got[s]) for s in statuses),
             'other': str(sum(n for s, n in got.items() if s not in statuses)),
             'stored': '/'.join(str(kept[s]) for s in statuses),
             'extra': str(extra),
             'lost': str(lost),
-            'allowance': str(allowance[name]) if name == 'flask' else '-',
+            'allowance': str(run.allowance[name])
+            if name == 'flask'
+            else '-',
             'outside': str(outside),
-            'rss': f'{rss.start[name]:.0f}/{rss.peak[name]:.0f}/'
-            f'{rss.end[name]:.0f}',
+            'rss': f'{run.rss_start[name]:.0f}/{run.rss_peak[name]:.0f}/'
+            f'{run.rss_end[name]:.0f}',
             'growth': f'{growth:+.1f}',
             'cost': (
                 f'{base[0] / bare_base[0]:.2f}/{base[1] / bare_base[1]:.2f}'
@@ -1100,19 +1193,19 @@ def main() -> int:
                 'never' if value is None else f'{value:.1f}'
                 for value in caught
             ),
-            'written': str(stats[name]['written']),
-            'retries': f'{stats[name]["retries"]}/'
-            f'{stats[name]["failed_requests"]}',
+            'written': str(run.stats[name]['written']),
+            'retries': f'{run.stats[name]["retries"]}/'
+            f'{run.stats[name]["failed_requests"]}',
             'dropped': ', '.join(
                 f'{cause} {number}'
-                for cause, number in sorted(stats[name]['dropped'].items())
+                for cause, number in sorted(run.stats[name]['dropped'].items())
                 if number
             )
             or 'none',
             'rate': str(round(sum(1 for s in samples
                                   if s[1] == WITH and s[0] >= 0)
                               / total)),
-            'cpu': f'{cpu[name, "with"]:.1f}/{cpu[name, "bare"]:.1f}',
+            'cpu': f'{run.cpu[name, "with"]:.1f}/{run.cpu[name, "bare"]:.1f}',
             'generator': f'{100 * load["cpu"] / load["wall"]:.0f}%, '
             f'{1e3 * lags[int(0.99 * (len(lags) - 1))]:.1f}',
         })  # fmt: skip
@@ -1142,7 +1235,8 @@ def main() -> int:
         ('growth', 'RSS end - start, MB'),
         (None, 'latency ms p50/p99/max:'),
     ]
-    for fault in ('healthy', *faults.windows):
+    seen = {fault for run in served.values() for fault in run.windows}
+    for fault in ('healthy', *(name for name, *_ in SCHEDULE if name in seen)):
         labels += [
             ((fault, 'n'), f'  {fault}: requests, window'
              if fault != 'healthy' else '  healthy: requests'),
@@ -1186,15 +1280,25 @@ def main() -> int:
         'when it ended are stored; * lengthened to hold '
         f'{minimum} requests, or cut at the next fault.'
     )
+    runs = list({id(run): run for run in served.values()}.values())
+
+    def busy_text(run: Served) -> str:
+        text = f'{100 * run.busy:.0f}% busy'
+        if run.pressure is not None:
+            text += f', a task waiting for a core {100 * run.pressure:.0f}%'
+        return text
+
     say(
-        f'The machine ({os.cpu_count()} cores) was {100 * busy:.0f}% busy '
-        'during the load, all processes counted'
+        f'The machine ({os.cpu_count()} cores) was '
         + (
-            f'; some task was waiting for a core {100 * pressure:.0f}% of '
-            'the time (CPU pressure).'
-            if pressure is not None
-            else '.'
+            busy_text(runs[0]) + ' during the load'
+            if len(runs) == 1
+            else '; '.join(
+                f'{busy_text(run)} during the load of {", ".join(run.names)}'
+                for run in runs
+            )
         )
+        + ' (all processes counted; waiting for a core is CPU pressure).'
     )
     behind = {name: value for name, value in late.items() if value > LATE}
     queued = {name: value for name, value in medians.items() if value > QUEUED}
@@ -1213,7 +1317,7 @@ def main() -> int:
         )  # fmt: skip
     print(f'soak: {time.monotonic() - began:.0f} s in all')
 
-    failures = list(faults.errors)
+    failures = [error for run in runs for error in run.errors]
     for name in APPS:
         if not verdicts[name]['lost']:
             failures.append(
