@@ -478,7 +478,7 @@ assert influxdb.stats().added == 0
             "assert recorded.measurements[0].database == 'example'\n",
         ),
         Harness(
-            'signal.signal(signal.SIGTERM, signal.default_int_handler)',
+            'io_loop.asyncio_loop.add_signal_handler(signum, io_loop.stop)',
             elsewhere='tests/integrations/test_tornado.py::'
             'test_the_docs_example_loses_no_request_on_ctrl_c_or_sigterm',
         ),
