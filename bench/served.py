@@ -43,6 +43,18 @@ the requests served.  The overhead of an integration is the median over the
 rounds of its CPU per request minus the bare application's in the same
 round.
 
+With ``--paired``, each round loads all the contenders of a scenario at
+once instead, each by a load generator of its own, for 3 s by default:
+they then share whatever state the machine is in (its clock speed, the
+other work on its cores), which moves between the windows of one
+contender after the other by more than the differences being measured.
+The CPU of each server is then read thread by thread from
+``/proc/<pid>/task/<tid>/schedstat``, in nanoseconds rather than clock
+ticks; a window during which a thread or a process of a server began or
+ended is run again.  The CPU per request of every contender is higher
+that way (the servers and their load generators share the two cores,
+which costs each request more), and so are the overheads.
+
 At the end the servers are stopped (SIGTERM: they deliver what is left) and
 the points this library stored are counted: a run where it stored fewer
 than the requests served is invalid (the summary says so and the target is
@@ -57,6 +69,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import contextlib
 import os
 import re
@@ -126,6 +139,9 @@ def free_port() -> int:
 def tree_cpu(pid: int, seen: set[int] | None = None) -> float:
     """CPU seconds of *pid* and its descendants, all their threads.
 
+    In clock ticks (``utime + stime``), which include the threads that
+    ended.
+
     :param seen: filled with the process ids counted
     """
     total = 0
@@ -142,12 +158,46 @@ def tree_cpu(pid: int, seen: set[int] | None = None) -> float:
         # The command name may hold spaces: count fields after its ')'.
         fields = text[text.rindex(b')') + 2 :].split()
         total += int(fields[11]) + int(fields[12])  # utime, stime
-        with contextlib.suppress(OSError):
-            for task in os.listdir(f'/proc/{current}/task'):
-                path = f'/proc/{current}/task/{task}/children'
-                with open(path, 'rb') as children:
-                    pending.extend(int(p) for p in children.read().split())
+        pending.extend(_children(current))
     return total / TICK
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f'/proc/{pid}/task'):
+            path = f'/proc/{pid}/task/{task}/children'
+            with contextlib.suppress(OSError), open(path, 'rb') as children:
+                found.extend(int(p) for p in children.read().split())
+    return found
+
+
+def tree_cpu_ns(pid: int, seen: set[tuple[int, int]]) -> float:
+    """CPU seconds of *pid* and its descendants, thread by thread.
+
+    From each thread's ``schedstat`` (nanoseconds, where clock ticks are
+    10 ms): a thread that ends takes its time with it, so *seen* is filled
+    with the (process, thread) pairs counted, for the caller to check
+    that none ended or began.
+    """
+    total = 0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            tasks = os.listdir(f'/proc/{current}/task')
+        except OSError:
+            continue  # gone
+        for task in tasks:
+            path = f'/proc/{current}/task/{task}/schedstat'
+            try:
+                with open(path, 'rb') as stat:
+                    total += int(stat.read().split()[0])
+            except OSError:
+                continue
+            seen.add((current, int(task)))
+        pending.extend(_children(current))
+    return total / 1e9
 
 
 @dataclass
@@ -447,6 +497,78 @@ def window(
     raise RuntimeError(f'{server.name}: its processes keep changing')
 
 
+def paired_window(
+    group: list[Server], influx: InfluxServer, duration: float, load: object
+) -> dict[str, tuple[float, float]]:
+    """Load every server of *group* at once, each by its own generator.
+
+    Returns each contender's (CPU seconds per request, requests per
+    second).  All of them share the machine's state of the moment (its
+    clock speed, what else runs on it), which moves between the windows
+    of the alternating design by more than the differences measured.
+    CPU is read thread by thread in nanoseconds; a window during which a
+    thread or process of a server began or ended is run again, up to
+    twice.
+    """
+    for _ in range(3):
+        seen: dict[str, set[tuple[int, int]]] = {}
+        before: dict[str, float] = {}
+        for server in group:
+            assert server.process is not None
+            seen[server.contender] = set()
+            before[server.contender] = tree_cpu_ns(
+                server.process.pid, seen[server.contender]
+            )
+        with concurrent.futures.ThreadPoolExecutor(len(group)) as pool:
+            futures = {
+                server.contender: pool.submit(
+                    load,  # type: ignore[arg-type]
+                    server.port,
+                    duration,
+                )
+                for server in group
+            }
+            results: dict[str, Load] = {
+                name: future.result() for name, future in futures.items()
+            }
+        for server in group:
+            result = results[server.contender]
+            if result.errors:
+                raise RuntimeError(f'{server.name}: {result.errors}')
+            server.served += result.requests
+            server.windows += 1
+        waited = False
+        for server in group:
+            if server.contender == 'ours':
+                wait_stored(influx, server, timeout=30)
+            elif server.contender == 'historical' and not waited:
+                time.sleep(INTERVAL_MS / 1000 * 2)
+                waited = True
+        time.sleep(0.05)
+        changed = []
+        figures: dict[str, tuple[float, float]] = {}
+        for server in group:
+            assert server.process is not None
+            still: set[tuple[int, int]] = set()
+            after = tree_cpu_ns(server.process.pid, still)
+            result = results[server.contender]
+            if still != seen[server.contender] or not result.requests:
+                changed.append(server.name)
+                continue
+            figures[server.contender] = (
+                (after - before[server.contender]) / result.requests,
+                result.requests / result.seconds,
+            )
+        if not changed:
+            return figures
+        print(
+            f'    {", ".join(changed)}: threads or processes began or '
+            'ended during a window: run again',
+            flush=True,
+        )
+    raise RuntimeError(f'{group[0].scenario}: its threads keep changing')
+
+
 @contextlib.contextmanager
 def servers(
     selected: list[str], influx: InfluxServer, directory: Path
@@ -540,8 +662,15 @@ def main() -> None:
     parser.add_argument(
         '--duration',
         type=float,
-        default=1.5,
-        help='seconds of load per contender per round (default 1.5)',
+        default=None,
+        help='seconds of load per contender per round (default 1.5, '
+        'or 3 with --paired)',
+    )
+    parser.add_argument(
+        '--paired',
+        action='store_true',
+        help="load a scenario's contenders at once, each by its own load "
+        'generator, instead of one after the other',
     )
     parser.add_argument(
         '--only',
@@ -564,12 +693,21 @@ def main() -> None:
         parser.error(f'unknown scenarios {unknown}; have {list(SCENARIOS)}')
     if args.rounds < 1:
         parser.error('--rounds must be at least 1')
+    if args.duration is None:
+        args.duration = 3.0 if args.paired else 1.5
+    if args.duration <= 0:
+        parser.error('--duration must be positive')
     use_wrk = shutil.which('wrk') is not None and not args.python_client
     load = wrk_load if use_wrk else python_load
     print(f'served: {describe_machine()}')
     print(
         f'  {args.rounds} rounds of {args.duration:g} s per contender, '
-        f'GET {PATH}, '
+        + (
+            "a scenario's contenders loaded at once"
+            if args.paired
+            else 'one contender after the other'
+        )
+        + f', GET {PATH}, '
         + (
             f'wrk -t1 -c{CONNECTIONS}'
             if use_wrk
@@ -584,13 +722,24 @@ def main() -> None:
         )
         influx = stack.enter_context(InfluxServer())
         made = stack.enter_context(servers(selected, influx, Path(temporary)))
+        warm_up = min(args.duration, 0.5)
         for group in made.values():  # warm up, writer and pools too
+            if args.paired:
+                paired_window(group, influx, warm_up, load)
             for server in group:
-                window(server, influx, min(args.duration, 0.5), load)
+                if not args.paired:
+                    window(server, influx, warm_up, load)
                 server.cpu.clear()
                 server.rates.clear()
         for index in range(args.rounds):
             for group in made.values():
+                if args.paired:
+                    figures = paired_window(group, influx, args.duration, load)
+                    for server in group:
+                        cpu, rate = figures[server.contender]
+                        server.cpu.append(cpu)
+                        server.rates.append(rate)
+                    continue
                 for server in rotated(group, index):  # type: ignore[arg-type]
                     cpu, rate = window(server, influx, args.duration, load)
                     server.cpu.append(cpu)
