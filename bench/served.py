@@ -53,7 +53,11 @@ The CPU of each server is then read thread by thread from
 ticks; a window during which a thread or a process of a server began or
 ended is run again.  The CPU per request of every contender is higher
 that way (the servers and their load generators share the two cores,
-which costs each request more), and so are the overheads.
+which costs each request more), and so are the overheads.  ``--pin``
+keeps the servers on the first core and everything else (the load
+generators, ``influxd``, this script) on the others, with ``taskset``:
+the servers then take turns on one core, and the differences between
+them spread less from round to round.
 
 At the end the servers are stopped (SIGTERM: they deliver what is left) and
 the points this library stored are counted: a run where it stored fewer
@@ -128,6 +132,10 @@ SCENARIOS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     ),
 }
 DELIVERING = ('ours', 'historical')
+# With --pin: the command prefixes that keep the servers on one core and
+# the load generators on the others (empty: no pinning).
+PIN_SERVERS: list[str] = []
+PIN_LOAD: list[str] = []
 
 
 def free_port() -> int:
@@ -160,6 +168,15 @@ def tree_cpu(pid: int, seen: set[int] | None = None) -> float:
         total += int(fields[11]) + int(fields[12])  # utime, stime
         pending.extend(_children(current))
     return total / TICK
+
+
+def pin_tree(pid: int | None, cores: set[int]) -> None:
+    """Keep every thread of *pid* on *cores*."""
+    if pid is None:
+        return
+    for task in os.listdir(f'/proc/{pid}/task'):
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(int(task), cores)
 
 
 def _children(pid: int) -> list[int]:
@@ -232,7 +249,10 @@ def wrk_load(port: int, duration: float) -> Load:
     ]
     with tempfile.TemporaryFile('w+') as out:
         process = subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, text=True
+            [*PIN_LOAD, *command],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         time.sleep(duration)
         process.send_signal(signal.SIGINT)
@@ -389,7 +409,7 @@ class Server:
         )
         with open(self.log, 'wb') as log:
             self.process = subprocess.Popen(
-                self.command(),
+                [*PIN_SERVERS, *self.command()],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
@@ -680,6 +700,12 @@ def main() -> None:
         'comma-separated; default all)',
     )
     parser.add_argument(
+        '--pin',
+        action='store_true',
+        help='servers on the first core, load generators, influxd and this '
+        'script on the others (taskset)',
+    )
+    parser.add_argument(
         '--python-client',
         action='store_true',
         help='load with the bundled Python client even when wrk is there',
@@ -698,6 +724,14 @@ def main() -> None:
     if args.duration <= 0:
         parser.error('--duration must be positive')
     use_wrk = shutil.which('wrk') is not None and not args.python_client
+    if args.pin:
+        cores = sorted(os.sched_getaffinity(0))
+        if len(cores) < 2 or shutil.which('taskset') is None:
+            parser.error('--pin needs two cores and taskset (util-linux)')
+        others = ','.join(map(str, cores[1:]))
+        PIN_SERVERS[:] = ['taskset', '-c', str(cores[0])]
+        PIN_LOAD[:] = ['taskset', '-c', others]
+        os.sched_setaffinity(0, set(cores[1:]))
     load = wrk_load if use_wrk else python_load
     print(f'served: {describe_machine()}')
     print(
@@ -714,6 +748,11 @@ def main() -> None:
             else f'the Python client, {CONNECTIONS} connections (no wrk)'
         )
         + '; CPU of the server process tree per request'
+        + (
+            f'; servers on core {PIN_SERVERS[-1]}, the rest on {PIN_LOAD[-1]}'
+            if PIN_SERVERS
+            else ''
+        )
     )
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
@@ -721,6 +760,8 @@ def main() -> None:
             tempfile.TemporaryDirectory(prefix='served-')
         )
         influx = stack.enter_context(InfluxServer())
+        if args.pin:
+            pin_tree(influx.pid, set(cores[1:]))
         made = stack.enter_context(servers(selected, influx, Path(temporary)))
         warm_up = min(args.duration, 0.5)
         for group in made.values():  # warm up, writer and pools too
