@@ -1233,8 +1233,9 @@ finally:
 /* Nanoseconds between two times of one process (clock.STEP). */
 #define CLOCK_STEP 1000
 
-static PyObject *
-clock_now(State *state)
+/* The clock's next time, in nanoseconds: 0, or -1 with an error set. */
+static int
+clock_moment(State *state, long long *result)
 {
     const long long step = CLOCK_STEP;
     long long offset = state->clock_offset;
@@ -1244,7 +1245,8 @@ clock_now(State *state)
     for (;;) {
         struct timespec now;
         if (clock_gettime(CLOCK_REALTIME, &now) != 0) {
-            return PyErr_SetFromErrno(PyExc_OSError);
+            PyErr_SetFromErrno(PyExc_OSError);
+            return -1;
         }
         long long reading = (long long)now.tv_sec * 1000000000LL
                             + (long long)now.tv_nsec;
@@ -1267,6 +1269,17 @@ clock_now(State *state)
         /* The same microsecond as the last time: wait for the next. */
     }
     state->clock_last = moment;
+    *result = moment;
+    return 0;
+}
+
+static PyObject *
+clock_now(State *state)
+{
+    long long moment;
+    if (clock_moment(state, &moment) < 0) {
+        return NULL;
+    }
     return PyLong_FromLongLong(moment);
 }
 
@@ -2631,32 +2644,41 @@ record_fast(State *state, RecordObject *self, PyObject *status,
     PyObject *base = state->default_tags;
     PyObject *measurement = self->measurement;
     PyObject *recorder = self->recorder;
-    if (base == NULL || measurement == NULL || recorder == NULL
-        || self->method == NULL || self->started == NULL
-        || !PyFloat_CheckExact(self->started)
+    if (base == NULL || recorder == NULL || self->method == NULL
+        || self->started == NULL || !PyFloat_CheckExact(self->started)
         || state->measurement_type == NULL
-        || !PyObject_TypeCheck(measurement,
-                               (PyTypeObject *)state->measurement_type)) {
+        || (measurement != NULL
+            && !PyObject_TypeCheck(measurement,
+                                   (PyTypeObject *)state->measurement_type))) {
         return 0;
     }
+    /* No measurement: begun without one, and no handler asked for it (no
+     * tag, no field of its own): the base tags, no fields, the
+     * recorder's names and a time dated back from the clock's. */
     MeasurementObject *point = (MeasurementObject *)measurement;
-    if (point->database == NULL || point->name == NULL || point->time == NULL
-        || point->tags == NULL || !PyDict_CheckExact(point->tags)
-        || (point->fields == NULL ? !point->fields_lazy
-                                  : !PyDict_CheckExact(point->fields))) {
+    if (point != NULL
+        && (point->database == NULL || point->name == NULL
+            || point->time == NULL || point->tags == NULL
+            || !PyDict_CheckExact(point->tags)
+            || (point->fields == NULL ? !point->fields_lazy
+                                      : !PyDict_CheckExact(point->fields)))) {
         return 0;
     }
     /* Held: the code that runs below may replace any of them.  (No fields
      * dict yet: none.) */
-    PyObject *held[6] = {base, measurement, recorder, point->tags,
-                         point->fields, self->method};
+    PyObject *held[6] = {base,
+                         measurement,
+                         recorder,
+                         point ? point->tags : base,
+                         point ? point->fields : NULL,
+                         self->method};
     for (int i = 0; i < 6; i++) {
         Py_XINCREF(held[i]);
     }
-    PyObject *tags = point->tags, *fields = point->fields;
+    PyObject *tags = held[3], *fields = held[4];
     PyObject *client = NULL, *key = NULL, *whole = NULL, *values = NULL;
     PyObject *number = NULL, *duration = NULL, *signal = NULL;
-    PyObject *cache = NULL;
+    PyObject *cache = NULL, *database = NULL, *name = NULL, *time = NULL;
     int outcome = -1;
     client = record_client(state, recorder);
     if (client == NULL) {
@@ -2755,9 +2777,36 @@ record_fast(State *state, RecordObject *self, PyObject *status,
                           length) < 0) {
         goto done;
     }
-    PyObject *entry_values[5] = {point->database, point->name, whole, values,
-                                 point->time};
-    point->lent = 0; /* queued with it */
+    if (point != NULL) {
+        database = point->database;
+        name = point->name;
+        time = point->time;
+        Py_INCREF(database);
+        Py_INCREF(name);
+        Py_INCREF(time);
+        point->lent = 0; /* queued with it */
+    }
+    else {
+        long long moment;
+        database = PyObject_GetAttr(recorder,
+                                    state->record_names[NAME_DATABASE]);
+        name = database ? PyObject_GetAttr(
+                              recorder, state->record_names[NAME_MEASUREMENT])
+                        : NULL;
+        if (name == NULL || !PyUnicode_CheckExact(database)
+            || !PyUnicode_CheckExact(name)
+            || clock_moment(state, &moment) < 0) {
+            goto done;
+        }
+        /* As date_back() moves a time: whole microseconds, so that it
+         * still ends in the process's discriminator. */
+        time = PyLong_FromLongLong(moment
+                                   - (long long)(seconds * 1e6) * 1000);
+        if (time == NULL) {
+            goto done;
+        }
+    }
+    PyObject *entry_values[5] = {database, name, whole, values, time};
     signal = record_put(state, client, entry_values);
     if (signal == NULL) {
         goto done;
@@ -2775,6 +2824,9 @@ done:
     Py_XDECREF(duration);
     Py_XDECREF(signal);
     Py_XDECREF(cache);
+    Py_XDECREF(database);
+    Py_XDECREF(name);
+    Py_XDECREF(time);
     for (int i = 0; i < 6; i++) {
         Py_XDECREF(held[i]);
     }
@@ -2977,10 +3029,101 @@ static PyMemberDef record_members[] = {
     {"recorder", T_OBJECT_EX, offsetof(RecordObject, recorder), 0, NULL},
     {"method", T_OBJECT_EX, offsetof(RecordObject, method), 0, NULL},
     {"started", T_OBJECT_EX, offsetof(RecordObject, started), 0, NULL},
-    {"measurement", T_OBJECT_EX, offsetof(RecordObject, measurement), 0,
-     NULL},
     {"finished", T_BOOL, offsetof(RecordObject, finished), 0, NULL},
     {NULL, 0, 0, 0, NULL},
+};
+
+/* The measurement of a record begun without one (tornado_begin): made
+ * now, dated back to the request's arrival (started) as date_back()
+ * does, from the clock's time of now: it ends in the process's
+ * discriminator like every other time of the clock. */
+static PyObject *
+record_get_measurement(PyObject *op, void *closure)
+{
+    (void)closure;
+    RecordObject *self = (RecordObject *)op;
+    if (self->measurement != NULL) {
+        Py_INCREF(self->measurement);
+        return self->measurement;
+    }
+    State *state = state_of_type(Py_TYPE(op));
+    if (state == NULL) {
+        return NULL;
+    }
+    PyObject *recorder = self->recorder;
+    if (recorder == NULL || self->started == NULL
+        || !PyFloat_CheckExact(self->started)
+        || state->record_names[NAME_MEASUREMENT_CLASS] == NULL) {
+        return no_attribute(op, "measurement");
+    }
+    Py_INCREF(recorder);
+    PyObject *names[2] = {NULL, NULL};
+    PyObject *measurement = NULL, *moment = NULL, *later = NULL;
+    names[0] = PyObject_GetAttr(recorder, state->record_names[NAME_DATABASE]);
+    names[1] = names[0] ? PyObject_GetAttr(
+                              recorder, state->record_names[NAME_MEASUREMENT])
+                        : NULL;
+    if (names[1] == NULL) {
+        goto done;
+    }
+    measurement = PyObject_Vectorcall(
+        state->record_names[NAME_MEASUREMENT_CLASS], names, 2, NULL);
+    double now;
+    if (measurement == NULL || monotonic_seconds(&now) < 0) {
+        goto failed;
+    }
+    double ago = now - PyFloat_AS_DOUBLE(self->started);
+    if (!(ago > 0.0)) {
+        ago = 0.0;
+    }
+    moment = PyObject_GetAttr(measurement, state->record_names[NAME_TIME]);
+    if (moment == NULL) {
+        goto failed;
+    }
+    long long taken = PyLong_AsLongLong(moment);
+    if (taken == -1 && PyErr_Occurred()) {
+        goto failed;
+    }
+    later = PyLong_FromLongLong(taken - (long long)(ago * 1e6) * 1000);
+    if (later == NULL
+        || PyObject_SetAttr(measurement, state->record_names[NAME_TIME],
+                            later) < 0) {
+        goto failed;
+    }
+    if (self->measurement == NULL) { /* (the code above may have set it) */
+        Py_INCREF(measurement);
+        self->measurement = measurement;
+    }
+    else {
+        Py_SETREF(measurement, self->measurement);
+        Py_INCREF(measurement);
+    }
+    goto done;
+failed:
+    Py_CLEAR(measurement);
+done:
+    Py_DECREF(recorder);
+    Py_XDECREF(names[0]);
+    Py_XDECREF(names[1]);
+    Py_XDECREF(moment);
+    Py_XDECREF(later);
+    return measurement;
+}
+
+static int
+record_set_measurement(PyObject *op, PyObject *value, void *closure)
+{
+    (void)closure;
+    RecordObject *self = (RecordObject *)op;
+    Py_XINCREF(value);
+    Py_XSETREF(self->measurement, value);
+    return 0;
+}
+
+static PyGetSetDef record_getset[] = {
+    {"measurement", record_get_measurement, record_set_measurement, NULL,
+     NULL},
+    {NULL, NULL, NULL, NULL, NULL},
 };
 
 static PyType_Slot record_slots[] = {
@@ -2992,6 +3135,7 @@ static PyType_Slot record_slots[] = {
     {Py_tp_clear, record_clear},
     {Py_tp_methods, record_methods},
     {Py_tp_members, record_members},
+    {Py_tp_getset, record_getset},
     {0, NULL},
 };
 
@@ -3659,7 +3803,7 @@ typedef struct {
  * sets them: the record, or NULL. */
 static PyObject *
 new_record(State *state, PyTypeObject *type, PyObject *recorder,
-           PyObject *method)
+           PyObject *method, int eager)
 {
     PyObject *attributes[3] = {NULL, NULL, NULL};
     PyObject *started = NULL, *measurement = NULL, *record = NULL;
@@ -3694,11 +3838,13 @@ new_record(State *state, PyTypeObject *type, PyObject *recorder,
         || (started = PyFloat_FromDouble(now)) == NULL) {
         goto done;
     }
-    PyObject *names[2] = {attributes[1], attributes[2]};
-    measurement = PyObject_Vectorcall(
-        state->record_names[NAME_MEASUREMENT_CLASS], names, 2, NULL);
-    if (measurement == NULL) {
-        goto done;
+    if (eager) {
+        PyObject *names[2] = {attributes[1], attributes[2]};
+        measurement = PyObject_Vectorcall(
+            state->record_names[NAME_MEASUREMENT_CLASS], names, 2, NULL);
+        if (measurement == NULL) {
+            goto done;
+        }
     }
     record = type->tp_alloc(type, 0);
     if (record == NULL) {
@@ -3740,7 +3886,7 @@ middleware_record(State *state, PyObject *op, PyObject *recorder,
     }
     PyObject *record = new_record(
         state, (PyTypeObject *)state->record_names[NAME_RECORD_CLASS],
-        recorder, method);
+        recorder, method, 1);
     if (record == NULL) {
         return NULL;
     }
@@ -4681,7 +4827,7 @@ asgi_begin(PyObject *op, PyTypeObject *cls, PyObject *const *args,
         root = Py_None;
         Py_INCREF(root);
     }
-    record = new_record(state, type, recorder, method);
+    record = new_record(state, type, recorder, method, 1);
     if (record == NULL) {
         goto done;
     }
@@ -5232,9 +5378,10 @@ static PyType_Spec tornado_spec = {
 };
 
 /* tornado_begin(handler): the compiled _begin_py.  Begins recording the
- * handler's request, once, and returns its measurement; _begin_py for
- * anything but a handler of an application with a recorder excluding no
- * path, not begun yet. */
+ * handler's request, once, and returns its measurement, or None when it
+ * began it without making one (the record makes it when asked); _begin_py
+ * for anything but a handler of an application with a recorder excluding
+ * no path, not begun yet. */
 static PyObject *
 tornado_begin(PyObject *module, PyObject *handler)
 {
@@ -5249,7 +5396,7 @@ tornado_begin(PyObject *module, PyObject *handler)
     }
     PyObject *application = NULL, *request = NULL, *kept = NULL;
     PyObject *recorder = NULL, *method = NULL, *ago_object = NULL;
-    PyObject *record = NULL, *moment = NULL, *shift = NULL, *later = NULL;
+    PyObject *record = NULL;
     PyObject *given = NULL;
     int fast = 0;
     PyObject *begun = PyObject_GetAttr(handler,
@@ -5306,25 +5453,18 @@ checked:
         given = PyObject_CallOneArg(begin_py, handler);
         goto done;
     }
-    record = new_record(state, type, recorder, method);
+    record = new_record(state, type, recorder, method, 0);
     if (record == NULL) {
         goto done;
     }
     TornadoRecordObject *self = (TornadoRecordObject *)record;
-    /* Dated back to the request's arrival, the measurement's time too. */
+    /* Dated back to the request's arrival.  No measurement yet: the
+     * record's measurement attribute makes it when a handler asks for it
+     * (handler.influxdb), else the request is queued without one
+     * (record_fast), dated from the same start. */
     double started = PyFloat_AS_DOUBLE(self->record.started) - ago;
-    PyObject *measurement = self->record.measurement;
     Py_SETREF(self->record.started, PyFloat_FromDouble(started));
     if (self->record.started == NULL) {
-        goto failed;
-    }
-    moment = PyObject_GetAttr(measurement, state->record_names[NAME_TIME]);
-    shift = moment ? PyLong_FromLongLong((long long)(ago * 1e6) * 1000)
-                   : NULL;
-    later = shift ? PyNumber_Subtract(moment, shift) : NULL;
-    if (later == NULL
-        || PyObject_SetAttr(measurement, state->record_names[NAME_TIME],
-                            later) < 0) {
         goto failed;
     }
     Py_INCREF(handler);
@@ -5341,13 +5481,12 @@ checked:
     if (PyObject_SetAttr(handler, state->record_names[NAME_BEGUN], Py_True)
             < 0
         || PyObject_SetAttr(handler, state->record_names[NAME_RECORD_ATTR],
-                            record) < 0
-        || PyObject_SetAttr(handler, state->record_names[NAME_INFLUXDB],
-                            measurement) < 0) {
+                            record) < 0) {
         goto failed;
     }
-    Py_INCREF(measurement);
-    given = measurement;
+    /* None: begun, its measurement not made (see _influxdb_begin). */
+    Py_INCREF(Py_None);
+    given = Py_None;
     goto done;
 failed:
     self->record.finished = 1; /* nothing to record when released */
@@ -5359,9 +5498,6 @@ done:
     Py_XDECREF(method);
     Py_XDECREF(ago_object);
     Py_XDECREF(record);
-    Py_XDECREF(moment);
-    Py_XDECREF(shift);
-    Py_XDECREF(later);
     return given;
 }
 

@@ -419,9 +419,17 @@ class InfluxDBMixin:
         """Begin recording the request, once; return its measurement.
 
         When the request is handled (``_execute``), or earlier when a
-        handler reads :attr:`influxdb` first (in ``initialize()``).
+        handler reads :attr:`influxdb` first (in ``initialize()``).  The
+        compiled ``_begin`` begins a request without its measurement, which
+        the record makes when a handler first asks for it, here.
         """
-        return _begin(self)
+        measurement = _begin(self)
+        if measurement is None:
+            record = self._influxdb_record
+            assert record is not None
+            measurement = record.measurement
+        self.influxdb = measurement
+        return measurement
 
     def _execute(
         self, transforms: list[Any], *args: bytes, **kwargs: bytes
@@ -535,6 +543,10 @@ def _begin_py(handler: InfluxDBMixin) -> Measurement:
     the common case itself and leaves the rest to this.)
     """
     if handler._influxdb_begun:
+        record = handler._influxdb_record
+        if record is not None:
+            # (Made now if the compiled _begin began it without.)
+            return record.measurement
         return handler.influxdb
     handler._influxdb_begun = True
     application = handler.application

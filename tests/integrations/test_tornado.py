@@ -6,6 +6,7 @@ import concurrent.futures
 import signal
 import socket
 import sys
+import time
 import typing
 
 import httpx
@@ -130,7 +131,13 @@ def test_one_endpoint_under_load_keeps_every_request_apart(
     influxdb: InfluxServer,
 ) -> None:
     """Default settings: every request is a row, at a time of the server
-    process's own (its process id in the last three digits)."""
+    process's own (its process id in the last three digits), within the
+    time the request took.
+
+    Both kinds of handler: one that asks for its measurement (a field of
+    its own) and one that never does, whose request is queued without
+    one ever being made.
+    """
     influxdb.create_database('tornado')
     app = AppServer(
         ['{python}', 'integrations/tornado_app.py', '--port', '{port}'],
@@ -140,13 +147,19 @@ def test_one_endpoint_under_load_keeps_every_request_apart(
         defaults=True,
     )
     try:
+        before = time.time_ns()
         answered = drive(app.url, '/items/1', 2000)
+        answered += drive(app.url, '/api/users/7', 2000)
+        after = time.time_ns()
     finally:
         output = app.stop()
-    assert answered == 2000
-    times = stored_times(influxdb, 'tornado', '/items/(?P<item_id>\\d+)')
-    assert len(times) == 2000, output
-    assert {stamp % 1000 for stamp in times} == {app.process.pid % 1000}
+    assert answered == 4000
+    for endpoint in ('/items/(?P<item_id>\\d+)', '/api/users/(\\d+)'):
+        times = stored_times(influxdb, 'tornado', endpoint)
+        assert len(times) == 2000, (endpoint, output)
+        assert {stamp % 1000 for stamp in times} == {app.process.pid % 1000}
+        assert before <= min(times), endpoint
+        assert max(times) <= after, endpoint
 
 
 def test_every_case_of_the_schema(
