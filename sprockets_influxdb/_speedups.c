@@ -115,6 +115,8 @@ enum {
     NAME_REQUEST_TIME,
     NAME_TIME,
     NAME_RECORD_ATTR,
+    NAME_START_TIME,
+    NAME_FINISH_TIME,
     /* Configured (configure_requests(), configure_wsgi()). */
     NAME_UNMATCHED,
     NAME_UNKNOWN,
@@ -210,6 +212,8 @@ static const char *const RECORD_NAMES[NAME_COUNT] = {
     "request_time",
     "_time",
     "_influxdb_record",
+    "_start_time",
+    "_finish_time",
     NULL,
     NULL,
     NULL,
@@ -5377,6 +5381,44 @@ static PyType_Spec tornado_spec = {
     tornado_slots,
 };
 
+/* request.request_time() of a Tornado request: what the method computes
+ * (time.time() less its _start_time, while its _finish_time is None),
+ * without a Python frame; the method itself for anything else.  NaN with
+ * an error set when it raises, or when it returns something else than a
+ * float. */
+static double
+request_age(State *state, PyObject *request)
+{
+    PyObject *start = PyObject_GetAttr(request,
+                                       state->record_names[NAME_START_TIME]);
+    PyObject *finish = start ? PyObject_GetAttr(
+                                   request,
+                                   state->record_names[NAME_FINISH_TIME])
+                             : NULL;
+    double age = NAN;
+    struct timespec now;
+    if (finish == Py_None && PyFloat_CheckExact(start)
+        && clock_gettime(CLOCK_REALTIME, &now) == 0) {
+        /* As time.time() converts the system clock's nanoseconds. */
+        double seconds = (double)((long long)now.tv_sec * 1000000000LL
+                                  + (long long)now.tv_nsec)
+                         / 1e9;
+        age = seconds - PyFloat_AS_DOUBLE(start);
+    }
+    else {
+        PyErr_Clear(); /* no such attributes: the method, as Python does */
+        PyObject *result = PyObject_CallMethodNoArgs(
+            request, state->record_names[NAME_REQUEST_TIME]);
+        if (result != NULL && PyFloat_CheckExact(result)) {
+            age = PyFloat_AS_DOUBLE(result);
+        }
+        Py_XDECREF(result);
+    }
+    Py_XDECREF(start);
+    Py_XDECREF(finish);
+    return age;
+}
+
 /* tornado_begin(handler): the compiled _begin_py.  Begins recording the
  * handler's request, once, and returns its measurement, or None when it
  * began it without making one (the record makes it when asked); _begin_py
@@ -5395,7 +5437,7 @@ tornado_begin(PyObject *module, PyObject *handler)
         return NULL;
     }
     PyObject *application = NULL, *request = NULL, *kept = NULL;
-    PyObject *recorder = NULL, *method = NULL, *ago_object = NULL;
+    PyObject *recorder = NULL, *method = NULL;
     PyObject *record = NULL;
     PyObject *given = NULL;
     int fast = 0;
@@ -5436,11 +5478,7 @@ tornado_begin(PyObject *module, PyObject *handler)
         Py_SETREF(method, state->record_names[NAME_GET]);
         Py_INCREF(method);
     }
-    ago_object = PyObject_CallMethodNoArgs(
-        request, state->record_names[NAME_REQUEST_TIME]);
-    double ago = ago_object && PyFloat_CheckExact(ago_object)
-                     ? PyFloat_AS_DOUBLE(ago_object)
-                     : NAN;
+    double ago = request_age(state, request);
     fast = isfinite(ago) && fabs(ago) < 1e9;
 checked:
     if (!fast) {
@@ -5496,7 +5534,6 @@ done:
     Py_XDECREF(kept);
     Py_XDECREF(recorder);
     Py_XDECREF(method);
-    Py_XDECREF(ago_object);
     Py_XDECREF(record);
     return given;
 }

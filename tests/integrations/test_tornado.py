@@ -348,6 +348,75 @@ def test_client_disconnect_is_recorded_as_499(influxdb: InfluxServer) -> None:
     assert row['endpoint'] == '/slow'
 
 
+def test_a_request_is_timed_from_its_arrival(influxdb: InfluxServer) -> None:
+    """The body arrives 0.4 s after the head: the row's time is the head's
+    arrival and its duration counts the wait, whether the handler asked
+    for its measurement or not (Tornado makes the handler once the body
+    is in)."""
+    influxdb.create_database('db')
+    port = free_port()
+    result = run_script(
+        f"""
+        import asyncio, time
+        from tornado import web
+        import sprockets_influxdb as influxdb
+
+        class Plain(influxdb.InfluxDBMixin, web.RequestHandler):
+            def post(self):
+                self.write('ok')
+
+        class Tagged(Plain):
+            def post(self):
+                self.influxdb.set_tag('asked', 'yes')
+                self.write('ok')
+
+        async def send(path):
+            reader, writer = await asyncio.open_connection('127.0.0.1', {port})
+            head = (f'POST {{path}} HTTP/1.1\\r\\nHost: x\\r\\n'
+                    'Content-Length: 5\\r\\n\\r\\n')
+            sent = time.time_ns()
+            writer.write(head.encode())
+            await writer.drain()
+            await asyncio.sleep(0.4)
+            writer.write(b'hello')
+            await writer.drain()
+            assert (await reader.readline()).startswith(b'HTTP/1.1 200')
+            writer.close()
+            print(path, sent)
+
+        async def main():
+            settings = {{influxdb.REQUEST_DATABASE: 'db'}}
+            web.Application(
+                [(r'/plain', Plain), (r'/tagged', Tagged)], **settings
+            ).listen({port})
+            await send('/plain')
+            await send('/tagged')
+            await influxdb.shutdown()
+
+        asyncio.run(main())
+        """,
+        {'INFLUXDB_HOST': influxdb.host, 'INFLUXDB_PORT': str(influxdb.port)},
+    )
+    assert result.returncode == 0, result.stderr
+    sent = dict(line.split() for line in result.stdout.splitlines())
+    payload = influxdb.query(
+        'SELECT "duration", "endpoint", "asked" FROM request', 'db', epoch='ns'
+    )
+    rows = {
+        endpoint: (stamp, duration, asked)
+        for stamp, duration, endpoint, asked in payload['results'][0][
+            'series'
+        ][0]['values']
+    }
+    assert set(rows) == {'/plain', '/tagged'}
+    assert rows['/tagged'][2] == 'yes'
+    for endpoint, (stamp, duration, _) in rows.items():
+        head = int(sent[endpoint])
+        # Stored when the head arrived, not when the handler ran.
+        assert head <= stamp < head + 200_000_000, endpoint
+        assert 0.4 <= duration < 5, endpoint
+
+
 def test_excluded_paths_are_not_recorded(influxdb: InfluxServer) -> None:
     influxdb.create_database('db')
     port = free_port()
