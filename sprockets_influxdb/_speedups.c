@@ -117,6 +117,7 @@ enum {
     NAME_RECORD_ATTR,
     NAME_START_TIME,
     NAME_FINISH_TIME,
+    NAME_DICT_ATTR,
     /* Configured (configure_requests(), configure_wsgi()). */
     NAME_UNMATCHED,
     NAME_UNKNOWN,
@@ -135,6 +136,7 @@ enum {
     NAME_TORNADO_RECORD_CLASS,
     NAME_BEGIN_TORNADO_PY,
     NAME_MODULE_ADD,
+    NAME_HEADERS_CLASS,
     NAME_COUNT
 };
 
@@ -214,6 +216,8 @@ static const char *const RECORD_NAMES[NAME_COUNT] = {
     "_influxdb_record",
     "_start_time",
     "_finish_time",
+    "_dict",
+    NULL,
     NULL,
     NULL,
     NULL,
@@ -2483,8 +2487,35 @@ record_client(State *state, PyObject *recorder)
 static int
 client_adds_plainly(State *state, PyObject *client)
 {
-    PyObject *method = PyObject_GetAttr(
-        client, state->record_names[NAME_ADD_MEASUREMENT]);
+    PyObject *name = state->record_names[NAME_ADD_MEASUREMENT];
+    PyTypeObject *type = Py_TYPE(client);
+    if (type->tp_getattro == PyObject_GenericGetAttr
+        && _PyType_Lookup(type, name) == state->record_names[NAME_CLIENT_ADD]) {
+        /* The class's own function, found on the class as attribute
+         * lookup finds it (a plain function is no data descriptor): plain
+         * unless the instance's dict has one of its own (a mock patched
+         * on the instance), which this reads without making the bound
+         * method. */
+        PyObject *own = PyObject_GenericGetDict(client, NULL);
+        if (own != NULL) {
+            int found = PyDict_CheckExact(own) ? PyDict_Contains(own, name)
+                                               : -2;
+            Py_DECREF(own);
+            if (found >= 0) {
+                return !found;
+            }
+            if (found == -1) {
+                return -1;
+            }
+        }
+        else if (PyErr_ExceptionMatches(PyExc_AttributeError)) {
+            PyErr_Clear(); /* no __dict__: the general way below */
+        }
+        else {
+            return -1;
+        }
+    }
+    PyObject *method = PyObject_GetAttr(client, name);
     if (method == NULL) {
         return -1;
     }
@@ -5178,9 +5209,42 @@ tornado_reached(TornadoRecordObject *self)
 static PyObject *
 declared_length(State *state, PyObject *headers)
 {
-    PyObject *value = PyObject_CallMethodOneArg(
-        headers, state->record_names[NAME_GET_METHOD],
-        state->record_names[NAME_CONTENT_LENGTH_HEADER]);
+    PyObject *value = NULL;
+    PyObject *kind = state->record_names[NAME_HEADERS_CLASS];
+    PyObject *table = NULL;
+    if (kind != NULL && Py_TYPE(headers) == (PyTypeObject *)kind) {
+        /* Tornado's own HTTPHeaders: what its get() reads, the dict of
+         * the headers by their normalized names, without its three Python
+         * frames. */
+        table = PyObject_GetAttr(headers,
+                                 state->record_names[NAME_DICT_ATTR]);
+        if (table == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
+                return NULL;
+            }
+            PyErr_Clear();
+        }
+        else if (!PyDict_CheckExact(table)) {
+            Py_CLEAR(table);
+        }
+    }
+    if (table != NULL) {
+        value = PyDict_GetItemWithError(
+            table, state->record_names[NAME_CONTENT_LENGTH_HEADER]);
+        Py_XINCREF(value);
+        Py_DECREF(table);
+        if (value == NULL) {
+            if (PyErr_Occurred()) {
+                return NULL;
+            }
+            Py_RETURN_NONE;
+        }
+    }
+    else {
+        value = PyObject_CallMethodOneArg(
+            headers, state->record_names[NAME_GET_METHOD],
+            state->record_names[NAME_CONTENT_LENGTH_HEADER]);
+    }
     if (value == NULL || value == Py_None) {
         return value;
     }
@@ -5538,15 +5602,16 @@ done:
     return given;
 }
 
-/* configure_tornado(state_name, record_class, begin_py): the attribute
- * of an application that holds the mixin's state, the class of the
- * mixin's records (a subclass of TornadoRecordBase), and _begin_py. */
+/* configure_tornado(state_name, record_class, begin_py[, headers_class]):
+ * the attribute of an application that holds the mixin's state, the class
+ * of the mixin's records (a subclass of TornadoRecordBase), _begin_py,
+ * and Tornado's HTTPHeaders (its Content-Length read from its dict). */
 static PyObject *
 configure_tornado(PyObject *module, PyObject *args)
 {
-    PyObject *given[3];
-    if (!PyArg_ParseTuple(args, "UO!O", &given[0], &PyType_Type, &given[1],
-                          &given[2])) {
+    PyObject *given[4] = {NULL, NULL, NULL, NULL};
+    if (!PyArg_ParseTuple(args, "UO!O|O!", &given[0], &PyType_Type,
+                          &given[1], &given[2], &PyType_Type, &given[3])) {
         return NULL;
     }
     State *state = get_state(module);
@@ -5563,11 +5628,11 @@ configure_tornado(PyObject *module, PyObject *args)
                         "subclass and a function");
         return NULL;
     }
-    static const int names[3] = {NAME_TORNADO_STATE,
+    static const int names[4] = {NAME_TORNADO_STATE,
                                  NAME_TORNADO_RECORD_CLASS,
-                                 NAME_BEGIN_TORNADO_PY};
-    for (int i = 0; i < 3; i++) {
-        Py_INCREF(given[i]);
+                                 NAME_BEGIN_TORNADO_PY, NAME_HEADERS_CLASS};
+    for (int i = 0; i < 4; i++) {
+        Py_XINCREF(given[i]);
         Py_XSETREF(state->record_names[names[i]], given[i]);
     }
     Py_RETURN_NONE;
@@ -5666,10 +5731,11 @@ static PyMethodDef methods[] = {
      "configure_wsgi(unknown, error_key, request_key, environ_key, "
      "record_class): what the WSGI middleware and its record use"},
     {"configure_tornado", configure_tornado, METH_VARARGS,
-     "configure_tornado(state_name, record_class, begin_py): what the "
-     "Tornado mixin and its record use"},
+     "configure_tornado(state_name, record_class, begin_py, "
+     "headers_class=None): what the Tornado mixin and its record use"},
     {"tornado_begin", tornado_begin, METH_O,
-     "tornado_begin(handler) -> Measurement: the compiled _begin_py"},
+     "tornado_begin(handler) -> Measurement | None: the compiled "
+     "_begin_py (None: begun without its measurement)"},
     {"configure_asgi", configure_asgi, METH_VARARGS,
      "configure_asgi(recording, unknown, record_class): what the ASGI "
      "middleware and its record use"},

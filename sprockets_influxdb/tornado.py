@@ -592,5 +592,7 @@ _new = _Record.__new__
 if _compiled is None:
     _begin = _begin_py
 else:
-    _compiled.configure_tornado(_STATE, _Record, _begin_py)
+    _compiled.configure_tornado(
+        _STATE, _Record, _begin_py, httputil.HTTPHeaders
+    )
     _begin = _compiled.tornado_begin
