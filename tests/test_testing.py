@@ -313,6 +313,20 @@ class Tornado(AsyncHTTPTestCase):
 
 result = Tornado('test_requests').run()
 assert result.wasSuccessful(), result.errors
+
+
+# A handler that never asks for its measurement: the request is queued
+# without one made, unless something is mocked.
+class TornadoPlain(AsyncHTTPTestCase):
+    def get_app(self):
+        return tornado_app.make_app('tornado_plain')
+
+    def test_requests(self):
+        seen['tornado_plain'] = rounds(lambda: self.fetch('/'))
+
+
+result = TornadoPlain('test_requests').run()
+assert result.wasSuccessful(), result.errors
 print(json.dumps({
     'compiled': clock.COMPILED,
     'seen': seen,
@@ -330,6 +344,7 @@ def test_a_mock_of_add_measurement_sees_every_request(
         'flask': '/items/<int:item_id>',
         'starlette': '/items/{item_id}',
         'tornado': '/items/(?P<item_id>\\d+)',
+        'tornado_plain': '/',
     }
     for database in endpoints:
         influxdb.create_database(database)
