@@ -5470,7 +5470,13 @@ request_age(State *state, PyObject *request)
         age = seconds - PyFloat_AS_DOUBLE(start);
     }
     else {
-        PyErr_Clear(); /* no such attributes: the method, as Python does */
+        if (PyErr_Occurred()) {
+            if (!PyErr_ExceptionMatches(PyExc_Exception)) {
+                Py_XDECREF(start);
+                return NAN; /* (KeyboardInterrupt, say) raised as it is */
+            }
+            PyErr_Clear(); /* no such attributes: the method, as Python */
+        }
         PyObject *result = PyObject_CallMethodNoArgs(
             request, state->record_names[NAME_REQUEST_TIME]);
         if (result != NULL && PyFloat_CheckExact(result)) {
