@@ -62,6 +62,70 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def listeners(port: int) -> set[str]:
+    """The inodes of the sockets listening on TCP *port* (Linux's /proc)."""
+    found = set()
+    for table in ('/proc/net/tcp', '/proc/net/tcp6'):
+        try:
+            with open(table) as lines:
+                rows = lines.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            # local address (hex ip:port), state (0A: LISTEN), inode
+            if fields[3] == '0A' and int(fields[1].rsplit(':', 1)[1], 16) == (
+                port
+            ):
+                found.add(fields[9])
+    return found
+
+
+def listens(pid: int, port: int) -> bool:
+    """Whether process *pid*, or one of its descendants, listens on *port*.
+
+    A port from :func:`free_port` is free only when it is asked for:
+    another process (a server a parallel test started) can take it before
+    the one it was meant for, whose readiness check would then reach the
+    other one.
+    """
+    inodes = listeners(port)
+    if not inodes:
+        return False
+    family = {pid}
+    parents: dict[int, int] = {}
+    for entry in os.listdir('/proc'):
+        if entry.isdigit():
+            try:
+                with open(f'/proc/{entry}/stat') as stat:
+                    # pid (comm) state ppid ...: comm may hold spaces.
+                    parents[int(entry)] = int(
+                        stat.read().rsplit(')', 1)[1].split()[1]
+                    )
+            except (OSError, IndexError, ValueError):
+                continue
+    grown = True
+    while grown:
+        grown = False
+        for child, parent in parents.items():
+            if parent in family and child not in family:
+                family.add(child)
+                grown = True
+    for member in family:
+        try:
+            descriptors = os.listdir(f'/proc/{member}/fd')
+        except OSError:
+            continue
+        for descriptor in descriptors:
+            try:
+                target = os.readlink(f'/proc/{member}/fd/{descriptor}')
+            except OSError:
+                continue
+            if target.startswith('socket:[') and target[8:-1] in inodes:
+                return True
+    return False
+
+
 def quote_ident(name: str) -> str:
     """Quote an InfluxQL identifier (measurement, database, user...)."""
     escaped = (

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import http.client
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -14,7 +14,13 @@ import typing
 import httpx
 
 from tests.helpers import ROOT, clean_environment, wait_for
-from tests.servers import InfluxServer, free_port, quote_string
+from tests.servers import (
+    InfluxServer,
+    free_port,
+    listeners,
+    listens,
+    quote_string,
+)
 
 
 class Server(typing.Protocol):
@@ -43,8 +49,6 @@ class AppServer:
         *,
         defaults: bool = False,
     ) -> None:
-        self.port = free_port()
-        self.url = f'http://127.0.0.1:{self.port}'
         if defaults:
             # As a new user runs it: the server's URL and nothing else.
             settings = {'INFLUXDB_URL': influxdb.url}
@@ -59,32 +63,51 @@ class AppServer:
         )
         # Output to a file: a pipe read only at the end would fill up with
         # the application's logs and stop it.
-        self._log = tempfile.TemporaryFile(mode='w+')  # noqa: SIM115
-        self._stopped_output = ''
-        self.process = subprocess.Popen(
-            [
-                arg.replace('{port}', str(self.port)).replace(
-                    '{python}', sys.executable
+        for attempt in range(5):
+            self.port = free_port()
+            self.url = f'http://127.0.0.1:{self.port}'
+            self._log = tempfile.TemporaryFile(mode='w+')  # noqa: SIM115
+            self._stopped_output = ''
+            self.process = subprocess.Popen(
+                [
+                    arg.replace('{port}', str(self.port)).replace(
+                        '{python}', sys.executable
+                    )
+                    for arg in command
+                ],
+                env=environ,
+                cwd=ROOT,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            # A connection per request: servers close theirs after an
+            # error.
+            self.client = httpx.Client(
+                base_url=self.url,
+                timeout=10,
+                limits=httpx.Limits(max_keepalive_connections=0),
+            )
+            try:
+                wait_for(
+                    self._ready, timeout=20, message=f'{command} to listen'
                 )
-                for arg in command
-            ],
-            env=environ,
-            cwd=ROOT,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        # A connection per request: servers close theirs after an error.
-        self.client = httpx.Client(
-            base_url=self.url,
-            timeout=10,
-            limits=httpx.Limits(max_keepalive_connections=0),
-        )
-        wait_for(self._ready, timeout=20, message=f'{command} to listen')
+            except PortTakenError:
+                # Another test's server took the port first: another one.
+                self.client.close()
+                self._log.close()
+                if attempt == 4:
+                    raise
+                continue
+            break
 
     def _ready(self) -> bool:
-        if self.process.poll() is not None:
-            raise RuntimeError(f'the application exited:\n{self._output()}')
+        if not _listening(self.process, self.port):
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f'the application exited:\n{self._output()}'
+                )
+            return False
         try:
             self.client.get('/')
         except httpx.TransportError:
@@ -155,10 +178,34 @@ def stored_times(
     return [int(stamp) for stamp, _ in series[0]['values']]
 
 
+class PortTakenError(Exception):
+    """Another process listens on the port an application was given."""
+
+
+def _listening(process: subprocess.Popen[str], port: int) -> bool:
+    """Whether *process* listens on *port*; :class:`PortTakenError` when
+    it exited while another process listens there (a server of a test
+    running in parallel took the port after :func:`free_port` chose it)."""
+    if process.poll() is not None:
+        if listeners(port):
+            raise PortTakenError(port)
+        return False
+    return listens(process.pid, port)
+
+
+def _accepting(
+    process: subprocess.Popen[str], port: int, argv: list[str]
+) -> bool:
+    if _listening(process, port):
+        return True
+    if process.poll() is not None:
+        raise RuntimeError(f'{argv} exited: {process.communicate()[0]}')
+    return False
+
+
 def serve_then_signal(
     command: list[str],
     env: dict[str, str],
-    port: int,
     path: str,
     requests: int = 10,
     signum: int = signal.SIGINT,
@@ -166,46 +213,51 @@ def serve_then_signal(
     """Serve an application, send it *requests* GETs and, as soon as the
     last response was read, *signum*; wait for the process to end.
 
-    :param command: the command, run in the repository's root
+    :param command: the command, run in the repository's root, ``{port}``
+        in its arguments replaced by a free port; started again on another
+        port when a process of another test took that one first
     :param env: variables to add to a clean environment (``INFLUXDB_*``,
         ``SERVICE`` and ``ENVIRONMENT`` removed)
-    :param port: the port it listens on, polled (a connection, no request)
-        until it accepts
     :param path: the path to GET
     :returns: the process, its output in ``stdout``
     """
-    process = subprocess.Popen(
-        command,
-        env=clean_environment(**env),
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-
-        def accepting() -> bool:
-            if process.poll() is not None:
-                raise RuntimeError(f'{command} exited: {process.stdout}')
+    for _ in range(5):
+        port = free_port()
+        argv = [arg.replace('{port}', str(port)) for arg in command]
+        process = subprocess.Popen(
+            argv,
+            env=clean_environment(**env),
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
             try:
-                socket.create_connection(('127.0.0.1', port), 0.2).close()
-            except OSError:
-                return False
-            return True
-
-        wait_for(accepting, timeout=30, message=f'{command} to listen')
-        connection = http.client.HTTPConnection('127.0.0.1', port, timeout=10)
-        for _ in range(requests):
-            connection.request('GET', path)
-            response = connection.getresponse()
-            response.read()
-            if response.status != 200:
-                raise RuntimeError(f'{path}: HTTP {response.status}')
-        process.send_signal(signum)
-        connection.close()
-        output, _ = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-    return subprocess.CompletedProcess(command, process.returncode, output, '')
+                wait_for(
+                    functools.partial(_accepting, process, port, argv),
+                    timeout=30,
+                    message=f'{argv} to listen',
+                )
+            except PortTakenError:
+                continue
+            connection = http.client.HTTPConnection(
+                '127.0.0.1', port, timeout=10
+            )
+            for _ in range(requests):
+                connection.request('GET', path)
+                response = connection.getresponse()
+                response.read()
+                if response.status != 200:
+                    raise RuntimeError(f'{path}: HTTP {response.status}')
+            process.send_signal(signum)
+            connection.close()
+            output, _ = process.communicate(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+        return subprocess.CompletedProcess(
+            argv, process.returncode, output, ''
+        )
+    raise RuntimeError(f'{command}: every port tried was taken')

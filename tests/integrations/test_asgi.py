@@ -25,7 +25,7 @@ from tests.integrations.apps import (
     serve_then_signal,
     stored_times,
 )
-from tests.servers import InfluxServer, free_port
+from tests.servers import InfluxServer
 
 # name, method, path, endpoint, status, handler, error
 STARLETTE = 'integrations.starlette_app'
@@ -715,18 +715,17 @@ async def test_a_send_refused_by_the_server_is_a_499_and_pathsend_counts(
     assert rows['/file']['content_length'] == 1234
 
 
-def uvicorn_command(port: int) -> list[str]:
-    """The FastAPI example served by uvicorn, as its docs say."""
-    return [
-        sys.executable,
-        '-m',
-        'uvicorn',
-        'integrations.fastapi_app:app',
-        '--port',
-        str(port),
-        '--log-level',
-        'warning',
-    ]
+#: The FastAPI example served by uvicorn, as its docs say.
+UVICORN_COMMAND = [
+    sys.executable,
+    '-m',
+    'uvicorn',
+    'integrations.fastapi_app:app',
+    '--port',
+    '{port}',
+    '--log-level',
+    'warning',
+]
 
 
 def test_uvicorn_stopped_right_after_the_last_response_loses_nothing(
@@ -736,15 +735,13 @@ def test_uvicorn_stopped_right_after_the_last_response_loses_nothing(
     influxdb.create_database('fastapi')
 
     def run(_: int) -> None:
-        port = free_port()
         result = serve_then_signal(
-            uvicorn_command(port),
+            UVICORN_COMMAND,
             {
                 'INFLUXDB_URL': influxdb.url,
                 'REQUEST_DATABASE': 'fastapi',
                 'SERVICE': 'shop',
             },
-            port,
             '/items/1',
             signum=signal.SIGTERM,
         )
@@ -761,11 +758,9 @@ def test_uvicorn_stopped_with_influxdb_down_says_what_it_lost(
     """uvicorn ends the process with the signal after the lifespan
     shutdown, so no exit hook runs: the lifespan says what is lost."""
     influxdb.stop()
-    port = free_port()
     result = serve_then_signal(
-        uvicorn_command(port),
+        UVICORN_COMMAND,
         {'INFLUXDB_URL': influxdb.url, 'REQUEST_DATABASE': 'fastapi'},
-        port,
         '/items/1',
         requests=20,
         signum=signal.SIGTERM,

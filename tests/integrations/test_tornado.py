@@ -469,11 +469,9 @@ def test_the_docs_example_loses_no_request_on_ctrl_c_or_sigterm(
     influxdb.create_database('example')
 
     def run(signum: int) -> None:
-        port = free_port()
         result = serve_then_signal(
-            [sys.executable, '-c', example.replace('8888', str(port))],
+            [sys.executable, '-c', example.replace('8888', '{port}')],
             {'INFLUXDB_URL': influxdb.url},
-            port,
             '/',
             signum=signum,
         )

@@ -33,7 +33,7 @@ from tests.integrations.apps import (
     serve_then_signal,
     stored_times,
 )
-from tests.servers import InfluxServer, free_port
+from tests.servers import InfluxServer
 
 FLASK = 'integrations.flask_app'
 # name, method, path, endpoint, status, handler, error
@@ -492,7 +492,6 @@ def test_gunicorn_stopped_right_after_the_last_response_loses_nothing(
     influxdb.create_database('flask')
 
     def run(_: int) -> None:
-        port = free_port()
         result = serve_then_signal(
             [
                 sys.executable,
@@ -502,7 +501,7 @@ def test_gunicorn_stopped_right_after_the_last_response_loses_nothing(
                 '--workers',
                 '2',
                 '--bind',
-                f'127.0.0.1:{port}',
+                '127.0.0.1:{port}',
                 'integrations.flask_app:app',
             ],
             {
@@ -510,7 +509,6 @@ def test_gunicorn_stopped_right_after_the_last_response_loses_nothing(
                 'REQUEST_DATABASE': 'flask',
                 'SERVICE': 'shop',
             },
-            port,
             '/items/1',
             signum=signal.SIGTERM,
         )
