@@ -92,6 +92,8 @@ def listens(pid: int, port: int) -> bool:
     inodes = listeners(port)
     if not inodes:
         return False
+    if _holds(pid, inodes):  # the usual case: the process itself
+        return True
     family = {pid}
     parents: dict[int, int] = {}
     for entry in os.listdir('/proc'):
@@ -111,18 +113,22 @@ def listens(pid: int, port: int) -> bool:
             if parent in family and child not in family:
                 family.add(child)
                 grown = True
-    for member in family:
+    return any(_holds(member, inodes) for member in family - {pid})
+
+
+def _holds(pid: int, inodes: set[str]) -> bool:
+    """Whether process *pid* has a descriptor on one of these sockets."""
+    try:
+        descriptors = os.listdir(f'/proc/{pid}/fd')
+    except OSError:
+        return False
+    for descriptor in descriptors:
         try:
-            descriptors = os.listdir(f'/proc/{member}/fd')
+            target = os.readlink(f'/proc/{pid}/fd/{descriptor}')
         except OSError:
             continue
-        for descriptor in descriptors:
-            try:
-                target = os.readlink(f'/proc/{member}/fd/{descriptor}')
-            except OSError:
-                continue
-            if target.startswith('socket:[') and target[8:-1] in inodes:
-                return True
+        if target.startswith('socket:[') and target[8:-1] in inodes:
+            return True
     return False
 
 

@@ -228,3 +228,42 @@ def test_fault_server_upstream_down(
     response = httpx.get(f'{fault_server.url}/ping')
     assert response.status_code == 502
     assert 'upstream failed' in response.json()['error']
+
+
+def test_an_app_whose_port_another_server_took_is_served_on_another(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The port free_port() chose is taken before the app binds it (by a
+    parallel test's server): the check sees the other listener is not the
+    app, and the app is started again on another port."""
+    import os
+    import signal
+    import socket
+    import sys
+
+    from tests.integrations import apps
+    from tests.servers import free_port, listens
+
+    with socket.socket() as taken:
+        taken.bind(('127.0.0.1', 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        ports = iter([port, free_port()])
+        monkeypatch.setattr(apps, 'free_port', lambda: next(ports))
+        server = (
+            'import http.server, sys\n'
+            'class H(http.server.BaseHTTPRequestHandler):\n'
+            '    def do_GET(self):\n'
+            '        self.send_response(200)\n'
+            "        self.send_header('Content-Length', '2')\n"
+            '        self.end_headers()\n'
+            "        self.wfile.write(b'ok')\n"
+            "http.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), H)"
+            '.serve_forever()\n'
+        )
+        result = apps.serve_then_signal(
+            [sys.executable, '-c', server, '{port}'], {}, '/', requests=2
+        )
+        assert result.args[-1] != str(port)  # served on the second port
+        assert result.returncode == -signal.SIGINT, result.stdout
+        assert listens(os.getpid(), port)  # the other listener, untouched

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import http.client
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -104,6 +105,8 @@ class AppServer:
     def _ready(self) -> bool:
         if not _listening(self.process, self.port):
             if self.process.poll() is not None:
+                if listeners(self.port):  # it exited for want of its port
+                    raise PortTakenError(self.port)
                 raise RuntimeError(
                     f'the application exited:\n{self._output()}'
                 )
@@ -190,6 +193,10 @@ def _listening(process: subprocess.Popen[str], port: int) -> bool:
         if listeners(port):
             raise PortTakenError(port)
         return False
+    try:  # cheap; /proc is read only once something accepts
+        socket.create_connection(('127.0.0.1', port), 0.2).close()
+    except OSError:
+        return False
     return listens(process.pid, port)
 
 
@@ -199,6 +206,8 @@ def _accepting(
     if _listening(process, port):
         return True
     if process.poll() is not None:
+        if listeners(port):  # it exited since: for want of its port
+            raise PortTakenError(port)
         raise RuntimeError(f'{argv} exited: {process.communicate()[0]}')
     return False
 
@@ -240,6 +249,7 @@ def serve_then_signal(
                     message=f'{argv} to listen',
                 )
             except PortTakenError:
+                process.communicate()  # (its output, and the pipe closed)
                 continue
             connection = http.client.HTTPConnection(
                 '127.0.0.1', port, timeout=10
