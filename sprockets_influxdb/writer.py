@@ -320,7 +320,7 @@ class Writer:
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._event: anyio.Event | None = None
+        self._event: asyncio.Event | None = None
         self._targets: dict[str, _Target] = {}
         # Entries taken from the buffer and not encoded yet, flat, from
         # index _raw_at on; all of them newer than any encoded line.
@@ -473,7 +473,10 @@ class Writer:
             self._event.set()
 
     async def _main(self) -> None:
-        self._event = anyio.Event()
+        # The writer's loop is asyncio's (anyio.run's backend): its own
+        # event and timer cost a fraction of anyio's Event and cancel scope
+        # each time the writer waits.
+        self._event = asyncio.Event()
         self._loop = asyncio.get_running_loop()
         try:
             async with anyio.create_task_group() as tasks:
@@ -519,10 +522,16 @@ class Writer:
                 await anyio.sleep(0)
                 continue
             deadline = self._next_deadline(settings, now)
-            assert self._event is not None
-            with anyio.move_on_after(max(deadline - now, 0)):
-                await self._event.wait()
-            self._event = anyio.Event()
+            event, loop = self._event, self._loop
+            assert event is not None
+            assert loop is not None
+            if not event.is_set():  # (a wake during the work above)
+                timer = loop.call_later(max(deadline - now, 0), event.set)
+                try:
+                    await event.wait()
+                finally:
+                    timer.cancel()
+            event.clear()
 
     def _where(self, target: _Target) -> str:
         """Where the lines of *target* go, for log lines."""
