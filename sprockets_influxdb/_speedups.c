@@ -3851,7 +3851,8 @@ new_record(State *state, PyTypeObject *type, PyObject *recorder,
         return NULL;
     }
     Py_INCREF(method);
-    for (int i = 0; i < 3; i++) {
+    /* The names only for the measurement made here (eager). */
+    for (int i = 0; i < (eager ? 3 : 1); i++) {
         attributes[i] = PyObject_GetAttr(recorder,
                                          state->record_names[wanted[i]]);
         if (attributes[i] == NULL) {
