@@ -179,6 +179,22 @@ def pin_tree(pid: int | None, cores: set[int]) -> None:
             os.sched_setaffinity(int(task), cores)
 
 
+def pin() -> set[int]:
+    """Servers on the first core, load generators and this process on
+    the others (:data:`PIN_SERVERS`, :data:`PIN_LOAD`); return those.
+
+    :raises ValueError: without two cores or ``taskset``
+    """
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2 or shutil.which('taskset') is None:
+        raise ValueError('--pin needs two cores and taskset (util-linux)')
+    others = set(cores[1:])
+    PIN_SERVERS[:] = ['taskset', '-c', str(cores[0])]
+    PIN_LOAD[:] = ['taskset', '-c', ','.join(map(str, cores[1:]))]
+    os.sched_setaffinity(0, others)
+    return others
+
+
 def _children(pid: int) -> list[int]:
     found: list[int] = []
     with contextlib.suppress(OSError):
@@ -729,14 +745,12 @@ def main() -> None:
     if args.duration <= 0:
         parser.error('--duration must be positive')
     use_wrk = shutil.which('wrk') is not None and not args.python_client
+    others: set[int] = set()
     if args.pin:
-        cores = sorted(os.sched_getaffinity(0))
-        if len(cores) < 2 or shutil.which('taskset') is None:
-            parser.error('--pin needs two cores and taskset (util-linux)')
-        others = ','.join(map(str, cores[1:]))
-        PIN_SERVERS[:] = ['taskset', '-c', str(cores[0])]
-        PIN_LOAD[:] = ['taskset', '-c', others]
-        os.sched_setaffinity(0, set(cores[1:]))
+        try:
+            others = pin()
+        except ValueError as error:
+            parser.error(str(error))
     load = wrk_load if use_wrk else python_load
     print(f'served: {describe_machine()}')
     print(
@@ -766,7 +780,7 @@ def main() -> None:
         )
         influx = stack.enter_context(InfluxServer())
         if args.pin:
-            pin_tree(influx.pid, set(cores[1:]))
+            pin_tree(influx.pid, others)
         made = stack.enter_context(servers(selected, influx, Path(temporary)))
         warm_up = min(args.duration, 0.5)
         for group in made.values():  # warm up, writer and pools too

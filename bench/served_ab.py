@@ -6,20 +6,21 @@ application (``bench/_served_app.py``) is served by one process per
 variant, each variant a checkout of the repository (its own
 ``sprockets_influxdb``, built in place, and its own ``_served_app.py``)
 and a contender of that application (``bare``, ``ours``,
-``historical``).  All the servers run on the first core (``taskset``),
-``wrk`` and ``influxd`` on the second, and every round loads them all at
-once for the same time, so that whatever the machine does during a round
-it does to every variant.
+``historical``).  All the servers run on the first core, ``wrk``,
+``influxd`` and this script on the others (``bench/served.py --pin``'s
+placement), and every round loads them all at once for the same time, so
+that whatever the machine does during a round it does to every variant.
 
 Per round, the CPU of each server's threads (``/proc/<pid>/task/*/
 schedstat``, nanoseconds), read before the load and after a pause that
 lets the writers deliver the round's points, is divided by the requests
-``wrk`` counted.  Printed: for each variant the median of its per-round
-difference to the first variant's (the baseline, usually ``bare``), the
-per-round differences, and the CPU of its threads other than the main one
-(the library's writer) per request.  At the end every server is stopped
-and the points stored for each variant that records (``ours``) must be at
-least the requests it answered.
+``wrk`` counted (``bench/served.py``'s load, CPU and count of stored
+points are used as they are). Printed: for each variant the median of its
+per-round difference to the first variant's (the baseline, usually
+``bare``), the per-round differences, and the CPU of its threads other
+than the main one (the library's writer) per request. At the end every
+server is stopped and the points stored for each variant that records
+(``ours``) must be at least the requests it answered.
 
 .. code-block:: console
 
@@ -34,8 +35,8 @@ wrk util-linux influxdb``), and two cores at least.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import os
-import re
 import shutil
 import signal
 import statistics
@@ -44,28 +45,16 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import served
+from served import InfluxServer, Load, stored, tree_cpu_ns, wrk_load
 
-from tests.servers import InfluxServer, free_port  # noqa: E402
-
-CONNECTIONS = 8
+from tests.servers import free_port
 
 
-def thread_cpu(pid: int) -> tuple[int, int]:
-    """Nanoseconds of CPU of *pid*'s threads: all of them, and all but
-    the main one."""
-    total = others = 0
-    for tid in os.listdir(f'/proc/{pid}/task'):
-        try:
-            with open(f'/proc/{pid}/task/{tid}/schedstat') as stat:
-                spent = int(stat.read().split()[0])
-        except OSError:  # a thread that ended meanwhile
-            continue
-        total += spent
-        if int(tid) != pid:
-            others += spent
-    return total, others
+def main_thread_seconds(pid: int) -> float:
+    """CPU seconds of *pid*'s main thread."""
+    with open(f'/proc/{pid}/task/{pid}/schedstat', 'rb') as stat:
+        return int(stat.read().split()[0]) / 1e9
 
 
 def main() -> None:
@@ -77,13 +66,15 @@ def main() -> None:
         help='the first is the baseline',
     )
     parser.add_argument('--rounds', type=int, default=11)
-    parser.add_argument('--seconds', type=int, default=3)
+    parser.add_argument('--seconds', type=float, default=3.0)
     args = parser.parse_args()
-    for tool in ('wrk', 'taskset', 'influxd'):
+    for tool in ('wrk', 'influxd'):
         if shutil.which(tool) is None:
             raise SystemExit(f'served_ab: {tool} is missing')
-    if (os.cpu_count() or 1) < 2:
-        raise SystemExit('served_ab: needs two cores')
+    try:
+        others = served.pin()
+    except ValueError as error:
+        raise SystemExit(f'served_ab: {error}') from None
     variants: list[tuple[str, Path, str]] = []
     for spec in args.variants:
         name, _, rest = spec.partition('=')
@@ -94,6 +85,7 @@ def main() -> None:
         variants.append((name, path, contender))
 
     with InfluxServer() as influx:
+        served.pin_tree(influx.pid, others)
         servers: dict[str, tuple[int, subprocess.Popen[bytes]]] = {}
         answered = dict.fromkeys([name for name, _, _ in variants], 0)
         try:
@@ -107,11 +99,11 @@ def main() -> None:
                     SERVED_CONTENDER=contender,
                     SERVED_DATABASE=database,
                     INFLUXDB_URL=influx.url,
-                    INFLUXDB_INTERVAL='500',
+                    INFLUXDB_INTERVAL=str(served.INTERVAL_MS),
                     PYTHONPATH=str(tree),
                 )
                 command = [
-                    'taskset', '-c', '0', sys.executable,
+                    *served.PIN_SERVERS, sys.executable,
                     str(tree / 'bench' / '_served_app.py'), str(port),
                 ]  # fmt: skip
                 servers[name] = (
@@ -126,42 +118,36 @@ def main() -> None:
                 )
             time.sleep(3)
 
-            def window(seconds: int) -> dict[str, tuple[float, float]]:
+            def window(seconds: float) -> dict[str, tuple[float, float]]:
+                """Each variant's CPU per request: all threads, and all
+                but the main one, in microseconds."""
+                pids = {name: p.pid for name, (_, p) in servers.items()}
+                seen: set[tuple[int, int]] = set()
                 before = {
-                    n: thread_cpu(p.pid) for n, (_, p) in servers.items()
+                    name: (tree_cpu_ns(pid, seen), main_thread_seconds(pid))
+                    for name, pid in pids.items()
                 }
-                loads = {
-                    name: subprocess.Popen(
-                        [
-                            'taskset',
-                            '-c',
-                            '1',
-                            'wrk',
-                            '-t1',
-                            f'-c{CONNECTIONS}',
-                            f'-d{seconds}s',
-                            f'http://127.0.0.1:{port}/items/42',
-                        ],
-                        stdout=subprocess.PIPE,
-                        text=True,
-                    )
-                    for name, (port, _) in servers.items()
-                }
-                counts = {}
-                for name, load in loads.items():
-                    output = load.communicate()[0]
-                    found = re.search(r'(\d+) requests in', output)
-                    if load.returncode or not found:
-                        raise SystemExit(f'served_ab: wrk failed: {output}')
-                    counts[name] = int(found.group(1))
-                    answered[name] += counts[name]
-                time.sleep(1.2)  # the writers' interval is 0.5 s
+                with concurrent.futures.ThreadPoolExecutor(len(pids)) as pool:
+                    futures = {
+                        name: pool.submit(wrk_load, port, seconds)
+                        for name, (port, _) in servers.items()
+                    }
+                    loads: dict[str, Load] = {
+                        name: future.result()
+                        for name, future in futures.items()
+                    }
+                time.sleep(1.2)  # the writers deliver the round's points
                 result = {}
-                for name, (_, process) in servers.items():
-                    total, others = thread_cpu(process.pid)
+                for name, pid in pids.items():
+                    load = loads[name]
+                    if load.errors or not load.requests:
+                        raise SystemExit(f'served_ab: {name}: {load.errors}')
+                    answered[name] += load.requests
+                    total = tree_cpu_ns(pid, seen) - before[name][0]
+                    main = main_thread_seconds(pid) - before[name][1]
                     result[name] = (
-                        (total - before[name][0]) / counts[name] / 1000,
-                        (others - before[name][1]) / counts[name] / 1000,
+                        total / load.requests * 1e6,
+                        (total - main) / load.requests * 1e6,
                     )
                 return result
 
@@ -174,8 +160,9 @@ def main() -> None:
                 process.wait(60)
         base = variants[0][0]
         print(
-            f'served_ab: {args.rounds} rounds of {args.seconds} s, Tornado, '
-            f'all servers on core 0; CPU per request over {base}'
+            f'served_ab: {args.rounds} rounds of {args.seconds:g} s, '
+            f'Tornado, all servers on core {served.PIN_SERVERS[-1]}; '
+            f'CPU per request over {base}'
         )
         for name, _, contender in variants:
             differences = [r[name][0] - r[base][0] for r in rounds]
@@ -188,13 +175,9 @@ def main() -> None:
                 f'  rounds {" ".join(f"{d:+.0f}" for d in differences)}'
             )
             if contender == 'ours':
-                payload = influx.query(
-                    'SELECT COUNT("duration") FROM request', f'ab_{name}'
-                )
-                series = payload['results'][0].get('series')
-                stored = int(series[0]['values'][0][1]) if series else 0
-                line += f'  stored {stored:,} of {answered[name]:,}'
-                if stored < answered[name]:
+                count = stored(influx, f'ab_{name}')
+                line += f'  stored {count:,} of {answered[name]:,}'
+                if count < answered[name]:
                     line += ' (MISSING)'
             print(line)
 

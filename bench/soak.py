@@ -110,7 +110,11 @@ from _soak_load import STREAM, WITH, WITHOUT, Sample, drive  # noqa: E402
 from _soak_proxy import FaultProxy  # noqa: E402
 
 from tests.helpers import clean_environment  # noqa: E402
-from tests.servers import InfluxServer, free_port  # noqa: E402
+from tests.servers import (  # noqa: E402
+    InfluxServer,
+    free_port,
+    listens,
+)
 
 PY = sys.executable
 GUNICORN = [
@@ -176,41 +180,6 @@ def log(message: str, started: float | None = None) -> None:
 _PORTS: set[int] = set()
 
 
-def _listening_inodes(port: int) -> set[str]:
-    """The socket inodes listening on *port* of 127.0.0.1 or any address."""
-    found = set()
-    for table in ('/proc/net/tcp', '/proc/net/tcp6'):
-        try:
-            with open(table) as handle:
-                rows = handle.readlines()[1:]
-        except OSError:
-            continue
-        for row in rows:
-            fields = row.split()
-            if fields[3] == '0A' and int(fields[1].rpartition(':')[2], 16) == (
-                port
-            ):
-                found.add(fields[9])
-    return found
-
-
-def _socket_inodes(pid: int) -> set[str]:
-    """The socket inodes process *pid* holds open."""
-    inodes = set()
-    try:
-        descriptors = os.listdir(f'/proc/{pid}/fd')
-    except OSError:
-        return inodes
-    for descriptor in descriptors:
-        try:
-            target = os.readlink(f'/proc/{pid}/fd/{descriptor}')
-        except OSError:
-            continue
-        if target.startswith('socket:['):
-            inodes.add(target[8:-1])
-    return inodes
-
-
 class App:
     """One application served in its own session (process group)."""
 
@@ -256,11 +225,7 @@ class App:
             return False
         # Whoever answers must be this application, not another process
         # that took the port first.
-        listening = _listening_inodes(self.port)
-        held: set[str] = set()
-        for pid in [self.process.pid, *self.pids()]:
-            held |= _socket_inodes(pid)
-        if not listening & held:
+        if not listens(self.process.pid, self.port):
             # Another process took the port between free_port() and the
             # bind: start again elsewhere.
             print(

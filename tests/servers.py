@@ -63,7 +63,8 @@ def free_port() -> int:
 
 
 def listeners(port: int) -> set[str]:
-    """The inodes of the sockets listening on TCP *port* (Linux's /proc)."""
+    """The inodes of the sockets listening on TCP *port*, on 127.0.0.1 or
+    any address (Linux's /proc)."""
     found = set()
     for table in ('/proc/net/tcp', '/proc/net/tcp6'):
         try:
@@ -92,7 +93,7 @@ def listens(pid: int, port: int) -> bool:
     inodes = listeners(port)
     if not inodes:
         return False
-    if _holds(pid, inodes):  # the usual case: the process itself
+    if inodes & socket_inodes(pid):  # the usual case: the process itself
         return True
     family = {pid}
     parents: dict[int, int] = {}
@@ -113,23 +114,24 @@ def listens(pid: int, port: int) -> bool:
             if parent in family and child not in family:
                 family.add(child)
                 grown = True
-    return any(_holds(member, inodes) for member in family - {pid})
+    return any(inodes & socket_inodes(member) for member in family - {pid})
 
 
-def _holds(pid: int, inodes: set[str]) -> bool:
-    """Whether process *pid* has a descriptor on one of these sockets."""
+def socket_inodes(pid: int) -> set[str]:
+    """The inodes of the sockets process *pid* holds open."""
+    inodes = set()
     try:
         descriptors = os.listdir(f'/proc/{pid}/fd')
     except OSError:
-        return False
+        return inodes
     for descriptor in descriptors:
         try:
             target = os.readlink(f'/proc/{pid}/fd/{descriptor}')
         except OSError:
             continue
-        if target.startswith('socket:[') and target[8:-1] in inodes:
-            return True
-    return False
+        if target.startswith('socket:['):
+            inodes.add(target[8:-1])
+    return inodes
 
 
 def quote_ident(name: str) -> str:

@@ -103,14 +103,13 @@ class AppServer:
             break
 
     def _ready(self) -> bool:
-        if not _listening(self.process, self.port):
-            if self.process.poll() is not None:
-                if listeners(self.port):  # it exited for want of its port
-                    raise PortTakenError(self.port)
-                raise RuntimeError(
-                    f'the application exited:\n{self._output()}'
-                )
-            return False
+        try:
+            if not _listening(self.process, self.port):
+                return False
+        except ExitedError:
+            raise RuntimeError(
+                f'the application exited:\n{self._output()}'
+            ) from None
         try:
             self.client.get('/')
         except httpx.TransportError:
@@ -185,31 +184,30 @@ class PortTakenError(Exception):
     """Another process listens on the port an application was given."""
 
 
+class ExitedError(Exception):
+    """The application exited before it listened, for another reason."""
+
+
 def _listening(process: subprocess.Popen[str], port: int) -> bool:
-    """Whether *process* listens on *port*; :class:`PortTakenError` when
-    it exited while another process listens there (a server of a test
-    running in parallel took the port after :func:`free_port` chose it)."""
-    if process.poll() is not None:
-        if listeners(port):
-            raise PortTakenError(port)
-        return False
-    try:  # cheap; /proc is read only once something accepts
-        socket.create_connection(('127.0.0.1', port), 0.2).close()
-    except OSError:
-        return False
-    return listens(process.pid, port)
+    """Whether *process* (or a process it started) listens on *port*.
 
-
-def _accepting(
-    process: subprocess.Popen[str], port: int, argv: list[str]
-) -> bool:
-    if _listening(process, port):
-        return True
-    if process.poll() is not None:
-        if listeners(port):  # it exited since: for want of its port
-            raise PortTakenError(port)
-        raise RuntimeError(f'{argv} exited: {process.communicate()[0]}')
-    return False
+    :raises PortTakenError: when it exited while another process listens
+        there (a server of a test running in parallel took the port after
+        :func:`free_port` chose it)
+    :raises ExitedError: when it exited otherwise
+    """
+    if process.poll() is None:
+        try:  # cheap; /proc is read only once something accepts
+            socket.create_connection(('127.0.0.1', port), 0.2).close()
+        except OSError:
+            return False
+        if listens(process.pid, port):
+            return True
+        if process.poll() is None:
+            return False
+    if listeners(port):
+        raise PortTakenError(port)
+    raise ExitedError(port)
 
 
 def serve_then_signal(
@@ -244,13 +242,16 @@ def serve_then_signal(
         try:
             try:
                 wait_for(
-                    functools.partial(_accepting, process, port, argv),
+                    functools.partial(_listening, process, port),
                     timeout=30,
                     message=f'{argv} to listen',
                 )
             except PortTakenError:
                 process.communicate()  # (its output, and the pipe closed)
                 continue
+            except ExitedError:
+                output = process.communicate()[0]
+                raise RuntimeError(f'{argv} exited: {output}') from None
             connection = http.client.HTTPConnection(
                 '127.0.0.1', port, timeout=10
             )
