@@ -113,6 +113,8 @@ def main() -> None:
     """Serve the example with gunicorn until SIGTERM or SIGINT."""
     from gunicorn.app.base import BaseApplication
 
+    from sprockets_influxdb.wsgi import post_worker_init
+
     logging.basicConfig(
         level=logging.INFO, format='[%(process)d] %(name)s %(message)s'
     )
@@ -130,6 +132,7 @@ def main() -> None:
             self.cfg.set('worker_class', arguments.worker_class)
             self.cfg.set('threads', arguments.threads)
             self.cfg.set('preload_app', True)
+            self.cfg.set('post_worker_init', post_worker_init)
             self.cfg.set('loglevel', 'warning')
 
         def load(self) -> Any:

@@ -28,6 +28,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Callable
 
 from sprockets_influxdb import measurement as _measurement_module
+from sprockets_influxdb import stop_signals
 from sprockets_influxdb._logging import Throttle, shorten
 from sprockets_influxdb.measurement import Measurement, _compiled
 
@@ -367,6 +368,10 @@ def middleware_recorder(
             'requests are served but not recorded'
         )
         return None
+    # Built at import, in a worker's main thread: its stop signals are
+    # watched even when requests are recorded in other threads (gunicorn
+    # gthread).
+    stop_signals.watch()
     recorder = RequestRecorder(
         database,
         measurement,

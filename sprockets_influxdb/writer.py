@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.abc
 
-from sprockets_influxdb import _imports, line_protocol
+from sprockets_influxdb import _imports, line_protocol, stop_signals
 from sprockets_influxdb._logging import INTERVAL as _LOG_INTERVAL
 from sprockets_influxdb._logging import Throttle, shorten
 from sprockets_influxdb.buffer import ENTRY_SIZE, Buffer
@@ -346,6 +346,10 @@ class Writer:
         self._reached = False
         #: Measurements dropped when the writer stopped.
         self.lost_at_stop = 0
+        # Until when a stop signal has the writer send promptly.
+        self._hurry_until = -1.0
+        stop_signals.tell(self)
+        stop_signals.watch()
 
     # Called from any thread -------------------------------------------------
 
@@ -371,6 +375,22 @@ class Writer:
         # A closed loop raises RuntimeError: the writer has stopped for good.
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(self._on_wake)
+
+    def hurry(self) -> None:
+        """Send what is buffered now, and what comes for a while.
+
+        For :data:`~sprockets_influxdb.stop_signals.HURRY_SECONDS`, the
+        submission interval is at most
+        :data:`~sprockets_influxdb.stop_signals.HURRY_INTERVAL`.  Called
+        in a signal handler: it takes no lock and starts no thread.
+        """
+        if self._pid != os.getpid():
+            return
+        self._hurry_until = time.monotonic() + stop_signals.HURRY_SECONDS
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._on_wake)
 
     def flush(
         self, timeout: float, patient: bool = True
@@ -456,6 +476,7 @@ class Writer:
                 daemon=True,
             )
             self._thread.start()
+        stop_signals.watch()
 
     # The writer thread ------------------------------------------------------
 
@@ -495,14 +516,15 @@ class Writer:
                 self._force = False
             if settings.precision != self._lines_precision:
                 self._change_precision(settings.precision)
+            interval = settings.submission_interval / 1000
+            if now < self._hurry_until:
+                interval = min(interval, stop_signals.HURRY_INTERVAL)
             if (
                 force
                 or stopping is not None
                 or (
                     self._raw_at >= len(self._raw)
-                    and self._buffer.due(
-                        settings.submission_interval / 1000, now
-                    )
+                    and self._buffer.due(interval, now)
                 )
             ):
                 self._take_buffer(settings)
@@ -521,7 +543,7 @@ class Writer:
             if draining:
                 await anyio.sleep(0)
                 continue
-            deadline = self._next_deadline(settings, now)
+            deadline = self._next_deadline(settings, now, interval)
             event, loop = self._event, self._loop
             assert event is not None
             assert loop is not None
@@ -561,11 +583,13 @@ class Writer:
             target.last_times.clear()
         self._lines_precision = precision
 
-    def _next_deadline(self, settings: Settings, now: float) -> float:
+    def _next_deadline(
+        self, settings: Settings, now: float, interval: float
+    ) -> float:
         deadlines = [now + 3600.0]
         since = self._buffer.since
         if since is not None:
-            deadlines.append(since + settings.submission_interval / 1000)
+            deadlines.append(since + interval)
         free = len(self._in_flight) < settings.max_clients
         for target in self._targets.values():
             if target.lines and free:

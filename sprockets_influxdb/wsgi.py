@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map
 
+from sprockets_influxdb import stop_signals
 from sprockets_influxdb.client import Client
 from sprockets_influxdb.measurement import Measurement, _compiled
 from sprockets_influxdb.request_metrics import (
@@ -62,7 +63,7 @@ from sprockets_influxdb.request_metrics import (
     stand_in,
 )
 
-__all__ = ['ENVIRON_KEY', 'InfluxDBMiddleware']
+__all__ = ['ENVIRON_KEY', 'InfluxDBMiddleware', 'post_worker_init']
 
 LOGGER = logging.getLogger('sprockets_influxdb')
 
@@ -250,6 +251,26 @@ class InfluxDBMiddleware(_MiddlewareBase):
             name = _dotted(view) if view is not None else endpoint
             self._handlers[endpoint] = name
         return name
+
+
+def post_worker_init(worker: object) -> None:
+    """A gunicorn server hook: have the worker's stop signals deliver.
+
+    Needed with ``--preload`` and ``gthread`` workers only.  A gthread
+    worker handling a terminal's ``SIGINT`` and its master's ``SIGQUIT``
+    together can hang in gunicorn's handler until the master kills it; a
+    worker's handlers are made after the middleware was, so unless this
+    hook runs, what that worker buffered is lost then.  Without
+    ``--preload``, the middleware made in each worker sees to it itself
+    (:mod:`sprockets_influxdb.stop_signals`).  In ``gunicorn.conf.py``:
+
+    .. code-block:: python
+
+        from sprockets_influxdb.wsgi import post_worker_init
+
+    :param worker: the gunicorn worker, in whose main thread it runs
+    """
+    stop_signals.watch()
 
 
 def _dotted(handler: Any) -> str:

@@ -202,6 +202,33 @@ def _home_route(kind: str) -> str:
     return "\n@app.get('/')\ndef home():\n    return 'ok'\n"
 
 
+# A gunicorn --preload worker: the library made first, then the worker's
+# handlers, then the hook of gunicorn.conf.py (the example) runs.
+WORKER_HANDLERS = """
+import signal
+import sprockets_influxdb as influxdb
+influxdb.install()
+ran = []
+signal.signal(signal.SIGTERM, lambda signum, frame: ran.append(signum))
+"""
+STOP_SIGNAL_DELIVERS = """
+import threading
+import time
+measurement = influxdb.Measurement('example', 'worker')
+measurement.set_field('n', 1)
+threading.Thread(target=influxdb.add_measurement, args=(measurement,)).start()
+post_worker_init(None)
+time.sleep(0.2)
+assert influxdb.stats().written == 0
+signal.raise_signal(signal.SIGTERM)
+assert ran == [signal.SIGTERM]
+deadline = time.monotonic() + 10
+while influxdb.stats().written == 0 and time.monotonic() < deadline:
+    time.sleep(0.01)
+assert influxdb.stats().written == 1
+"""
+
+
 HARNESSES: dict[str, list[Harness]] = {
     'benchmarks.rst': [
         Harness(
@@ -285,6 +312,14 @@ HARNESSES: dict[str, list[Harness]] = {
             'from sprockets_influxdb.asgi import InfluxDBMiddleware\n'
             "with TestClient(InfluxDBMiddleware(app, database='db')):\n"
             '    pass  # the lifespan starts and ends\n',
+        ),
+    ],
+    'gunicorn.rst': [
+        Harness(
+            'import post_worker_init',
+            prelude=WORKER_HANDLERS,
+            epilogue=STOP_SIGNAL_DELIVERS,
+            stored=('example', 'worker', 1),
         ),
     ],
     'https.rst': [
@@ -602,6 +637,12 @@ assert influxdb.stats().added == 0
             + WSGI_REQUEST.format(
                 app='app', path='/', status=200, endpoint='/'
             ),
+        ),
+        Harness(
+            'import post_worker_init',
+            prelude=WORKER_HANDLERS,
+            epilogue=STOP_SIGNAL_DELIVERS,
+            stored=('example', 'worker', 1),
         ),
     ],
     'wsgi.rst': [

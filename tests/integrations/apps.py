@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.client
+import os
 import signal
 import socket
 import subprocess
@@ -216,6 +218,8 @@ def serve_then_signal(
     path: str,
     requests: int = 10,
     signum: int = signal.SIGINT,
+    *,
+    terminal: bool = False,
 ) -> subprocess.CompletedProcess[str]:
     """Serve an application, send it *requests* GETs and, as soon as the
     last response was read, *signum*; wait for the process to end.
@@ -226,6 +230,8 @@ def serve_then_signal(
     :param env: variables to add to a clean environment (``INFLUXDB_*``,
         ``SERVICE`` and ``ENVIRONMENT`` removed)
     :param path: the path to GET
+    :param terminal: as a terminal's Ctrl-C: each GET on a new connection
+        (so several workers answer), the signal to the process group
     :returns: the process, its output in ``stdout``
     """
     for _ in range(5):
@@ -238,6 +244,7 @@ def serve_then_signal(
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            start_new_session=terminal,
         )
         try:
             try:
@@ -256,15 +263,23 @@ def serve_then_signal(
                 '127.0.0.1', port, timeout=10
             )
             for _ in range(requests):
+                if terminal:
+                    connection.close()
                 connection.request('GET', path)
                 response = connection.getresponse()
                 response.read()
                 if response.status != 200:
                     raise RuntimeError(f'{path}: HTTP {response.status}')
-            process.send_signal(signum)
+            if terminal:
+                os.killpg(process.pid, signum)
+            else:
+                process.send_signal(signum)
             connection.close()
             output, _ = process.communicate(timeout=60)
         finally:
+            if terminal:  # (workers a dead master left behind too)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
             if process.poll() is None:
                 process.kill()
                 process.communicate()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import os
+import pathlib
 import signal
 import socket
 import subprocess
@@ -517,6 +518,57 @@ def test_gunicorn_stopped_right_after_the_last_response_loses_nothing(
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         list(pool.map(run, range(50)))
     assert influxdb.count('flask', 'shop') == 500
+
+
+@pytest.mark.parametrize('preload', [False, True], ids=['', 'preload'])
+def test_ctrl_c_on_gunicorn_gthread_loses_nothing(
+    influxdb: InfluxServer, preload: bool, tmp_path: pathlib.Path
+) -> None:
+    """A terminal's Ctrl-C: SIGINT to gunicorn's process group, 6 times.
+
+    The master then sends its workers SIGQUIT.  A gthread worker handling
+    both at once deadlocks in gunicorn's handler (a bare Flask app's does
+    too) until the master kills it at its graceful timeout: what that
+    worker buffered must have been delivered already.  With ``--preload``,
+    the documented line in ``gunicorn.conf.py`` sees to it.
+    """
+    config = tmp_path / 'gunicorn.conf.py'
+    config.write_text('from sprockets_influxdb.wsgi import post_worker_init\n')
+    database = 'ctrl_c_preload' if preload else 'ctrl_c'
+    influxdb.create_database(database)
+    killed = 0
+    for _ in range(6):
+        result = serve_then_signal(
+            [
+                sys.executable,
+                '-m',
+                'gunicorn',
+                *(['--preload'] if preload else []),
+                '--workers',
+                '2',
+                '--worker-class',
+                'gthread',
+                '--threads',
+                '4',
+                '--graceful-timeout',
+                '2',
+                '--bind',
+                '127.0.0.1:{port}',
+                *(['--config', str(config)] if preload else []),
+                'integrations.flask_app:app',
+            ],
+            {
+                'INFLUXDB_URL': influxdb.url,
+                'REQUEST_DATABASE': database,
+                'SERVICE': 'shop',
+            },
+            '/items/1',
+            requests=40,
+            terminal=True,
+        )
+        killed += 'SIGKILL' in result.stdout
+        assert influxdb.count(database, 'shop') % 40 == 0, result.stdout
+    assert influxdb.count(database, 'shop') == 240, f'{killed} killed'
 
 
 MODES_SCRIPT = """

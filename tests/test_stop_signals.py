@@ -1,0 +1,138 @@
+"""A stop signal delivers what is buffered, though the host's handler hangs.
+
+Read back from a real InfluxDB: a process whose own ``SIGTERM`` handler
+never returns (as a gunicorn gthread worker's can) must not keep its
+measurements until it is killed.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+from tests.helpers import clean_environment, wait_for
+from tests.servers import InfluxServer
+
+STUCK = """
+import signal
+import sys
+import threading
+
+import sprockets_influxdb as influxdb
+
+stuck = threading.Event()
+
+
+def stop(signum, frame):
+    print('the host handler runs', flush=True)
+    stuck.wait()  # a deadlock, as gunicorn's gthread worker's
+
+
+signal.signal(signal.SIGTERM, stop)
+influxdb.install(url=sys.argv[1])  # the default interval: 60 s
+
+
+def record(index):
+    measurement = influxdb.Measurement('stuck', 'events')
+    measurement.set_field('index', index)
+    influxdb.add_measurement(measurement)
+
+
+for index in range(5):
+    record(index)
+
+
+def late():
+    sys.stdin.readline()  # after the signal: recorded by another thread
+    record(5)
+
+
+threading.Thread(target=late, daemon=True).start()
+print('ready', flush=True)
+stuck.wait()
+"""
+
+
+def test_a_stop_signal_delivers_though_the_hosts_handler_hangs(
+    influxdb: InfluxServer,
+) -> None:
+    influxdb.create_database('stuck')
+    process = subprocess.Popen(
+        [sys.executable, '-c', textwrap.dedent(STUCK), influxdb.url],
+        env=clean_environment(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdin is not None
+        assert process.stdout.readline() == 'ready\n'
+        assert influxdb.count('stuck', 'events') == 0
+        process.terminate()
+        assert process.stdout.readline() == 'the host handler runs\n'
+        # Well before the 60 s interval, and the process never ends.
+        wait_for(
+            lambda: influxdb.count('stuck', 'events') == 5,
+            timeout=10,
+            message='the buffered measurements to be delivered',
+        )
+        process.stdin.write('\n')
+        process.stdin.flush()
+        wait_for(
+            lambda: influxdb.count('stuck', 'events') == 6,
+            timeout=10,
+            message='the one recorded after the signal to be delivered',
+        )
+        assert process.poll() is None
+    finally:
+        process.kill()
+        process.communicate()
+    indexes = sorted(
+        int(row['index'])  # type: ignore[call-overload]
+        for row in influxdb.rows('stuck', 'events')
+    )
+    assert indexes == [0, 1, 2, 3, 4, 5]
+
+
+DEFAULTS = """
+import asyncio
+import signal
+import sys
+
+import sprockets_influxdb as influxdb
+
+influxdb.install(url=sys.argv[1])
+measurement = influxdb.Measurement('db', 'm')
+measurement.set_field('n', 1)
+influxdb.add_measurement(measurement)
+print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+print(signal.getsignal(signal.SIGTERM) is signal.SIG_DFL)
+
+
+async def main():
+    # asyncio.run installs its own SIGINT handler only over Python's
+    # default one: Ctrl-C cancels the main task, as without the library.
+    signal.raise_signal(signal.SIGINT)
+    await asyncio.sleep(10)
+
+
+try:
+    asyncio.run(main())
+except KeyboardInterrupt:
+    print('cancelled')
+"""
+
+
+def test_the_default_handlers_are_left_alone(influxdb: InfluxServer) -> None:
+    result = subprocess.run(
+        [sys.executable, '-c', textwrap.dedent(DEFAULTS), influxdb.url],
+        env=clean_environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.stdout.split() == ['True', 'True', 'cancelled'], result
