@@ -15,7 +15,12 @@ instruction counts by *N*: start-up and import cost cancel out.  The
 library's client is pointed at an unreachable address with a huge
 interval, trigger size and buffer: nothing is written, so what is counted
 is the request path, the writer thread's work apart (the buffer is emptied
-every 100 requests, as the writer would, so that it does not grow).
+every 100 requests, as the writer would, so that it does not grow).  The
+contender ``ours+writer`` counts the writer's work on each point too, its
+HTTP exchange apart: every 100 requests what was buffered is taken,
+encoded and joined into a body, as the writer does.  For Tornado, 2.2.1's
+mixin (``historical``) is counted as well: it encodes each point on the
+request's thread, so it compares with ``ours+writer``.
 
 .. code-block:: console
 
@@ -51,12 +56,32 @@ def drain() -> None:
     """
     module = sys.modules.get('sprockets_influxdb')
     client = getattr(module, '_default', None)
-    if client is not None:
+    if client is None:
+        return
+    if os.environ.get(ENCODE) != '1':
         client._buffer.clear()
+        return
+    # The writer's work per point, its HTTP exchange apart: take what is
+    # buffered, encode it a slice at a time and join each database's lines
+    # into a body (what a batch of the default trigger size costs a point).
+    from sprockets_influxdb.writer import _body
+
+    writer = client._writer
+    settings = client.settings
+    writer._take_buffer(settings)
+    while writer._encode_slice(settings):
+        pass
+    for target in writer._targets.values():
+        _body(list(target.lines))
+        target.lines.clear()
+        target.sequences.clear()
+    client._counters.backlog = 0
 
 
 PATH = '/items/42'
 HUGE = str(10**9)
+# Set in the child counting ``ours+writer``: drain() encodes.
+ENCODE = 'INSTRUCTIONS_ENCODE'
 
 
 def serve_tornado(warm_up: int, number: int) -> None:
@@ -197,7 +222,7 @@ def count(framework: str, contender: str, number: int) -> int:
     env = dict(
         os.environ,
         SERVED_FRAMEWORK=framework,
-        SERVED_CONTENDER=contender,
+        SERVED_CONTENDER=contender.removesuffix('+writer'),
         INFLUXDB_URL='http://127.0.0.1:9',
         INFLUXDB_INTERVAL=HUGE,
         INFLUXDB_TRIGGER_SIZE=HUGE,
@@ -205,6 +230,8 @@ def count(framework: str, contender: str, number: int) -> int:
         INFLUXDB_SHUTDOWN_TIMEOUT='0',
         PYTHONHASHSEED='0',
     )
+    if contender.endswith('+writer'):
+        env[ENCODE] = '1'
     with tempfile.TemporaryDirectory() as directory:
         out = os.path.join(directory, 'callgrind.out')
         done = subprocess.run(
@@ -235,7 +262,10 @@ def main() -> None:
     parser.add_argument('-n', '--number', type=int, default=1000)
     parser.add_argument('--only', action='append', default=[])
     parser.add_argument(
-        '--contenders', default='bare,ours', help='default: bare,ours'
+        '--contenders',
+        help='default: bare,ours, and for Tornado ours+writer (the '
+        "writer's encoding of each point counted too) and historical "
+        "(2.2.1's mixin, when bench/run installed it)",
     )
     parser.add_argument('--child', nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -247,9 +277,9 @@ def main() -> None:
     frameworks = [
         name for value in args.only for name in value.split(',') if name
     ] or list(FRAMEWORKS)
-    contenders = args.contenders.split(',')
     number = args.number
     for framework in frameworks:
+        contenders = contenders_of(framework, args.contenders)
         per_request = {}
         for contender in contenders:
             small = count(framework, contender, number)
@@ -266,7 +296,28 @@ def main() -> None:
                 for name, value in per_request.items()
                 if name != 'bare'
             )
+        ours = per_request.get('ours+writer', per_request.get('ours'))
+        historical = per_request.get('historical')
+        if bare is not None and ours is not None and historical is not None:
+            ratio = (historical - bare) / max(ours - bare, 1.0)
+            extra += f' (historical/ours: {ratio:.1f}x)'
         print(f'{framework}: instructions per request: {line}{extra}')
+
+
+def contenders_of(framework: str, asked: str | None) -> list[str]:
+    """The contenders to count for *framework*.
+
+    :param asked: the ``--contenders`` option, if given
+    """
+    if asked:
+        return asked.split(',')
+    from _common import HISTORICAL_PATH
+
+    if framework == 'tornado' and HISTORICAL_PATH.is_file():
+        # 2.2.1's mixin encodes each point on the request's thread, ours in
+        # the writer's: compared with ours+writer.
+        return ['bare', 'ours', 'ours+writer', 'historical']
+    return ['bare', 'ours']
 
 
 if __name__ == '__main__':

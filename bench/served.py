@@ -23,8 +23,8 @@ to an exporter that drops them, metrics to an in-memory reader.  The
 Prometheus contenders keep their metrics in memory (nothing scrapes them).
 This library and 2.2.1 really deliver, to a throwaway ``influxd`` the
 script starts (``INFLUXDB_INTERVAL=500``: a batch at least every half
-second; every other setting at its default), each contender to a database
-of its own.
+second, or ``SERVED_INTERVAL_MS`` from the environment; every other
+setting at its default), each contender to a database of its own.
 
 Every contender's server runs for the whole benchmark.  Each round, each
 contender is loaded in turn (the order rotates round by round) for a fixed
@@ -102,7 +102,7 @@ except ImportError as error:  # pragma: no cover - a broken checkout
 
 PATH = '/items/42'
 CONNECTIONS = 8
-INTERVAL_MS = 500
+INTERVAL_MS = int(os.environ.get('SERVED_INTERVAL_MS', '500'))
 MEASUREMENT = 'request'
 TICK = os.sysconf('SC_CLK_TCK')
 TARGET = 2.0  # ours at most half of the reference's overhead
