@@ -520,6 +520,43 @@ def test_gunicorn_stopped_right_after_the_last_response_loses_nothing(
     assert influxdb.count('flask', 'shop') == 500
 
 
+@pytest.mark.parametrize('worker_class', ['sync', 'gthread'])
+def test_workers_recycled_by_max_requests_lose_nothing(
+    influxdb: InfluxServer, worker_class: str
+) -> None:
+    """``--max-requests 20``: each worker exits after 20 requests and
+    gunicorn starts another; what each one recorded is stored."""
+    database = f'recycled_{worker_class}'
+    influxdb.create_database(database)
+    result = serve_then_signal(
+        [
+            sys.executable,
+            '-m',
+            'gunicorn',
+            '--workers',
+            '2',
+            '--worker-class',
+            worker_class,
+            '--max-requests',
+            '20',
+            '--bind',
+            '127.0.0.1:{port}',
+            'integrations.flask_app:app',
+        ],
+        {
+            'INFLUXDB_URL': influxdb.url,
+            'REQUEST_DATABASE': database,
+            'SERVICE': 'shop',
+        },
+        '/items/1',
+        requests=100,
+        signum=signal.SIGTERM,
+    )
+    assert result.returncode == 0, result.stdout
+    assert result.stdout.count('Autorestarting worker') >= 4, result.stdout
+    assert influxdb.count(database, 'shop') == 100, result.stdout
+
+
 @pytest.mark.parametrize('preload', [False, True], ids=['', 'preload'])
 def test_ctrl_c_on_gunicorn_gthread_loses_nothing(
     influxdb: InfluxServer, preload: bool, tmp_path: pathlib.Path
