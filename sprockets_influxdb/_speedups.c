@@ -29,6 +29,7 @@
 #include <float.h>
 #include <limits.h>
 #include <math.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -5709,6 +5710,32 @@ join_lines(PyObject *module, PyObject *lines)
     return body;
 }
 
+#if defined(SA_RESTART)
+/* Whether the handler of a signal restarts the system calls it interrupts
+ * (what signal.siginterrupt(signum, False) sets, and signal.signal()
+ * clears): read so that a handler replaced keeps the host's choice. */
+static PyObject *
+signal_restarts(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    int overflow = 0;
+    long signum = PyLong_AsLongAndOverflow(arg, &overflow);
+    if (signum == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (overflow != 0 || signum < 1 || signum > INT_MAX) {
+        PyErr_Format(PyExc_ValueError, "signal number out of range: %R",
+                     arg);
+        return NULL;
+    }
+    struct sigaction current;
+    if (sigaction((int)signum, NULL, &current) != 0) {
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    return PyBool_FromLong((current.sa_flags & SA_RESTART) != 0);
+}
+#endif
+
 static PyMethodDef methods[] = {
     {"encode", (PyCFunction)(void (*)(void))encode, METH_FASTCALL,
      "encode(name, tags, fields, timestamp, precision, last) -> str | None"},
@@ -5719,6 +5746,11 @@ static PyMethodDef methods[] = {
     {"join_lines", join_lines, METH_O,
      "join_lines(lines) -> bytes | None: the body of lines, None when one "
      "is not an ASCII str"},
+#if defined(SA_RESTART)
+    {"signal_restarts", signal_restarts, METH_O,
+     "signal_restarts(signum) -> bool: whether the signal's handler "
+     "restarts the system calls it interrupts"},
+#endif
     {"float_repr", float_repr, METH_O,
      "float_repr(x) -> str | None: repr(x) by the fast path, None outside "
      "its range"},

@@ -6,17 +6,22 @@ handler can hang (gunicorn's gthread worker deadlocks when the terminal's
 ``SIGINT`` and the master's ``SIGQUIT`` arrive together, then is killed
 when its graceful timeout ends), and what the writers held is lost.
 
-So the handlers a host installed for ``SIGINT``, ``SIGTERM`` and
-``SIGQUIT`` are wrapped: a writer is told first, without taking a lock
-(the handler runs in the main thread, which may hold any of them), then
-the host's handler runs as before.  A told writer sends what it holds at
-once and, for :data:`HURRY_SECONDS`, what is added within
-:data:`HURRY_INTERVAL`.
+So the handlers a host installed for ``SIGTERM`` and ``SIGQUIT`` are
+wrapped: the writers are told first, without taking a lock (the handler
+runs in the main thread, which may hold any of them), then the host's
+handler runs as before, and the host's choice of restarting the system
+calls a signal interrupts (``signal.siginterrupt()``) is kept.  A told
+writer sends what it holds at once and, for :data:`HURRY_SECONDS`, what is
+added within :data:`HURRY_INTERVAL`.
 
-Only handlers set by the host are wrapped: the default ones are left as
-they are (:func:`asyncio.run` installs its own only over Python's default
-``SIGINT`` handler).  A handler set after the library's first use in the
-main thread is not wrapped; the exit hooks still deliver through it.
+``SIGINT`` is left alone: event loop runners (:func:`asyncio.run`, trio)
+install a handler of their own for it and put the default back only if
+theirs is still there.  It is not needed for gunicorn's deadlock either:
+whichever of the two signals comes first, the ``SIGQUIT`` handler runs
+before the hang.  Only handlers set by the host are wrapped, never the
+defaults; a handler set after the library's first use in the main thread
+is not (see :func:`sprockets_influxdb.wsgi.post_worker_init` for gunicorn
+``--preload``); without the compiled extension nothing is wrapped.
 """
 
 from __future__ import annotations
@@ -28,12 +33,14 @@ import types
 import typing
 import weakref
 
+from sprockets_influxdb.measurement import _compiled
+
 #: How long, in seconds, a writer told of a stop signal sends promptly.
 HURRY_SECONDS = 30.0
 #: The submission interval while it does, in seconds.
 HURRY_INTERVAL = 0.05
 
-_NAMES = ('SIGINT', 'SIGTERM', 'SIGQUIT')
+_NAMES = ('SIGTERM', 'SIGQUIT')
 
 Handler = typing.Callable[[int, typing.Optional[types.FrameType]], typing.Any]
 
@@ -45,7 +52,10 @@ class Hurried(typing.Protocol):
         """Deliver now; called in a signal handler, so take no lock."""
 
 
-_told: weakref.WeakSet[Hurried] = weakref.WeakSet()
+# Weak references to what is told, each removing itself when its referent
+# goes.  A set of references rather than a WeakSet: the handler copies it
+# in one step, which another thread adding to it cannot interrupt.
+_told: set[weakref.ref[Hurried]] = set()
 
 
 def tell(writer: Hurried) -> None:
@@ -53,7 +63,26 @@ def tell(writer: Hurried) -> None:
 
     :param writer: what to tell, for as long as it lives
     """
-    _told.add(writer)
+    _told.add(weakref.ref(writer, _told.discard))
+
+
+def hurry_all() -> None:
+    """Tell everything told of stop signals to deliver now.
+
+    Takes no lock and never raises: it runs in signal handlers.
+    """
+    references: tuple[weakref.ref[Hurried], ...] = ()
+    for _ in range(3):  # (a reference removed meanwhile: copied again)
+        with contextlib.suppress(RuntimeError):
+            references = tuple(_told)
+            break
+    for reference in references:
+        writer = reference()
+        if writer is not None:
+            # No log either: logging takes locks the interrupted main
+            # thread may hold.
+            with contextlib.suppress(Exception):
+                writer.hurry()
 
 
 class _Wrapped:
@@ -65,11 +94,7 @@ class _Wrapped:
         self.handler = handler
 
     def __call__(self, signum: int, frame: types.FrameType | None) -> object:
-        for writer in list(_told):
-            # Never fail the host's handler; no log either (logging takes
-            # locks the interrupted main thread may hold).
-            with contextlib.suppress(Exception):
-                writer.hurry()
+        hurry_all()
         return self.handler(signum, frame)
 
     def __repr__(self) -> str:
@@ -79,9 +104,13 @@ class _Wrapped:
 def watch() -> None:
     """Wrap the host's stop signal handlers, in the main thread only.
 
-    Wrapping twice does nothing; elsewhere than in the main thread,
-    nothing happens (signal handlers can only be set there).
+    Wrapping twice does nothing; elsewhere than in the main thread, or
+    without the compiled extension (which reads whether a handler restarts
+    interrupted system calls), nothing happens.
     """
+    restarts = getattr(_compiled, 'signal_restarts', None)
+    if restarts is None:
+        return
     if threading.current_thread() is not threading.main_thread():
         return
     for name in _NAMES:
@@ -90,12 +119,11 @@ def watch() -> None:
             continue
         try:
             handler = signal.getsignal(signum)
-            if (
-                not callable(handler)
-                or handler is signal.default_int_handler
-                or isinstance(handler, _Wrapped)
-            ):
+            if not callable(handler) or isinstance(handler, _Wrapped):
                 continue
+            restarting = restarts(signum)
             signal.signal(signum, _Wrapped(handler))
+            if restarting:
+                signal.siginterrupt(signum, False)
         except (ValueError, OSError, RuntimeError):  # pragma: no cover
             continue  # (another interpreter, or a signal not settable)

@@ -348,6 +348,8 @@ class Writer:
         self.lost_at_stop = 0
         # Until when a stop signal has the writer send promptly.
         self._hurry_until = -1.0
+        # Set by a stop signal: take the buffer and cut backoff once.
+        self._hurried = False
         stop_signals.tell(self)
         stop_signals.watch()
 
@@ -379,7 +381,8 @@ class Writer:
     def hurry(self) -> None:
         """Send what is buffered now, and what comes for a while.
 
-        For :data:`~sprockets_influxdb.stop_signals.HURRY_SECONDS`, the
+        A backoff wait is cut short, once.  For
+        :data:`~sprockets_influxdb.stop_signals.HURRY_SECONDS`, the
         submission interval is at most
         :data:`~sprockets_influxdb.stop_signals.HURRY_INTERVAL`.  Called
         in a signal handler: it takes no lock and starts no thread.
@@ -387,6 +390,7 @@ class Writer:
         if self._pid != os.getpid():
             return
         self._hurry_until = time.monotonic() + stop_signals.HURRY_SECONDS
+        self._hurried = True
         loop = self._loop
         if loop is not None:
             with contextlib.suppress(RuntimeError):
@@ -514,6 +518,9 @@ class Writer:
             with self._lock:
                 force = self._force
                 self._force = False
+            if self._hurried:
+                self._hurried = False
+                force = True
             if settings.precision != self._lines_precision:
                 self._change_precision(settings.precision)
             interval = settings.submission_interval / 1000

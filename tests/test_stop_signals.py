@@ -97,42 +97,142 @@ def test_a_stop_signal_delivers_though_the_hosts_handler_hangs(
     assert indexes == [0, 1, 2, 3, 4, 5]
 
 
-DEFAULTS = """
+RUNNERS = """
 import asyncio
 import signal
 import sys
 
+import trio
+
 import sprockets_influxdb as influxdb
 
-influxdb.install(url=sys.argv[1])
-measurement = influxdb.Measurement('db', 'm')
-measurement.set_field('n', 1)
-influxdb.add_measurement(measurement)
-print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+
+def record():
+    measurement = influxdb.Measurement('db', 'm')
+    measurement.set_field('n', 1)
+    influxdb.add_measurement(measurement)  # the writer starts: watch()
+
+
+async def first():
+    influxdb.install(url=sys.argv[1])  # a client made in the runner
+    record()
+
+
+async def trio_first():
+    influxdb.Client(url=sys.argv[1])
+    record()
+
+
+for run in (lambda: asyncio.run(first()), lambda: trio.run(trio_first)):
+    run()
+    # Each runner put Python's default handler back: it was not wrapped.
+    print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)
 print(signal.getsignal(signal.SIGTERM) is signal.SIG_DFL)
 
 
 async def main():
     # asyncio.run installs its own SIGINT handler only over Python's
     # default one: Ctrl-C cancels the main task, as without the library.
+    record()
     signal.raise_signal(signal.SIGINT)
-    await asyncio.sleep(10)
+    try:
+        await asyncio.sleep(10)
+    except asyncio.CancelledError:
+        print('cancelled')
+        raise
 
 
 try:
     asyncio.run(main())
 except KeyboardInterrupt:
-    print('cancelled')
+    print('interrupted')
 """
 
 
-def test_the_default_handlers_are_left_alone(influxdb: InfluxServer) -> None:
+def test_event_loop_runners_keep_their_ctrl_c(influxdb: InfluxServer) -> None:
     result = subprocess.run(
-        [sys.executable, '-c', textwrap.dedent(DEFAULTS), influxdb.url],
+        [sys.executable, '-c', textwrap.dedent(RUNNERS), influxdb.url],
         env=clean_environment(),
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
-    assert result.stdout.split() == ['True', 'True', 'cancelled'], result
+    assert result.stdout.split() == [
+        'True',
+        'True',
+        'True',
+        'cancelled',
+        'interrupted',
+    ], result
+
+
+HANDLERS = """
+import signal
+import sys
+import threading
+
+import sprockets_influxdb as influxdb
+from sprockets_influxdb import stop_signals
+from sprockets_influxdb.measurement import _compiled
+
+ran = []
+
+
+def host(signum, frame):
+    ran.append(signum)
+
+
+signal.signal(signal.SIGTERM, host)
+signal.siginterrupt(signal.SIGTERM, False)  # as gunicorn's workers do
+signal.signal(signal.SIGQUIT, host)
+signal.signal(signal.SIGINT, host)
+
+# A thread other than the main one cannot set handlers: nothing happens.
+thread = threading.Thread(target=stop_signals.watch)
+thread.start()
+thread.join()
+print('other thread', signal.getsignal(signal.SIGTERM) is host)
+
+client = influxdb.Client(url=sys.argv[1])  # the main thread: wrapped
+stop_signals.watch()  # twice: one wrapper
+for name in ('SIGTERM', 'SIGQUIT', 'SIGINT'):
+    handler = signal.getsignal(getattr(signal, name))
+    wrapped = getattr(handler, 'handler', None)
+    print(name, type(handler).__name__, wrapped is host)
+print('restarts', _compiled.signal_restarts(signal.SIGTERM))
+print('quit restarts', _compiled.signal_restarts(signal.SIGQUIT))
+
+
+class Broken:
+    def hurry(self):
+        raise RuntimeError('broken')
+
+
+broken = Broken()
+stop_signals.tell(broken)  # an error there never keeps the host's away
+signal.raise_signal(signal.SIGTERM)
+print('host ran', ran == [signal.SIGTERM])
+"""
+
+
+def test_the_hosts_handlers_are_wrapped_as_they_were(
+    influxdb: InfluxServer,
+) -> None:
+    result = subprocess.run(
+        [sys.executable, '-c', textwrap.dedent(HANDLERS), influxdb.url],
+        env=clean_environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.stdout.splitlines() == [
+        'other thread True',
+        'SIGTERM _Wrapped True',
+        'SIGQUIT _Wrapped True',
+        'SIGINT function False',
+        'restarts True',
+        'quit restarts False',
+        'host ran True',
+    ], result
