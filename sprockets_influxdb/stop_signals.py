@@ -6,21 +6,24 @@ handler can hang (gunicorn's gthread worker deadlocks when the terminal's
 ``SIGINT`` and the master's ``SIGQUIT`` arrive together, then is killed
 when its graceful timeout ends), and what the writers held is lost.
 
-So the handlers a host installed for ``SIGTERM`` and ``SIGQUIT`` are
-wrapped: the writers are told first, without taking a lock (the handler
-runs in the main thread, which may hold any of them), then the host's
-handler runs as before, and the host's choice of restarting the system
-calls a signal interrupts (``signal.siginterrupt()``) is kept.  A told
-writer sends what it holds at once and, for :data:`HURRY_SECONDS`, what is
-added within :data:`HURRY_INTERVAL`.
+So the handlers a host installed for ``SIGTERM`` and ``SIGQUIT``, and a
+gunicorn worker's handler of ``SIGINT``, are wrapped: the writers are told
+first, without taking a lock (the handler runs in the main thread, which
+may hold any of them), then the host's handler runs as before, and the
+host's choice of restarting the system calls a signal interrupts
+(``signal.siginterrupt()``) is kept.  A told writer sends what it holds at
+once and, for :data:`HURRY_SECONDS`, what is added within
+:data:`HURRY_INTERVAL`.
 
-``SIGINT`` is left alone: event loop runners (:func:`asyncio.run`, trio)
-install a handler of their own for it and put the default back only if
-theirs is still there.  It is not needed for gunicorn's deadlock either:
-whichever of the two signals comes first, the ``SIGQUIT`` handler runs
-before the hang.  Only handlers set by the host are wrapped, never the
-defaults; a handler set after the library's first use in the main thread
-is not (see :func:`sprockets_influxdb.wsgi.post_worker_init` for gunicorn
+Other handlers of ``SIGINT`` are left alone: event loop runners
+(:func:`asyncio.run`, trio) install one of their own and put the default
+back only if theirs is still there.  gunicorn's gthread worker needs its
+own wrapped: a Ctrl-C that lands while the worker's main thread holds its
+thread pool's lock (queueing a request) hangs the worker in that one
+handler, before the master's ``SIGQUIT`` can run anything in the main
+thread.  Only handlers set by the host are wrapped, never the defaults; a
+handler set after the library's first use in the main thread is not
+(see :func:`sprockets_influxdb.wsgi.post_worker_init` for gunicorn
 ``--preload``); without the compiled extension nothing is wrapped.
 """
 
@@ -40,7 +43,7 @@ HURRY_SECONDS = 30.0
 #: The submission interval while it does, in seconds.
 HURRY_INTERVAL = 0.05
 
-_NAMES = ('SIGTERM', 'SIGQUIT')
+_NAMES = ('SIGTERM', 'SIGQUIT', 'SIGINT')
 
 Handler = typing.Callable[[int, typing.Optional[types.FrameType]], typing.Any]
 
@@ -121,9 +124,24 @@ def watch() -> None:
             handler = signal.getsignal(signum)
             if not callable(handler) or isinstance(handler, _Wrapped):
                 continue
+            if name == 'SIGINT' and not _of_gunicorn_worker(handler):
+                continue
             restarting = restarts(signum)
             signal.signal(signum, _Wrapped(handler))
             if restarting:
                 signal.siginterrupt(signum, False)
         except (ValueError, OSError, RuntimeError):  # pragma: no cover
             continue  # (another interpreter, or a signal not settable)
+
+
+def _of_gunicorn_worker(handler: object) -> bool:
+    """Whether *handler* is a method of a gunicorn worker.
+
+    By the names of the modules of its classes: gunicorn is never imported
+    here.
+    """
+    owner = getattr(handler, '__self__', None)
+    return any(
+        (getattr(cls, '__module__', '') or '').startswith('gunicorn.workers.')
+        for cls in type(owner).__mro__
+    )
