@@ -11,7 +11,7 @@ import subprocess
 import sys
 import textwrap
 
-from tests.helpers import clean_environment, wait_for
+from tests.helpers import clean_environment, run_script, wait_for
 from tests.servers import InfluxServer
 
 STUCK = """
@@ -150,14 +150,7 @@ except KeyboardInterrupt:
 
 
 def test_event_loop_runners_keep_their_ctrl_c(influxdb: InfluxServer) -> None:
-    result = subprocess.run(
-        [sys.executable, '-c', textwrap.dedent(RUNNERS), influxdb.url],
-        env=clean_environment(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_script(RUNNERS, args=[influxdb.url])
     assert result.stdout.split() == [
         'True',
         'True',
@@ -219,14 +212,7 @@ print('host ran', ran == [signal.SIGTERM])
 def test_the_hosts_handlers_are_wrapped_as_they_were(
     influxdb: InfluxServer,
 ) -> None:
-    result = subprocess.run(
-        [sys.executable, '-c', textwrap.dedent(HANDLERS), influxdb.url],
-        env=clean_environment(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_script(HANDLERS, args=[influxdb.url])
     assert result.stdout.splitlines() == [
         'other thread True',
         'SIGTERM _Wrapped True',

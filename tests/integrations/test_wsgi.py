@@ -520,6 +520,23 @@ def test_gunicorn_stopped_right_after_the_last_response_loses_nothing(
     assert influxdb.count('flask', 'shop') == 500
 
 
+def gunicorn_command(worker_class: str, *options: str) -> list[str]:
+    """gunicorn serving the example, 2 workers, on ``{port}``."""
+    return [
+        sys.executable,
+        '-m',
+        'gunicorn',
+        '--workers',
+        '2',
+        '--worker-class',
+        worker_class,
+        *options,
+        '--bind',
+        '127.0.0.1:{port}',
+        'integrations.flask_app:app',
+    ]
+
+
 @pytest.mark.parametrize('worker_class', ['sync', 'gthread'])
 def test_workers_recycled_by_max_requests_lose_nothing(
     influxdb: InfluxServer, worker_class: str
@@ -529,20 +546,7 @@ def test_workers_recycled_by_max_requests_lose_nothing(
     database = f'recycled_{worker_class}'
     influxdb.create_database(database)
     result = serve_then_signal(
-        [
-            sys.executable,
-            '-m',
-            'gunicorn',
-            '--workers',
-            '2',
-            '--worker-class',
-            worker_class,
-            '--max-requests',
-            '20',
-            '--bind',
-            '127.0.0.1:{port}',
-            'integrations.flask_app:app',
-        ],
+        gunicorn_command(worker_class, '--max-requests', '20'),
         {
             'INFLUXDB_URL': influxdb.url,
             'REQUEST_DATABASE': database,
@@ -565,8 +569,9 @@ def test_ctrl_c_on_gunicorn_gthread_loses_nothing(
 
     The master then sends its workers SIGQUIT.  A gthread worker handling
     both at once deadlocks in gunicorn's handler (a bare Flask app's does
-    too) until the master kills it at its graceful timeout: what that
-    worker buffered must have been delivered already.  With ``--preload``,
+    too), and so does one whose main thread held its pool's lock when the
+    SIGINT came, until the master kills it at its graceful timeout: what
+    that worker buffered must have been delivered already.  With ``--preload``,
     the documented line in ``gunicorn.conf.py`` sees to it.
     """
     config = tmp_path / 'gunicorn.conf.py'
@@ -576,24 +581,14 @@ def test_ctrl_c_on_gunicorn_gthread_loses_nothing(
     killed = 0
     for _ in range(6):
         result = serve_then_signal(
-            [
-                sys.executable,
-                '-m',
-                'gunicorn',
-                *(['--preload'] if preload else []),
-                '--workers',
-                '2',
-                '--worker-class',
+            gunicorn_command(
                 'gthread',
                 '--threads',
                 '4',
                 '--graceful-timeout',
                 '2',
-                '--bind',
-                '127.0.0.1:{port}',
-                *(['--config', str(config)] if preload else []),
-                'integrations.flask_app:app',
-            ],
+                *(['--preload', '--config', str(config)] if preload else []),
+            ),
             {
                 'INFLUXDB_URL': influxdb.url,
                 'REQUEST_DATABASE': database,
