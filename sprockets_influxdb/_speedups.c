@@ -1309,6 +1309,25 @@ clock_take_back(State *state, long long moment)
     }
 }
 
+/* A time of the system clock in seconds, as time.time() gives it, as a
+ * time of the clock's lattice: clock.align(int(seconds * 1e9)), rounded
+ * down to end in the process's discriminator.  0 for anything else than
+ * a time after 1970 and before 2262. */
+static long long
+clock_align_seconds(State *state, double seconds)
+{
+    double nanoseconds = seconds * 1e9;
+    if (!(nanoseconds >= CLOCK_STEP && nanoseconds < 9.2e18)) {
+        return 0;
+    }
+    long long whole = (long long)nanoseconds;
+    long long remainder = (whole - state->clock_offset) % CLOCK_STEP;
+    if (remainder < 0) {
+        remainder += CLOCK_STEP;
+    }
+    return whole - remainder;
+}
+
 static PyObject *
 clock_give_back(PyObject *module, PyObject *argument)
 {
@@ -2430,6 +2449,11 @@ typedef struct {
     PyObject *method;
     PyObject *started;
     PyObject *measurement;
+    /* The time of the request's point when the record makes its
+     * measurement or queues it without one (the arrival as the server
+     * timed it, on the clock's lattice); 0: dated back from the clock's
+     * time instead. */
+    long long arrival;
     char finished;
 } RecordObject;
 
@@ -2823,7 +2847,7 @@ record_fast(State *state, RecordObject *self, PyObject *status,
         point->lent = 0; /* queued with it */
     }
     else {
-        long long moment;
+        long long moment = 0;
         database = PyObject_GetAttr(recorder,
                                     state->record_names[NAME_DATABASE]);
         name = database ? PyObject_GetAttr(
@@ -2831,13 +2855,15 @@ record_fast(State *state, RecordObject *self, PyObject *status,
                         : NULL;
         if (name == NULL || !PyUnicode_CheckExact(database)
             || !PyUnicode_CheckExact(name)
-            || clock_moment(state, &moment) < 0) {
+            || (self->arrival == 0 && clock_moment(state, &moment) < 0)) {
             goto done;
         }
-        /* As date_back() moves a time: whole microseconds, so that it
-         * still ends in the process's discriminator. */
-        time = PyLong_FromLongLong(moment
-                                   - (long long)(seconds * 1e6) * 1000);
+        /* The arrival, or as date_back() moves a time: whole
+         * microseconds, so that it still ends in the process's
+         * discriminator. */
+        time = PyLong_FromLongLong(
+            self->arrival != 0 ? self->arrival
+                               : moment - (long long)(seconds * 1e6) * 1000);
         if (time == NULL) {
             goto done;
         }
@@ -3120,7 +3146,15 @@ record_get_measurement(PyObject *op, void *closure)
     if (taken == -1 && PyErr_Occurred()) {
         goto failed;
     }
-    later = PyLong_FromLongLong(taken - (long long)(ago * 1e6) * 1000);
+    if (self->arrival != 0) {
+        /* The arrival: the clock's time, which nothing read, is given
+         * back. */
+        clock_take_back(state, taken);
+        later = PyLong_FromLongLong(self->arrival);
+    }
+    else {
+        later = PyLong_FromLongLong(taken - (long long)(ago * 1e6) * 1000);
+    }
     if (later == NULL
         || PyObject_SetAttr(measurement, state->record_names[NAME_TIME],
                             later) < 0) {
@@ -5451,9 +5485,10 @@ static PyType_Spec tornado_spec = {
  * (time.time() less its _start_time, while its _finish_time is None),
  * without a Python frame; the method itself for anything else.  NaN with
  * an error set when it raises, or when it returns something else than a
- * float. */
+ * float.  When it read _start_time, *arrival is that time on the clock's
+ * lattice (clock_align_seconds); else it is left as it is. */
 static double
-request_age(State *state, PyObject *request)
+request_age(State *state, PyObject *request, long long *arrival)
 {
     PyObject *start = PyObject_GetAttr(request,
                                        state->record_names[NAME_START_TIME]);
@@ -5470,6 +5505,7 @@ request_age(State *state, PyObject *request)
                                   + (long long)now.tv_nsec)
                          / 1e9;
         age = seconds - PyFloat_AS_DOUBLE(start);
+        *arrival = clock_align_seconds(state, PyFloat_AS_DOUBLE(start));
     }
     else {
         if (PyErr_Occurred()) {
@@ -5550,7 +5586,8 @@ tornado_begin(PyObject *module, PyObject *handler)
         Py_SETREF(method, state->record_names[NAME_GET]);
         Py_INCREF(method);
     }
-    double ago = request_age(state, request);
+    long long arrival = 0;
+    double ago = request_age(state, request, &arrival);
     fast = isfinite(ago) && fabs(ago) < 1e9;
 checked:
     if (!fast) {
@@ -5573,6 +5610,11 @@ checked:
      * (handler.influxdb), else the request is queued without one
      * (record_fast), dated from the same start. */
     double started = PyFloat_AS_DOUBLE(self->record.started) - ago;
+    /* The point's time: the arrival Tornado timed, as it is.  Dating the
+     * clock's time back by the age would add the time between the clock
+     * readings, as long as a preemption or a collection: enough to land
+     * on another request's time and replace its point. */
+    self->record.arrival = arrival;
     Py_SETREF(self->record.started, PyFloat_FromDouble(started));
     if (self->record.started == NULL) {
         goto failed;

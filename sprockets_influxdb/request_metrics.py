@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from sprockets_influxdb import measurement as _measurement_module
 from sprockets_influxdb import stop_signals
 from sprockets_influxdb._logging import Throttle, shorten
+from sprockets_influxdb.clock import align, give_back
 from sprockets_influxdb.measurement import Measurement, _compiled
 
 if TYPE_CHECKING:
@@ -447,7 +448,9 @@ class RequestRecord(_RecordBase):
         self.measurement = Measurement(recorder.database, recorder.measurement)
         self.finished = False
 
-    def date_back(self, seconds: float) -> None:
+    def date_back(
+        self, seconds: float, *, arrived: float | None = None
+    ) -> None:
         """Move the start of the request back to its arrival.
 
         For an integration that learns of a request after it arrived.  The
@@ -455,13 +458,35 @@ class RequestRecord(_RecordBase):
         chose (kept apart from the other points of its series).
 
         :param seconds: how long ago the request arrived
+        :param arrived: when it arrived, on the system clock
+            (:func:`time.time`), when the server timed it: the
+            measurement's time is then that moment exactly, rounded down to
+            the process's discriminator.  Without it, the time is the
+            clock's less *seconds*, which also moves it by whatever passed
+            between the two readings (a preemption, a long garbage
+            collection): enough, now and then, to land on another
+            request's time and replace its point.
+        :raises ValueError: when *arrived* is not a finite time after 1970
+            and before 2262
         """
-        self.started -= seconds
         measurement = self.measurement
-        # The clock's time of its creation, an int (no handler ran yet),
-        # moved back by whole microseconds: it still ends in the process's
-        # discriminator.
+        # The clock's time of its creation, an int (no handler ran yet).
         moment: int = measurement._time  # type: ignore[assignment]
+        if arrived is not None:
+            if type(arrived) not in (float, int) or not (
+                1e-6 <= arrived < 9.2e9
+            ):
+                raise ValueError(
+                    f'arrived must be a time.time() value, not {arrived!r}'
+                )
+            arrival = align(int(arrived * 1e9))
+            give_back(moment)
+            self.started -= seconds
+            measurement._time = arrival
+            return
+        self.started -= seconds
+        # Moved back by whole microseconds: it still ends in the process's
+        # discriminator.
         measurement._time = moment - int(seconds * 1e6) * 1000
 
     def finish(

@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any, Union
 from tornado import httputil, routing, web
 
 from sprockets_influxdb import REQUEST_DATABASE
+from sprockets_influxdb.clock import align, give_back
 from sprockets_influxdb.measurement import Measurement, _compiled
 from sprockets_influxdb.request_metrics import (
     OTHER_METHOD,
@@ -576,7 +577,16 @@ def _begin_py(handler: InfluxDBMixin) -> Measurement:
             recorder.database, recorder.measurement
         )
         moment: int = measurement._time  # type: ignore[assignment]
-        measurement._time = moment - int(ago * 1e6) * 1000
+        start = getattr(request, '_start_time', None)
+        if type(start) is float and 1e-6 <= start < 9.2e9:
+            # The arrival Tornado timed, as it is: the clock's time dated
+            # back by the age would add the time between the readings (a
+            # preemption, a collection) and could land on another
+            # request's time, replacing its point.
+            give_back(moment)
+            measurement._time = align(int(start * 1e9))
+        else:
+            measurement._time = moment - int(ago * 1e6) * 1000
         record.finished = False
         record.handler = handler
         record.head = method == 'HEAD'

@@ -6,11 +6,12 @@ import ast
 import inspect
 import os
 import re
+import time
 import typing
 
 import pytest
 
-from sprockets_influxdb import Client, Measurement
+from sprockets_influxdb import Client, Measurement, clock
 from sprockets_influxdb.request_metrics import (
     OTHER_METHOD,
     UNMATCHED,
@@ -54,6 +55,27 @@ def test_a_request_becomes_one_measurement(
     duration = measurement.fields['duration']
     assert isinstance(duration, float)
     assert duration >= 0
+
+
+def test_a_request_dated_back_to_its_arrival_is_timed_at_it(
+    recorder: RequestRecorder, recorded: list[Measurement]
+) -> None:
+    """An integration that learns of a request late and knows when it
+    arrived (as Tornado's server does) gets that moment as the point's
+    time, on the process's lattice, and the wait in its duration."""
+    arrived = time.time() - 0.25
+    record = recorder.start('GET', '/items/3')
+    assert record is not None
+    for bad in (float('nan'), float('inf'), -1.0, 0.0, 1e12, '1700000000'):
+        with pytest.raises(ValueError, match='arrived'):
+            record.date_back(0.25, arrived=bad)  # type: ignore[arg-type]
+    record.date_back(0.25, arrived=arrived)
+    record.finish(200, endpoint='/items/{id}', handler=None, content_length=0)
+    (measurement,) = recorded
+    assert measurement.time_ns == clock.align(int(arrived * 1e9))
+    duration = measurement.fields['duration']
+    assert isinstance(duration, float)
+    assert duration >= 0.25
 
 
 def test_finishing_twice_records_once(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import signal
 import socket
 import sys
@@ -13,7 +14,12 @@ import httpx
 import pytest
 
 from tests.docs import code_blocks
-from tests.helpers import request_summary, run_in_both_modes, run_script
+from tests.helpers import (
+    both_modes,
+    request_summary,
+    run_in_both_modes,
+    run_script,
+)
 from tests.integrations.apps import (
     AppServer,
     drive,
@@ -415,6 +421,84 @@ def test_a_request_is_timed_from_its_arrival(influxdb: InfluxServer) -> None:
         # Stored when the head arrived, not when the handler ran.
         assert head <= stamp < head + 200_000_000, endpoint
         assert 0.4 <= duration < 5, endpoint
+
+
+@both_modes
+def test_each_request_is_stored_at_its_arrival_whatever_pauses_the_process(
+    influxdb: InfluxServer, pure: str
+) -> None:
+    """Each row's time is the request's arrival as Tornado timed it
+    (``_start_time``, rounded down to the process's discriminator), exactly,
+    even in a process that stalls for milliseconds now and then (long
+    garbage collections here, as a large heap has; a starved CPU does the
+    same).  Derived from other clock readings, a time moved by such a
+    stall could land on another request's and replace its row."""
+    influxdb.create_database('db')
+    port = free_port()
+    result = run_script(
+        f"""
+        import asyncio, gc, json, random, time
+        from tornado import httpclient, web
+        import sprockets_influxdb as influxdb
+        from sprockets_influxdb import clock
+
+        starts = []
+
+        class Plain(influxdb.InfluxDBMixin, web.RequestHandler):
+            def get(self):
+                starts.append(self.request._start_time)
+                self.write('ok')
+
+        class Asked(Plain):
+            def get(self):
+                starts.append(self.request._start_time)
+                self.influxdb.set_field('asked', True)
+                self.write('ok')
+
+        draw = random.Random(15)
+
+        def stall(phase, info):
+            # One collection in 40 takes 2 ms.
+            if phase == 'start' and draw.random() < 0.025:
+                time.sleep(0.002)
+
+        async def main():
+            influxdb.install(submission_interval=100)
+            settings = {{influxdb.REQUEST_DATABASE: 'db'}}
+            web.Application(
+                [(r'/plain', Plain), (r'/asked', Asked)], **settings
+            ).listen({port})
+            http = httpclient.AsyncHTTPClient()
+            gc.set_threshold(1)
+            gc.callbacks.append(stall)
+            for index in range(100):
+                path = '/asked' if index % 2 else '/plain'
+                await http.fetch(f'http://127.0.0.1:{port}{{path}}')
+            gc.callbacks.remove(stall)
+            gc.set_threshold(700)
+            await influxdb.shutdown()
+            arrivals = sorted(clock.align(int(at * 1e9)) for at in starts)
+            print(json.dumps(arrivals))
+
+        asyncio.run(main())
+        """,
+        {
+            'INFLUXDB_HOST': influxdb.host,
+            'INFLUXDB_PORT': str(influxdb.port),
+            'SPROCKETS_INFLUXDB_PURE_PYTHON': pure,
+        },
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    arrivals = json.loads(result.stdout)
+    assert len(set(arrivals)) == 100
+    payload = influxdb.query(
+        'SELECT "duration" FROM request', 'db', epoch='ns'
+    )
+    stored = sorted(
+        stamp for stamp, _ in payload['results'][0]['series'][0]['values']
+    )
+    assert stored == arrivals
 
 
 def test_excluded_paths_are_not_recorded(influxdb: InfluxServer) -> None:
