@@ -20,8 +20,6 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import Any, Callable, TypeVar
 
-import httpx
-
 from sprockets_influxdb import line_protocol
 from sprockets_influxdb.write_api import APIS, by_name, split_path
 
@@ -726,6 +724,10 @@ def _openssl_context(environ: Mapping[str, str]) -> ssl.SSLContext:
             'it is' if len(missing) == 1 else 'they are',
         )
     if context is None:
+        # Imported here: httpx (and what it imports, click and pygments
+        # among them when installed) serves only this, and only over HTTPS.
+        import httpx
+
         context = httpx.create_ssl_context(verify=True, trust_env=False)
     return context
 

@@ -323,6 +323,34 @@ def test_configuring_never_starts_the_writer_thread(
     assert result.stdout.strip() == "['MainThread']"
 
 
+def test_delivering_over_http_imports_no_framework_nor_httpx(
+    influxdb: InfluxServer,
+) -> None:
+    """The core imports what it delivers with (anyio, h11), not a web
+    framework and not httpx, whose imports (its command line's click and
+    pygments among them) only a default HTTPS context needs."""
+    influxdb.create_database('db')
+    result = run_script(
+        """
+        import sys
+        import sprockets_influxdb as influxdb
+        measurement = influxdb.Measurement('db', 'm')
+        measurement.set_field('value', 1)
+        influxdb.add_measurement(measurement)
+        assert influxdb.flush().result(10)
+        loaded = {name.partition('.')[0] for name in sys.modules}
+        print(sorted(loaded & {
+            'httpx', 'click', 'pygments', 'rich', 'tornado', 'starlette',
+            'fastapi', 'flask', 'werkzeug', 'uvicorn', 'gunicorn',
+        }))
+        """,
+        env_for(influxdb),
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == '[]'
+    assert influxdb.count('db', 'm') == 1
+
+
 def test_measurements_of_threads_still_running_at_exit_are_delivered(
     influxdb: InfluxServer,
 ) -> None:
