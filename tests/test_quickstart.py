@@ -56,7 +56,13 @@ import pytest
 from tests import test_dashboards
 from tests.docs import CodeBlock, all_code_blocks
 from tests.helpers import ROOT
-from tests.servers import FaultServer, InfluxServer, free_port
+from tests.servers import (
+    FaultServer,
+    InfluxServer,
+    free_port,
+    listeners,
+    listens,
+)
 
 PAGE = 'quickstart.rst'
 INFLUXDB = 'http://localhost:8086'
@@ -266,7 +272,7 @@ class Shell:
     def wait_for_ports(self, line: str) -> None:
         for port in re.findall(r'//localhost:(\d+)', line):
             if port in self.substitutions.values():
-                wait_for_port(int(port), self.logs)
+                wait_for_port(int(port), self.jobs, self.logs)
 
     def logs(self) -> str:
         texts = []
@@ -284,17 +290,33 @@ class Shell:
 
 
 def wait_for_port(
-    port: int, logs: typing.Callable[[], str], timeout: float = 30.0
+    port: int,
+    jobs: list[subprocess.Popen[bytes]],
+    logs: typing.Callable[[], str],
+    timeout: float = 30.0,
 ) -> None:
+    """Wait until one of the page's background jobs listens on *port*.
+
+    Accepting a connection is not enough: a server another test started
+    may have taken the port after :func:`free_port` chose it.
+    """
     deadline = time.monotonic() + timeout
     while True:
         try:
             socket.create_connection(('127.0.0.1', port), 0.5).close()
-            return
         except OSError:
-            if time.monotonic() > deadline:
-                pytest.fail(f'nothing listens on {port}:\n{logs()}')
-            time.sleep(0.05)
+            pass
+        else:
+            if any(
+                job.poll() is None and listens(job.pid, port) for job in jobs
+            ):
+                return
+        if time.monotonic() > deadline:
+            taken = (
+                ' (another process listens there)' if listeners(port) else ''
+            )
+            pytest.fail(f'no job listens on {port}{taken}:\n{logs()}')
+        time.sleep(0.05)
 
 
 def check_output(line: str, printed: str, shown: list[str]) -> None:
