@@ -119,6 +119,9 @@ enum {
     NAME_START_TIME,
     NAME_FINISH_TIME,
     NAME_DICT_ATTR,
+    NAME_EXECUTE,
+    NAME_ON_FINISH,
+    NAME_INFLUXDB_FINISH,
     /* Configured (configure_requests(), configure_wsgi()). */
     NAME_UNMATCHED,
     NAME_UNKNOWN,
@@ -218,6 +221,9 @@ static const char *const RECORD_NAMES[NAME_COUNT] = {
     "_start_time",
     "_finish_time",
     "_dict",
+    "_execute",
+    "on_finish",
+    "_influxdb_finish",
     NULL,
     NULL,
     NULL,
@@ -5652,6 +5658,254 @@ done:
     return given;
 }
 
+/* ------------------------------------------------------------------------
+ * The compiled base of the Tornado mixin: its _execute and on_finish,
+ * without a Python frame, a super() object nor the packing of the
+ * arguments each costs a request (sprockets_influxdb.tornado has them in
+ * Python too, for the pure Python mode).
+ * ------------------------------------------------------------------------
+ */
+
+/* The attribute *name* of the class after *base* in the method resolution
+ * order of *self*'s class, as super(base, self).name finds it: a borrowed
+ * reference in *found* and its class in *owner*; 0, or -1 with an error
+ * set (AttributeError when none has it). */
+static int
+after_in_mro(PyObject *self, PyTypeObject *base, PyObject *name,
+             PyObject **found, PyTypeObject **owner)
+{
+    PyObject *mro = Py_TYPE(self)->tp_mro;
+    if (mro == NULL || !PyTuple_Check(mro)) {
+        PyErr_SetString(PyExc_TypeError, "the class has no __mro__ yet");
+        return -1;
+    }
+    Py_ssize_t count = PyTuple_GET_SIZE(mro);
+    Py_ssize_t index = 0;
+    while (index < count && PyTuple_GET_ITEM(mro, index) != (PyObject *)base) {
+        index++;
+    }
+    for (index++; index < count; index++) {
+        PyTypeObject *type = (PyTypeObject *)PyTuple_GET_ITEM(mro, index);
+        PyObject *namespace = type->tp_dict;
+        if (namespace == NULL || !PyDict_Check(namespace)) {
+            continue;
+        }
+        PyObject *value = PyDict_GetItemWithError(namespace, name);
+        if (value != NULL) {
+            *found = value;
+            *owner = type;
+            return 0;
+        }
+        if (PyErr_Occurred()) {
+            return -1;
+        }
+    }
+    PyErr_Format(PyExc_AttributeError, "'super' object has no attribute %R",
+                 name);
+    return -1;
+}
+
+/* super(base, self).name(*args, **kwargs) with vectorcall arguments (args
+ * without self): the result, or NULL with an error set. */
+static PyObject *
+call_after(PyObject *self, PyTypeObject *base, PyObject *name,
+           PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *found;
+    PyTypeObject *owner;
+    if (after_in_mro(self, base, name, &found, &owner) < 0) {
+        return NULL;
+    }
+    Py_INCREF(found);
+    PyObject *result;
+    if (PyFunction_Check(found)) {
+        /* A function (Tornado's own): called with self first, as the bound
+         * method would be, without making it. */
+        Py_ssize_t total = nargs + (kwnames ? PyTuple_GET_SIZE(kwnames) : 0);
+        PyObject *small[9];
+        PyObject **stack = small;
+        if (total + 1 > (Py_ssize_t)(sizeof(small) / sizeof(small[0]))) {
+            stack = PyMem_Malloc((size_t)(total + 1) * sizeof(PyObject *));
+            if (stack == NULL) {
+                Py_DECREF(found);
+                return PyErr_NoMemory();
+            }
+        }
+        stack[0] = self;
+        for (Py_ssize_t i = 0; i < total; i++) {
+            stack[i + 1] = args[i];
+        }
+        result = PyObject_Vectorcall(found, stack, nargs + 1, kwnames);
+        if (stack != small) {
+            PyMem_Free(stack);
+        }
+    }
+    else {
+        /* Anything else: bound as attribute lookup binds it. */
+        descrgetfunc get = Py_TYPE(found)->tp_descr_get;
+        PyObject *bound = found;
+        if (get != NULL) {
+            bound = get(found, self, (PyObject *)Py_TYPE(self));
+            Py_DECREF(found);
+            if (bound == NULL) {
+                return NULL;
+            }
+        }
+        result = PyObject_Vectorcall(bound, args, nargs, kwnames);
+        found = bound;
+    }
+    Py_DECREF(found);
+    return result;
+}
+
+/* InfluxDBMixin._execute(transforms, *args, **kwargs): begin recording the
+ * request (once), add its record to the output transforms, then Tornado's
+ * _execute. */
+static PyObject *
+mixin_execute(PyObject *self, PyTypeObject *cls, PyObject *const *args,
+              Py_ssize_t nargs, PyObject *kwnames)
+{
+    State *state = PyType_GetModuleState(cls);
+    PyObject *module = PyType_GetModule(cls);
+    if (state == NULL || module == NULL) {
+        return NULL;
+    }
+    if (nargs < 1) {
+        PyErr_SetString(PyExc_TypeError,
+                        "_execute() takes the output transforms first");
+        return NULL;
+    }
+    PyObject *begun = PyObject_GetAttr(self, state->record_names[NAME_BEGUN]);
+    int was = begun == NULL ? -1 : PyObject_IsTrue(begun);
+    Py_XDECREF(begun);
+    if (was < 0) {
+        return NULL;
+    }
+    if (!was) {
+        PyObject *given = tornado_begin(module, self);
+        if (given == NULL) {
+            return NULL;
+        }
+        Py_DECREF(given);
+    }
+    PyObject *record = PyObject_GetAttr(self,
+                                        state->record_names[NAME_RECORD_ATTR]);
+    if (record == NULL) {
+        return NULL;
+    }
+    if (record != Py_None) {
+        /* The record is the last of the output transforms. */
+        PyObject *transforms = args[0];
+        int added;
+        if (PyList_CheckExact(transforms)) {
+            added = PyList_Append(transforms, record);
+        }
+        else {
+            PyObject *done = PyObject_CallMethod(transforms, "append", "O",
+                                                 record);
+            added = done == NULL ? -1 : 0;
+            Py_XDECREF(done);
+        }
+        if (added < 0) {
+            Py_DECREF(record);
+            return NULL;
+        }
+    }
+    Py_DECREF(record);
+    return call_after(self, cls, state->record_names[NAME_EXECUTE], args,
+                      nargs, kwnames);
+}
+
+/* InfluxDBMixin.on_finish(): record the request if the output transform
+ * has not, let the handler go, then any on_finish further down. */
+static PyObject *
+mixin_on_finish(PyObject *self, PyTypeObject *cls, PyObject *const *args,
+                Py_ssize_t nargs, PyObject *kwnames)
+{
+    State *state = PyType_GetModuleState(cls);
+    if (state == NULL) {
+        return NULL;
+    }
+    if (nargs != 0 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames))) {
+        PyErr_SetString(PyExc_TypeError, "on_finish() takes no arguments");
+        return NULL;
+    }
+    PyObject *record = PyObject_GetAttr(self,
+                                        state->record_names[NAME_RECORD_ATTR]);
+    if (record == NULL) {
+        return NULL;
+    }
+    if (record != Py_None) {
+        PyTypeObject *own
+            = (PyTypeObject *)state->record_names[NAME_TORNADO_RECORD_CLASS];
+        /* The mixin's own records: their fields, as the members read them
+         * (no subclass could have replaced them with properties). */
+        int ours = own != NULL && Py_TYPE(record) == own;
+        int finished;
+        if (ours) {
+            finished = ((RecordObject *)record)->finished;
+        }
+        else {
+            PyObject *flag = PyObject_GetAttrString(record, "finished");
+            finished = flag == NULL ? -1 : PyObject_IsTrue(flag);
+            Py_XDECREF(flag);
+        }
+        if (finished < 0) {
+            Py_DECREF(record);
+            return NULL;
+        }
+        if (!finished) {
+            PyObject *done = PyObject_CallMethodObjArgs(
+                self, state->record_names[NAME_INFLUXDB_FINISH], Py_False,
+                NULL);
+            if (done == NULL) {
+                Py_DECREF(record);
+                return NULL;
+            }
+            Py_DECREF(done);
+        }
+        /* Nothing is written after finish(): break the cycle between the
+         * handler and its transform, so that reference counting frees the
+         * handler (Tornado breaks its own cycles likewise). */
+        if (ours) {
+            Py_INCREF(Py_None);
+            Py_XSETREF(((TornadoRecordObject *)record)->handler, Py_None);
+        }
+        else if (PyObject_SetAttrString(record, "handler", Py_None) < 0) {
+            Py_DECREF(record);
+            return NULL;
+        }
+    }
+    Py_DECREF(record);
+    return call_after(self, cls, state->record_names[NAME_ON_FINISH], NULL, 0,
+                      NULL);
+}
+
+static PyMethodDef mixin_methods[] = {
+    {"_execute", (PyCFunction)(void (*)(void))mixin_execute, METHOD_FLAGS,
+     "_execute($self, transforms, /, *args, **kwargs)\n--\n\n"
+     "Begin recording the request, then handle it."},
+    {"on_finish", (PyCFunction)(void (*)(void))mixin_on_finish, METHOD_FLAGS,
+     "on_finish($self, /)\n--\n\n"
+     "Record the request, then run any ``on_finish`` further down.\n\n"
+     "The output transform has usually recorded it already."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot mixin_slots[] = {
+    {Py_tp_doc, "The compiled base of the Tornado mixin."},
+    {Py_tp_methods, mixin_methods},
+    {0, NULL},
+};
+
+static PyType_Spec mixin_spec = {
+    "sprockets_influxdb._speedups.TornadoMixinBase",
+    0,
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    mixin_slots,
+};
+
 /* configure_tornado(state_name, record_class, begin_py[, headers_class]):
  * the attribute of an application that holds the mixin's state, the class
  * of the mixin's records (a subclass of TornadoRecordBase), _begin_py,
@@ -5982,6 +6236,14 @@ exec_module(PyObject *module)
     }
     if (PyModule_AddObject(module, "TornadoRecordBase", tornado) < 0) {
         Py_DECREF(tornado);
+        return -1;
+    }
+    PyObject *mixin = PyType_FromModuleAndSpec(module, &mixin_spec, NULL);
+    if (mixin == NULL) {
+        return -1;
+    }
+    if (PyModule_AddObject(module, "TornadoMixinBase", mixin) < 0) {
+        Py_DECREF(mixin);
         return -1;
     }
 #endif

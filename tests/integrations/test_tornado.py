@@ -501,6 +501,85 @@ def test_each_request_is_stored_at_its_arrival_whatever_pauses_the_process(
     assert stored == arrivals
 
 
+@both_modes
+def test_overrides_of_the_handler_and_of_other_mixins_still_run(
+    influxdb: InfluxServer, pure: str
+) -> None:
+    """The mixin's _execute and on_finish hand over to what follows them in
+    the bases: another mixin's overrides run once each, with the path's
+    arguments, after the mixin added its output transform; a handler's
+    on_finish that calls super() reaches them too."""
+    influxdb.create_database('db')
+    port = free_port()
+    result = run_script(
+        f"""
+        import asyncio, json
+        from tornado import httpclient, web
+        import sprockets_influxdb as influxdb
+
+        calls = []
+
+        class Audit:
+            def _execute(self, transforms, *args, **kwargs):
+                # (Tornado hands the path's arguments over as bytes.)
+                calls.append([
+                    'execute', len(transforms), [a.decode() for a in args],
+                    {{key: value.decode() for key, value in kwargs.items()}},
+                ])
+                return super()._execute(transforms, *args, **kwargs)
+
+            def on_finish(self):
+                calls.append('audit finish')
+                super().on_finish()
+
+        class Handler(influxdb.InfluxDBMixin, Audit, web.RequestHandler):
+            def get(self, item_id):
+                self.write(item_id)
+
+            def on_finish(self):
+                calls.append('handler finish')
+                super().on_finish()
+
+        async def main():
+            influxdb.install(submission_interval=50)
+            web.Application(
+                [(r'/items/(?P<item_id>\\d+)', Handler)],
+                **{{influxdb.REQUEST_DATABASE: 'db'}},
+            ).listen({port})
+            http = httpclient.AsyncHTTPClient()
+            for item in ('7', '8'):
+                response = await http.fetch(
+                    f'http://127.0.0.1:{port}/items/{{item}}'
+                )
+                assert response.body.decode() == item
+            await influxdb.shutdown()
+            print(json.dumps(calls))
+
+        asyncio.run(main())
+        """,
+        {
+            'INFLUXDB_HOST': influxdb.host,
+            'INFLUXDB_PORT': str(influxdb.port),
+            'SPROCKETS_INFLUXDB_PURE_PYTHON': pure,
+        },
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [
+        ['execute', 1, [], {'item_id': '7'}],
+        'handler finish',
+        'audit finish',
+        ['execute', 1, [], {'item_id': '8'}],
+        'handler finish',
+        'audit finish',
+    ]
+    rows = influxdb.rows('db', 'request')
+    assert len(rows) == 2
+    for row in rows:
+        assert row['endpoint'] == '/items/(?P<item_id>\\d+)'
+        assert row['handler'] == '__main__.Handler'
+        assert row['status_code'] == '200'
+
+
 def test_excluded_paths_are_not_recorded(influxdb: InfluxServer) -> None:
     influxdb.create_database('db')
     port = free_port()
