@@ -28,6 +28,10 @@ server is stopped and the points stored for each variant that records
    $ (cd /tmp/before && python setup.py build_ext --inplace)
    $ python bench/served_ab.py bare=.:bare after=.:ours before=/tmp/before:ours
 
+A variant may set environment variables of its server after its
+contender, each after a ``+``: ``idle=.:ours+INFLUXDB_INTERVAL=600000``
+serves ``ours`` with a writer that waits ten minutes between batches.
+
 Needs ``wrk``, ``taskset`` and ``influxd`` (Debian: ``apt-get install
 wrk util-linux influxdb``), and two cores at least.
 """
@@ -62,7 +66,7 @@ def main() -> None:
     parser.add_argument(
         'variants',
         nargs='+',
-        metavar='NAME=TREE:CONTENDER',
+        metavar='NAME=TREE:CONTENDER[+VARIABLE=VALUE...]',
         help='the first is the baseline',
     )
     parser.add_argument('--rounds', type=int, default=11)
@@ -75,21 +79,24 @@ def main() -> None:
         others = served.pin()
     except ValueError as error:
         raise SystemExit(f'served_ab: {error}') from None
-    variants: list[tuple[str, Path, str]] = []
+    variants: list[tuple[str, Path, str, list[str]]] = []
     for spec in args.variants:
         name, _, rest = spec.partition('=')
+        rest, *extra = rest.split('+')
+        if not all('=' in item for item in extra):
+            raise SystemExit(f'served_ab: not VARIABLE=VALUE: {spec}')
         tree, _, contender = rest.rpartition(':')
         path = Path(tree).resolve()
         if not name or not (path / 'bench' / '_served_app.py').exists():
             raise SystemExit(f'served_ab: not NAME=TREE:CONTENDER: {spec}')
-        variants.append((name, path, contender))
+        variants.append((name, path, contender, extra))
 
     with InfluxServer() as influx:
         served.pin_tree(influx.pid, others)
         servers: dict[str, tuple[int, subprocess.Popen[bytes]]] = {}
-        answered = dict.fromkeys([name for name, _, _ in variants], 0)
+        answered = dict.fromkeys([name for name, _, _, _ in variants], 0)
         try:
-            for name, tree, contender in variants:
+            for name, tree, contender, extra in variants:
                 database = f'ab_{name}'
                 influx.create_database(database)
                 port = free_port()
@@ -102,6 +109,9 @@ def main() -> None:
                     INFLUXDB_INTERVAL=str(served.INTERVAL_MS),
                     PYTHONPATH=str(tree),
                 )
+                for item in extra:
+                    key, _, value = item.partition('=')
+                    env[key] = value
                 command = [
                     *served.PIN_SERVERS, sys.executable,
                     str(tree / 'bench' / '_served_app.py'), str(port),
@@ -164,7 +174,7 @@ def main() -> None:
             f'Tornado, all servers on core {served.PIN_SERVERS[-1]}; '
             f'CPU per request over {base}'
         )
-        for name, _, contender in variants:
+        for name, _, contender, _ in variants:
             differences = [r[name][0] - r[base][0] for r in rounds]
             writer = statistics.median(r[name][1] for r in rounds)
             cpu = statistics.median(r[name][0] for r in rounds)
