@@ -1316,14 +1316,17 @@ clock_take_back(State *state, long long moment)
 }
 
 /* A time of the system clock in seconds, as time.time() gives it, as a
- * time of the clock's lattice: clock.align(int(seconds * 1e9)), rounded
- * down to end in the process's discriminator.  0 for anything else than
- * a time after 1970 and before 2262. */
+ * time of the clock's lattice: clock.arrival(seconds), which is
+ * clock.align(int(seconds * 1e9)), rounded down to end in the process's
+ * discriminator.  0 for anything else than a time after 1970 and before
+ * 2262, and on a system clock coarser than a microsecond (the moments of
+ * one tick would all be one time). */
 static long long
 clock_align_seconds(State *state, double seconds)
 {
     double nanoseconds = seconds * 1e9;
-    if (!(nanoseconds >= CLOCK_STEP && nanoseconds < 9.2e18)) {
+    if (state->clock_resolution > CLOCK_STEP
+        || !(nanoseconds >= CLOCK_STEP && nanoseconds < 9.2e18)) {
         return 0;
     }
     long long whole = (long long)nanoseconds;
@@ -3154,8 +3157,10 @@ record_get_measurement(PyObject *op, void *closure)
     }
     if (self->arrival != 0) {
         /* The arrival: the clock's time, which nothing read, is given
-         * back. */
-        clock_take_back(state, taken);
+         * back (unless it is the same time). */
+        if (self->arrival != taken) {
+            clock_take_back(state, taken);
+        }
         later = PyLong_FromLongLong(self->arrival);
     }
     else {
@@ -5667,9 +5672,9 @@ done:
  */
 
 /* The attribute *name* of the class after *base* in the method resolution
- * order of *self*'s class, as super(base, self).name finds it: a borrowed
- * reference in *found* and its class in *owner*; 0, or -1 with an error
- * set (AttributeError when none has it). */
+ * order of *self*'s class, as super(base, self).name finds it: a new
+ * reference in *found* and its class (borrowed) in *owner*; 0, or -1 with
+ * an error set (AttributeError when none has it). */
 static int
 after_in_mro(PyObject *self, PyTypeObject *base, PyObject *name,
              PyObject **found, PyTypeObject **owner)
@@ -5679,6 +5684,8 @@ after_in_mro(PyObject *self, PyTypeObject *base, PyObject *name,
         PyErr_SetString(PyExc_TypeError, "the class has no __mro__ yet");
         return -1;
     }
+    /* Held: a lookup may run code that changes the class's bases. */
+    Py_INCREF(mro);
     Py_ssize_t count = PyTuple_GET_SIZE(mro);
     Py_ssize_t index = 0;
     while (index < count && PyTuple_GET_ITEM(mro, index) != (PyObject *)base) {
@@ -5686,20 +5693,33 @@ after_in_mro(PyObject *self, PyTypeObject *base, PyObject *name,
     }
     for (index++; index < count; index++) {
         PyTypeObject *type = (PyTypeObject *)PyTuple_GET_ITEM(mro, index);
+#if PY_VERSION_HEX >= 0x030C0000
+        PyObject *namespace = PyType_GetDict(type); /* (static types too) */
+#else
         PyObject *namespace = type->tp_dict;
+        Py_XINCREF(namespace);
+#endif
         if (namespace == NULL || !PyDict_Check(namespace)) {
+            Py_XDECREF(namespace);
             continue;
         }
         PyObject *value = PyDict_GetItemWithError(namespace, name);
         if (value != NULL) {
+            /* (Held by the caller before anything else runs.) */
+            Py_INCREF(value);
+            Py_DECREF(namespace);
+            Py_DECREF(mro);
             *found = value;
             *owner = type;
             return 0;
         }
+        Py_DECREF(namespace);
         if (PyErr_Occurred()) {
+            Py_DECREF(mro);
             return -1;
         }
     }
+    Py_DECREF(mro);
     PyErr_Format(PyExc_AttributeError, "'super' object has no attribute %R",
                  name);
     return -1;
@@ -5716,7 +5736,6 @@ call_after(PyObject *self, PyTypeObject *base, PyObject *name,
     if (after_in_mro(self, base, name, &found, &owner) < 0) {
         return NULL;
     }
-    Py_INCREF(found);
     PyObject *result;
     if (PyFunction_Check(found)) {
         /* A function (Tornado's own): called with self first, as the bound

@@ -48,6 +48,7 @@ __all__ = [
     'STEP',
     'Clock',
     'align',
+    'arrival',
     'discriminator',
     'give_back',
     'now_ns',
@@ -90,6 +91,27 @@ def align(nanoseconds: int, *, up: bool = False) -> int:
     if up:
         return nanoseconds + (_offset - nanoseconds) % STEP
     return nanoseconds - (nanoseconds - _offset) % STEP
+
+
+def arrival(seconds: float) -> int | None:
+    """Return a moment of the system clock as a time for a point.
+
+    For a moment another clock reading gave (Tornado's time of a request's
+    arrival): :func:`time.time`'s seconds, rounded down to the nearest
+    time ending in the discriminator, as :func:`align` rounds a time the
+    clock read.  Moments two microseconds or more apart give different
+    times (a float of seconds since 1970 holds a moment to about a quarter
+    of a microsecond).
+
+    :param seconds: a :func:`time.time` value
+    :returns: the time in nanoseconds, or ``None`` when the system clock
+        is coarser than a microsecond (the moments of one tick would all
+        be one time: take :func:`now_ns` instead) or *seconds* is not a
+        time after 1970 and before 2262
+    """
+    if _RESOLUTION > STEP or not 1e-6 <= seconds < 9.2e9:
+        return None
+    return align(int(seconds * 1e9))
 
 
 class Clock:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from sprockets_influxdb import measurement as _measurement_module
 from sprockets_influxdb import stop_signals
 from sprockets_influxdb._logging import Throttle, shorten
-from sprockets_influxdb.clock import align, give_back
+from sprockets_influxdb.clock import arrival, give_back
 from sprockets_influxdb.measurement import Measurement, _compiled
 
 if TYPE_CHECKING:
@@ -461,11 +461,13 @@ class RequestRecord(_RecordBase):
         :param arrived: when it arrived, on the system clock
             (:func:`time.time`), when the server timed it: the
             measurement's time is then that moment exactly, rounded down to
-            the process's discriminator.  Without it, the time is the
-            clock's less *seconds*, which also moves it by whatever passed
-            between the two readings (a preemption, a long garbage
-            collection): enough, now and then, to land on another
-            request's time and replace its point.
+            the process's discriminator
+            (:func:`~sprockets_influxdb.clock.arrival`; on a system clock
+            coarser than a microsecond, as without it).
+            Without it, the time is the clock's less *seconds*, which also
+            moves it by whatever passed between the two readings (a
+            preemption, a long garbage collection): enough, now and then,
+            to land on another request's time and replace its point.
         :raises ValueError: when *arrived* is not a finite time after 1970
             and before 2262
         """
@@ -473,17 +475,21 @@ class RequestRecord(_RecordBase):
         # The clock's time of its creation, an int (no handler ran yet).
         moment: int = measurement._time  # type: ignore[assignment]
         if arrived is not None:
-            if type(arrived) not in (float, int) or not (
-                1e-6 <= arrived < 9.2e9
+            if (
+                not isinstance(arrived, (int, float))
+                or isinstance(arrived, bool)
+                or not 1e-6 <= arrived < 9.2e9
             ):
                 raise ValueError(
                     f'arrived must be a time.time() value, not {arrived!r}'
                 )
-            arrival = align(int(arrived * 1e9))
-            give_back(moment)
-            self.started -= seconds
-            measurement._time = arrival
-            return
+            stamp = arrival(float(arrived))
+            if stamp is not None:
+                if stamp != moment:
+                    give_back(moment)
+                self.started -= seconds
+                measurement._time = stamp
+                return
         self.started -= seconds
         # Moved back by whole microseconds: it still ends in the process's
         # discriminator.

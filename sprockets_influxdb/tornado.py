@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, Union
 from tornado import httputil, routing, web
 
 from sprockets_influxdb import REQUEST_DATABASE
-from sprockets_influxdb.clock import align, give_back
+from sprockets_influxdb.clock import arrival, give_back
 from sprockets_influxdb.measurement import Measurement, _compiled
 from sprockets_influxdb.request_metrics import (
     OTHER_METHOD,
@@ -590,13 +590,15 @@ def _begin_py(handler: InfluxDBMixin) -> Measurement:
         )
         moment: int = measurement._time  # type: ignore[assignment]
         start = getattr(request, '_start_time', None)
-        if type(start) is float and 1e-6 <= start < 9.2e9:
+        arrived = arrival(start) if type(start) is float else None
+        if arrived is not None:
             # The arrival Tornado timed, as it is: the clock's time dated
             # back by the age would add the time between the readings (a
             # preemption, a collection) and could land on another
             # request's time, replacing its point.
-            give_back(moment)
-            measurement._time = align(int(start * 1e9))
+            if arrived != moment:
+                give_back(moment)
+            measurement._time = arrived
         else:
             measurement._time = moment - int(ago * 1e6) * 1000
         record.finished = False

@@ -19,7 +19,7 @@ import typing
 
 import pytest
 
-from sprockets_influxdb import Client, Measurement
+from sprockets_influxdb import Client, Measurement, clock
 from sprockets_influxdb.clock import Clock
 from tests.helpers import (
     both_modes,
@@ -176,6 +176,25 @@ def test_clock_discriminator_is_the_process_id_even_after_a_fork() -> None:
     seen = json.loads(result.stdout)
     for pid, residues in seen.values():
         assert residues == [pid % 1000]
+
+
+def test_an_arrival_is_its_moment_on_the_process_lattice() -> None:
+    """clock.arrival: a time.time() moment rounded down to end in the
+    discriminator; moments two microseconds apart (a float of seconds
+    holds about a quarter of one) give different times; what is no time
+    gives None."""
+    now = time.time()
+    for moment in (now, now + 2e-6, now + 0.5, 1_700_000_000.0):
+        stamp = clock.arrival(moment)
+        assert stamp is not None
+        assert stamp % 1000 == clock.discriminator()
+        assert 0 <= int(moment * 1e9) - stamp < 1000
+    first, second = clock.arrival(now), clock.arrival(now + 2e-6)
+    assert first is not None
+    assert second is not None
+    assert 1000 <= second - first <= 3000
+    for bad in (0.0, -1.0, 1e12, float('nan'), float('inf')):
+        assert clock.arrival(bad) is None
 
 
 def test_library_times_in_one_process_are_all_distinct() -> None:
