@@ -1248,12 +1248,23 @@ finally:
 /* Nanoseconds between two times of one process (clock.STEP). */
 #define CLOCK_STEP 1000
 
+/* *nanoseconds* rounded down to the nearest time ending in the process's
+ * discriminator (clock.align). */
+static long long
+clock_floor(State *state, long long nanoseconds)
+{
+    long long remainder = (nanoseconds - state->clock_offset) % CLOCK_STEP;
+    if (remainder < 0) {
+        remainder += CLOCK_STEP;
+    }
+    return nanoseconds - remainder;
+}
+
 /* The clock's next time, in nanoseconds: 0, or -1 with an error set. */
 static int
 clock_moment(State *state, long long *result)
 {
     const long long step = CLOCK_STEP;
-    long long offset = state->clock_offset;
     long long resolution = state->clock_resolution;
     long long last = state->clock_last;
     long long moment;
@@ -1265,11 +1276,7 @@ clock_moment(State *state, long long *result)
         }
         long long reading = (long long)now.tv_sec * 1000000000LL
                             + (long long)now.tv_nsec;
-        long long remainder = (reading - offset) % step;
-        if (remainder < 0) {
-            remainder += step;
-        }
-        moment = reading - remainder;
+        moment = clock_floor(state, reading);
         if (moment > last) {
             break;
         }
@@ -1329,12 +1336,7 @@ clock_align_seconds(State *state, double seconds)
         || !(nanoseconds >= CLOCK_STEP && nanoseconds < 9.2e18)) {
         return 0;
     }
-    long long whole = (long long)nanoseconds;
-    long long remainder = (whole - state->clock_offset) % CLOCK_STEP;
-    if (remainder < 0) {
-        remainder += CLOCK_STEP;
-    }
-    return whole - remainder;
+    return clock_floor(state, (long long)nanoseconds);
 }
 
 static PyObject *
@@ -5544,7 +5546,23 @@ request_age(State *state, PyObject *request, long long *arrival)
  * for anything but a handler of an application with a recorder excluding
  * no path, not begun yet. */
 static PyObject *
+begin_request(PyObject *module, PyObject *handler, int was);
+
+static PyObject *
 tornado_begin(PyObject *module, PyObject *handler)
+{
+    State *state = get_state(module);
+    PyObject *begun = PyObject_GetAttr(handler,
+                                       state->record_names[NAME_BEGUN]);
+    int was = begun == NULL ? -1 : PyObject_IsTrue(begun);
+    Py_XDECREF(begun);
+    return begin_request(module, handler, was);
+}
+
+/* tornado_begin() once the handler's _influxdb_begun was read: *was* is
+ * its truth, or -1 when reading it raised (the error is set). */
+static PyObject *
+begin_request(PyObject *module, PyObject *handler, int was)
 {
     State *state = get_state(module);
     PyTypeObject *type
@@ -5560,10 +5578,6 @@ tornado_begin(PyObject *module, PyObject *handler)
     PyObject *record = NULL;
     PyObject *given = NULL;
     int fast = 0;
-    PyObject *begun = PyObject_GetAttr(handler,
-                                       state->record_names[NAME_BEGUN]);
-    int was = begun == NULL ? -1 : PyObject_IsTrue(begun);
-    Py_XDECREF(begun);
     if (was != 0) {
         goto checked;
     }
@@ -5673,11 +5687,11 @@ done:
 
 /* The attribute *name* of the class after *base* in the method resolution
  * order of *self*'s class, as super(base, self).name finds it: a new
- * reference in *found* and its class (borrowed) in *owner*; 0, or -1 with
- * an error set (AttributeError when none has it). */
+ * reference in *found*; 0, or -1 with an error set (AttributeError when
+ * none has it). */
 static int
 after_in_mro(PyObject *self, PyTypeObject *base, PyObject *name,
-             PyObject **found, PyTypeObject **owner)
+             PyObject **found)
 {
     PyObject *mro = Py_TYPE(self)->tp_mro;
     if (mro == NULL || !PyTuple_Check(mro)) {
@@ -5710,7 +5724,6 @@ after_in_mro(PyObject *self, PyTypeObject *base, PyObject *name,
             Py_DECREF(namespace);
             Py_DECREF(mro);
             *found = value;
-            *owner = type;
             return 0;
         }
         Py_DECREF(namespace);
@@ -5732,8 +5745,7 @@ call_after(PyObject *self, PyTypeObject *base, PyObject *name,
            PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     PyObject *found;
-    PyTypeObject *owner;
-    if (after_in_mro(self, base, name, &found, &owner) < 0) {
+    if (after_in_mro(self, base, name, &found) < 0) {
         return NULL;
     }
     PyObject *result;
@@ -5801,7 +5813,7 @@ mixin_execute(PyObject *self, PyTypeObject *cls, PyObject *const *args,
         return NULL;
     }
     if (!was) {
-        PyObject *given = tornado_begin(module, self);
+        PyObject *given = begin_request(module, self, was);
         if (given == NULL) {
             return NULL;
         }

@@ -401,6 +401,26 @@ if _compiled is not None:
     _compiled.configure_requests(UNMATCHED, OTHER_METHOD, Measurement)
 
 
+def _dated_back(moment: int, seconds: float, arrived: float | None) -> int:
+    """The time of the point of a request the library learnt of late.
+
+    :param moment: the clock's time of its measurement, which nothing read
+        (given back when another time is chosen)
+    :param seconds: how long ago the request arrived
+    :param arrived: when it arrived (:func:`time.time`), or ``None``
+    :returns: the arrival on the process's lattice
+        (:func:`~sprockets_influxdb.clock.arrival`); else, or on a clock
+        coarser than a microsecond, *moment* moved back by whole
+        microseconds, so that it still ends in the discriminator
+    """
+    stamp = None if arrived is None else arrival(arrived)
+    if stamp is None:
+        return moment - int(seconds * 1e6) * 1000
+    if stamp != moment:
+        give_back(moment)
+    return stamp
+
+
 class RequestRecord(_RecordBase):
     """One request being recorded; see :meth:`RequestRecorder.start`.
 
@@ -471,29 +491,22 @@ class RequestRecord(_RecordBase):
         :raises ValueError: when *arrived* is not a finite time after 1970
             and before 2262
         """
+        if arrived is not None and (
+            not isinstance(arrived, (int, float))
+            or isinstance(arrived, bool)
+            or not 1e-6 <= arrived < 9.2e9
+        ):
+            raise ValueError(
+                f'arrived must be a time.time() value, not {arrived!r}'
+            )
+        self.started -= seconds
         measurement = self.measurement
         # The clock's time of its creation, an int (no handler ran yet).
-        moment: int = measurement._time  # type: ignore[assignment]
-        if arrived is not None:
-            if (
-                not isinstance(arrived, (int, float))
-                or isinstance(arrived, bool)
-                or not 1e-6 <= arrived < 9.2e9
-            ):
-                raise ValueError(
-                    f'arrived must be a time.time() value, not {arrived!r}'
-                )
-            stamp = arrival(float(arrived))
-            if stamp is not None:
-                if stamp != moment:
-                    give_back(moment)
-                self.started -= seconds
-                measurement._time = stamp
-                return
-        self.started -= seconds
-        # Moved back by whole microseconds: it still ends in the process's
-        # discriminator.
-        measurement._time = moment - int(seconds * 1e6) * 1000
+        measurement._time = _dated_back(
+            measurement._time,  # type: ignore[arg-type]
+            seconds,
+            None if arrived is None else float(arrived),
+        )
 
     def finish(
         self,

@@ -45,13 +45,13 @@ from typing import TYPE_CHECKING, Any, Union
 from tornado import httputil, routing, web
 
 from sprockets_influxdb import REQUEST_DATABASE
-from sprockets_influxdb.clock import arrival, give_back
 from sprockets_influxdb.measurement import Measurement, _compiled
 from sprockets_influxdb.request_metrics import (
     OTHER_METHOD,
     UNMATCHED,
     RequestRecord,
     RequestRecorder,
+    _dated_back,
     stand_in,
 )
 
@@ -588,19 +588,16 @@ def _begin_py(handler: InfluxDBMixin) -> Measurement:
         measurement = record.measurement = Measurement(
             recorder.database, recorder.measurement
         )
-        moment: int = measurement._time  # type: ignore[assignment]
+        # The arrival Tornado timed, as it is: the clock's time dated back
+        # by the age would add the time between the readings (a
+        # preemption, a collection) and could land on another request's
+        # time, replacing its point.
         start = getattr(request, '_start_time', None)
-        arrived = arrival(start) if type(start) is float else None
-        if arrived is not None:
-            # The arrival Tornado timed, as it is: the clock's time dated
-            # back by the age would add the time between the readings (a
-            # preemption, a collection) and could land on another
-            # request's time, replacing its point.
-            if arrived != moment:
-                give_back(moment)
-            measurement._time = arrived
-        else:
-            measurement._time = moment - int(ago * 1e6) * 1000
+        measurement._time = _dated_back(
+            measurement._time,  # type: ignore[arg-type]
+            ago,
+            start if type(start) is float else None,
+        )
         record.finished = False
         record.handler = handler
         record.head = method == 'HEAD'
