@@ -22,10 +22,19 @@ encoded and joined into a body, as the writer does.  For Tornado, 2.2.1's
 mixin (``historical``) is counted as well: it encodes each point on the
 request's thread, so it compares with ``ours+writer``.
 
+The children run with address-space randomization off (``setarch -R``,
+when util-linux has it): with it on, the same run moves by a few thousand
+instructions per request from one start to the next, as hash tables and
+allocations land differently.  ``--functions K`` also prints, for each
+contender against ``bare``, the *K* functions whose own instructions per
+request grew most (and those that shrank most), from ``callgrind_annotate``
+of the same runs: where the added instructions are.
+
 .. code-block:: console
 
    $ python bench/instructions.py                      # every framework
    $ python bench/instructions.py --only tornado -n 1000
+   $ python bench/instructions.py --only flask --functions 25
 
 Needs valgrind (Debian: ``apt-get install valgrind``).
 """
@@ -217,8 +226,35 @@ def child(framework: str, number: int) -> None:
     serve(_served_app.app, number)
 
 
-def count(framework: str, contender: str, number: int) -> int:
-    """Instructions of a child serving *number* requests."""
+def own_costs(out: str) -> dict[str, int]:
+    """Each function's own instructions in the callgrind file *out*."""
+    done = subprocess.run(
+        ['callgrind_annotate', '--auto=no', '--threshold=100', out],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    costs: dict[str, int] = {}
+    for line in done.stdout.splitlines():
+        found = re.match(
+            r'\s*([\d,]+) \([ \d.]+%\)\s+(\S.*?)(?: \[.*)?$', line
+        )
+        if found is None or '=>' in line or 'PROGRAM TOTALS' in line:
+            continue
+        # Paths shortened to what follows the CPython source tree.
+        name = re.sub(r'^.*/Python-3[.\d]*/', '', found.group(2))
+        costs[name] = costs.get(name, 0) + int(found.group(1).replace(',', ''))
+    return costs
+
+
+def count(
+    framework: str,
+    contender: str,
+    number: int,
+    functions: dict[str, int] | None = None,
+) -> int:
+    """Instructions of a child serving *number* requests (each function's
+    own, into *functions* when given)."""
     env = dict(
         os.environ,
         SERVED_FRAMEWORK=framework,
@@ -234,8 +270,10 @@ def count(framework: str, contender: str, number: int) -> int:
         env[ENCODE] = '1'
     with tempfile.TemporaryDirectory() as directory:
         out = os.path.join(directory, 'callgrind.out')
+        aslr_off = ['setarch', '-R'] if shutil.which('setarch') else []
         done = subprocess.run(
             [
+                *aslr_off,
                 'valgrind',
                 '--tool=callgrind',
                 f'--callgrind-out-file={out}',
@@ -254,6 +292,8 @@ def count(framework: str, contender: str, number: int) -> int:
         found = re.search(r'Collected : (\d+)', done.stderr)
         if found is None:
             raise SystemExit(done.stderr[-3000:])
+        if functions is not None:
+            functions.update(own_costs(out))
         return int(found.group(1))
 
 
@@ -266,6 +306,14 @@ def main() -> None:
         help='default: bare,ours, and for Tornado ours+writer (the '
         "writer's encoding of each point counted too) and historical "
         "(2.2.1's mixin, when bench/run installed it)",
+    )
+    parser.add_argument(
+        '--functions',
+        type=int,
+        default=0,
+        metavar='K',
+        help='the K functions whose own instructions grew most, and '
+        "shrank most, over bare's",
     )
     parser.add_argument('--child', nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -281,10 +329,22 @@ def main() -> None:
     for framework in frameworks:
         contenders = contenders_of(framework, args.contenders)
         per_request = {}
+        by_function: dict[str, dict[str, float]] = {}
         for contender in contenders:
-            small = count(framework, contender, number)
-            large = count(framework, contender, 2 * number)
+            few: dict[str, int] = {}
+            many: dict[str, int] = {}
+            wanted = args.functions > 0
+            small = count(
+                framework, contender, number, few if wanted else None
+            )
+            large = count(
+                framework, contender, 2 * number, many if wanted else None
+            )
             per_request[contender] = (large - small) / number
+            by_function[contender] = {
+                name: (many.get(name, 0) - few.get(name, 0)) / number
+                for name in set(few) | set(many)
+            }
         line = ', '.join(
             f'{name} {value:,.0f}' for name, value in per_request.items()
         )
@@ -302,6 +362,30 @@ def main() -> None:
             ratio = (historical - bare) / max(ours - bare, 1.0)
             extra += f' (historical/ours: {ratio:.1f}x)'
         print(f'{framework}: instructions per request: {line}{extra}')
+        if args.functions and 'bare' in by_function:
+            print_functions(by_function, args.functions)
+
+
+def print_functions(by_function: dict[str, dict[str, float]], k: int) -> None:
+    """Per contender, the *k* functions whose own instructions per request
+    grew most over bare's, and the *k* that shrank most."""
+    bare = by_function['bare']
+    for contender, costs in by_function.items():
+        if contender == 'bare':
+            continue
+        added = sorted(
+            (
+                (costs.get(name, 0.0) - bare.get(name, 0.0), name)
+                for name in set(costs) | set(bare)
+            ),
+            reverse=True,
+        )
+        print(f'  {contender}: own instructions per request over bare')
+        for index, (value, name) in enumerate(added):
+            if index == k and len(added) > 2 * k:
+                print('    ...')
+            if (index < k or index >= len(added) - k) and abs(value) >= 1:
+                print(f'    {value:+9,.0f}  {name}')
 
 
 def contenders_of(framework: str, asked: str | None) -> list[str]:

@@ -75,6 +75,7 @@ import argparse
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import os
 import re
 import shutil
@@ -166,7 +167,7 @@ def tree_cpu(pid: int, seen: set[int] | None = None) -> float:
         # The command name may hold spaces: count fields after its ')'.
         fields = text[text.rindex(b')') + 2 :].split()
         total += int(fields[11]) + int(fields[12])  # utime, stime
-        pending.extend(_children(current))
+        pending.extend(children(current))
     return total / TICK
 
 
@@ -195,7 +196,8 @@ def pin() -> set[int]:
     return others
 
 
-def _children(pid: int) -> list[int]:
+def children(pid: int) -> list[int]:
+    """The processes *pid*'s threads started, that are still running."""
     found: list[int] = []
     with contextlib.suppress(OSError):
         for task in os.listdir(f'/proc/{pid}/task'):
@@ -229,7 +231,7 @@ def tree_cpu_ns(pid: int, seen: set[tuple[int, int]]) -> float:
             except OSError:
                 continue
             seen.add((current, int(task)))
-        pending.extend(_children(current))
+        pending.extend(children(current))
     return total / 1e9
 
 
@@ -349,6 +351,68 @@ def python_load(port: int, duration: float) -> Load:
     return asyncio.run(_python_load(port, duration))
 
 
+def server_command(kind: str, bench: Path, port: int) -> list[str]:
+    """The command that serves ``bench/_served_app.py`` from the *bench*
+    directory with the server *kind* (a scenario's server) on *port*."""
+    python = sys.executable
+    if kind == 'tornado':
+        return [python, str(bench / '_served_app.py'), str(port)]
+    if kind == 'uvicorn':
+        return [
+            python,
+            '-m',
+            'uvicorn',
+            '--app-dir',
+            str(bench),
+            '--host',
+            '127.0.0.1',
+            '--port',
+            str(port),
+            '--http',
+            'httptools',
+            '--loop',
+            'asyncio',
+            '--no-access-log',
+            '--log-level',
+            'warning',
+            '_served_app:app',
+        ]
+    worker = kind.split('-', 1)[1]
+    command = [
+        python,
+        '-m',
+        'gunicorn',
+        '--chdir',
+        str(bench),
+        '--bind',
+        f'127.0.0.1:{port}',
+        '--workers',
+        '1',
+        '--worker-class',
+        worker,
+        '--log-level',
+        'warning',
+    ]
+    if worker == 'gthread':
+        command += ['--threads', '4']
+    if _gunicorn_has('--no-control-socket'):
+        # gunicorn 27 (here): every master would open the same control
+        # socket, and all but the first log an error.
+        command.append('--no-control-socket')
+    return [*command, '_served_app:app']
+
+
+@functools.cache
+def _gunicorn_has(option: str) -> bool:
+    """Whether the installed gunicorn knows the command-line *option*."""
+    done = subprocess.run(
+        [sys.executable, '-m', 'gunicorn', '--help'],
+        capture_output=True,
+        text=True,
+    )
+    return option in done.stdout
+
+
 @dataclass
 class Server:
     """One contender's server process."""
@@ -368,48 +432,7 @@ class Server:
     invalid: str = ''
 
     def command(self) -> list[str]:
-        python = sys.executable
-        if self.kind == 'tornado':
-            return [python, str(BENCH_DIR / '_served_app.py'), str(self.port)]
-        if self.kind == 'uvicorn':
-            return [
-                python,
-                '-m',
-                'uvicorn',
-                '--app-dir',
-                str(BENCH_DIR),
-                '--host',
-                '127.0.0.1',
-                '--port',
-                str(self.port),
-                '--http',
-                'httptools',
-                '--loop',
-                'asyncio',
-                '--no-access-log',
-                '--log-level',
-                'warning',
-                '_served_app:app',
-            ]
-        worker = self.kind.split('-', 1)[1]
-        command = [
-            python,
-            '-m',
-            'gunicorn',
-            '--chdir',
-            str(BENCH_DIR),
-            '--bind',
-            f'127.0.0.1:{self.port}',
-            '--workers',
-            '1',
-            '--worker-class',
-            worker,
-            '--log-level',
-            'warning',
-        ]
-        if worker == 'gthread':
-            command += ['--threads', '4']
-        return [*command, '_served_app:app']
+        return server_command(self.kind, BENCH_DIR, self.port)
 
     def start(self, influx_url: str) -> None:
         env = dict(

@@ -1,15 +1,18 @@
-"""Served A/B: two checkouts of this library side by side, under Tornado.
+"""Served A/B: two checkouts of this library side by side, served.
 
 For a change to the request path whose effect is smaller than what
-separates two runs of ``bench/served.py``: the benchmark's Tornado
-application (``bench/_served_app.py``) is served by one process per
-variant, each variant a checkout of the repository (its own
-``sprockets_influxdb``, built in place, and its own ``_served_app.py``)
-and a contender of that application (``bare``, ``ours``,
-``historical``).  All the servers run on the first core, ``wrk``,
-``influxd`` and this script on the others (``bench/served.py --pin``'s
-placement), and every round loads them all at once for the same time, so
-that whatever the machine does during a round it does to every variant.
+separates two runs of ``bench/served.py``: the benchmark's application
+(``bench/_served_app.py``) of one of its scenarios (``--scenario``:
+``tornado`` by default, ``starlette`` or ``fastapi`` under uvicorn,
+``flask-sync`` or ``flask-gthread`` under gunicorn) is served by one
+process tree per variant, each variant a checkout of the repository (its
+own ``sprockets_influxdb``, built in place, and its own
+``_served_app.py``) and a contender of that scenario (``bare``,
+``ours``, ``historical``, ``prometheus``...).  All the servers run on
+the first core, ``wrk``, ``influxd`` and this script on the others
+(``bench/served.py --pin``'s placement), and every round loads them all
+at once for the same time, so that whatever the machine does during a
+round it does to every variant.
 
 Per round, the CPU of each server's threads (``/proc/<pid>/task/*/
 schedstat``, nanoseconds), read before the load and after a pause that
@@ -18,9 +21,10 @@ lets the writers deliver the round's points, is divided by the requests
 points are used as they are). Printed: for each variant the median of its
 per-round difference to the first variant's (the baseline, usually
 ``bare``), the per-round differences, and the CPU of its threads other
-than the main one (the library's writer) per request. At the end every
-server is stopped and the points stored for each variant that records
-(``ours``) must be at least the requests it answered.
+than the main ones (the library's writer; gthread's workers) per
+request.  At the end every server is stopped and the points stored for
+each variant that records (``ours``) must be at least the requests it
+answered.
 
 .. code-block:: console
 
@@ -45,7 +49,6 @@ import shutil
 import signal
 import statistics
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -56,9 +59,20 @@ from tests.servers import free_port
 
 
 def main_thread_seconds(pid: int) -> float:
-    """CPU seconds of *pid*'s main thread."""
-    with open(f'/proc/{pid}/task/{pid}/schedstat', 'rb') as stat:
-        return int(stat.read().split()[0]) / 1e9
+    """CPU seconds of the main threads of *pid* and its descendants (a
+    gunicorn master's and its worker's): what is left of the tree's is
+    the other threads' (the library's writer, gthread's workers)."""
+    total = 0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            with open(f'/proc/{current}/task/{current}/schedstat', 'rb') as f:
+                total += int(f.read().split()[0])
+        except OSError:
+            continue  # gone
+        pending.extend(served.children(current))
+    return total / 1e9
 
 
 def main() -> None:
@@ -71,7 +85,11 @@ def main() -> None:
     )
     parser.add_argument('--rounds', type=int, default=11)
     parser.add_argument('--seconds', type=float, default=3.0)
+    parser.add_argument(
+        '--scenario', choices=sorted(served.SCENARIOS), default='tornado'
+    )
     args = parser.parse_args()
+    framework, kind, contenders = served.SCENARIOS[args.scenario]
     for tool in ('wrk', 'influxd'):
         if shutil.which(tool) is None:
             raise SystemExit(f'served_ab: {tool} is missing')
@@ -89,6 +107,11 @@ def main() -> None:
         path = Path(tree).resolve()
         if not name or not (path / 'bench' / '_served_app.py').exists():
             raise SystemExit(f'served_ab: not NAME=TREE:CONTENDER: {spec}')
+        if contender not in contenders:
+            raise SystemExit(
+                f'served_ab: {args.scenario} has no contender {contender!r}'
+                f' (it has {", ".join(contenders)})'
+            )
         variants.append((name, path, contender, extra))
 
     with InfluxServer() as influx:
@@ -102,7 +125,7 @@ def main() -> None:
                 port = free_port()
                 env = dict(
                     os.environ,
-                    SERVED_FRAMEWORK='tornado',
+                    SERVED_FRAMEWORK=framework,
                     SERVED_CONTENDER=contender,
                     SERVED_DATABASE=database,
                     INFLUXDB_URL=influx.url,
@@ -113,9 +136,9 @@ def main() -> None:
                     key, _, value = item.partition('=')
                     env[key] = value
                 command = [
-                    *served.PIN_SERVERS, sys.executable,
-                    str(tree / 'bench' / '_served_app.py'), str(port),
-                ]  # fmt: skip
+                    *served.PIN_SERVERS,
+                    *served.server_command(kind, tree / 'bench', port),
+                ]
                 servers[name] = (
                     port,
                     subprocess.Popen(
@@ -171,7 +194,7 @@ def main() -> None:
         base = variants[0][0]
         print(
             f'served_ab: {args.rounds} rounds of {args.seconds:g} s, '
-            f'Tornado, all servers on core {served.PIN_SERVERS[-1]}; '
+            f'{args.scenario}, all servers on core {served.PIN_SERVERS[-1]}; '
             f'CPU per request over {base}'
         )
         for name, _, contender, _ in variants:
