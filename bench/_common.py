@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib.util
+import math
 import os
 import platform
 import random
@@ -185,6 +186,25 @@ def spread(values: Sequence[float]) -> str:
     low = (min(values) / middle - 1) * 100
     high = (max(values) / middle - 1) * 100
     return f'{low:+.0f}%/{high:+.0f}%'
+
+
+def median_interval(
+    values: Sequence[float], coverage: float = 0.9
+) -> tuple[float, float]:
+    """A distribution-free interval holding the median of what *values*
+    sample with at least *coverage* probability: the *k*-th smallest and
+    largest values, *k* as large as the binomial distribution allows (with
+    7 values or fewer, the smallest and the largest)."""
+    ordered = sorted(values)
+    n = len(ordered)
+    k = 1
+    while k < n // 2:
+        # P(the median lies outside the (k+1)-th smallest and largest)
+        outside = 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+        if 1 - outside < coverage:
+            break
+        k += 1
+    return ordered[k - 1], ordered[n - k]
 
 
 def duration(seconds: float) -> str:

@@ -41,7 +41,12 @@ same series overwrite each other, is given a second): so work moved off the
 request path to a writer thread but still paid for is counted, divided by
 the requests served.  The overhead of an integration is the median over the
 rounds of its CPU per request minus the bare application's in the same
-round.
+round.  Beside it, in brackets, an interval that holds the median of such
+differences with at least 90% probability whatever their distribution
+(order statistics of the rounds: with 7 rounds or fewer, the smallest
+and the largest difference), and for the target the ratios the two
+intervals allow at worst and at best: a verdict is "within the noise"
+when the target lies between them.
 
 With ``--paired``, each round loads all the contenders of a scenario at
 once instead, each by a load generator of its own, for 3 s by default:
@@ -91,7 +96,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _common import BENCH_DIR, ROOT, describe_machine, rotated, spread, verdict
+from _common import (
+    BENCH_DIR,
+    ROOT,
+    describe_machine,
+    median_interval,
+    rotated,
+    spread,
+    verdict,
+)
 
 try:
     from tests.servers import InfluxServer
@@ -680,6 +693,7 @@ def report(
     assert bare.contender == 'bare'
     print(f'  {scenario} ({SCENARIOS[scenario][1]}):')
     overheads: dict[str, float] = {}
+    intervals: dict[str, tuple[float, float]] = {}
     for server in group:
         line = (
             f'    {server.contender:19} {median(server.rates):8,.0f} req/s  '
@@ -687,9 +701,16 @@ def report(
             f'(min/max {spread(server.cpu)})'
         )
         if server is not bare:
-            overhead = median([a - b for a, b in zip(server.cpu, bare.cpu)])
+            differences = [a - b for a, b in zip(server.cpu, bare.cpu)]
+            overhead = median(differences)
             overheads[server.contender] = overhead
-            line += f'  overhead {overhead * 1e6:+7.1f} us'
+            low, high = intervals[server.contender] = median_interval(
+                differences
+            )
+            line += (
+                f'  overhead {overhead * 1e6:+7.1f} us '
+                f'[{low * 1e6:+.1f}, {high * 1e6:+.1f}]'
+            )
         if server.contender in DELIVERING:
             count = stored(influx, server.database)
             line += f'; stored {count:,} of {server.served:,} served'
@@ -709,12 +730,21 @@ def report(
     for server in invalid:
         print(f'    INVALID {server.name}: {server.invalid}')
     met = ratio >= TARGET and not invalid
+    # The ratio the two intervals allow, at worst and at best.
+    (ours_low, ours_high), (best_low, best_high) = (
+        intervals['ours'],
+        intervals[best_name],
+    )
+    worst = best_low / ours_high if ours_high > 0 else float('inf')
+    most = best_high / ours_low if ours_low > 0 else float('inf')
+    noise = ' (within the noise)' if worst < TARGET <= most else ''
     print(
         f'    ours {ours * 1e6:+.1f} us against {best_name} '
-        f'{best * 1e6:+.1f} us: {ratio:.1f}x less (target {TARGET:.0f}x)'
+        f'{best * 1e6:+.1f} us: {ratio:.1f}x less (target {TARGET:.0f}x; '
+        f'the intervals allow {worst:.1f}x to {most:.1f}x){noise}'
     )
     summary = f'{scenario} {ours * 1e6:+.1f} us vs {best_name} ' + (
-        f'{best * 1e6:+.1f} us ({ratio:.1f}x)'
+        f'{best * 1e6:+.1f} us ({ratio:.1f}x, {worst:.1f}x to {most:.1f}x)'
         + (' INVALID' if invalid else '')
     )
     return summary, met

@@ -20,11 +20,12 @@ lets the writers deliver the round's points, is divided by the requests
 ``wrk`` counted (``bench/served.py``'s load, CPU and count of stored
 points are used as they are). Printed: for each variant the median of its
 per-round difference to the first variant's (the baseline, usually
-``bare``), the per-round differences, and the CPU of its threads other
-than the main ones (the library's writer; gthread's workers) per
-request.  At the end every server is stopped and the points stored for
-each variant that records (``ours``) must be at least the requests it
-answered.
+``bare``) with an interval holding that median with 90% probability
+(``bench/served.py``'s), the per-round differences, and the CPU of its
+threads other than the main ones (the library's writer; gthread's
+workers) per request.  At the end every server is stopped and the
+points stored for each variant that records (``ours``) must be at least
+the requests it answered.
 
 .. code-block:: console
 
@@ -53,6 +54,7 @@ import time
 from pathlib import Path
 
 import served
+from _common import median_interval
 from served import InfluxServer, Load, stored, tree_cpu_ns, wrk_load
 
 from tests.servers import free_port
@@ -201,9 +203,11 @@ def main() -> None:
             differences = [r[name][0] - r[base][0] for r in rounds]
             writer = statistics.median(r[name][1] for r in rounds)
             cpu = statistics.median(r[name][0] for r in rounds)
+            low, high = median_interval(differences)
             line = (
                 f'  {name:10s} {cpu:7.1f} us'
                 f'  {statistics.median(differences):+6.1f} us'
+                f' [{low:+.1f}, {high:+.1f}]'
                 f'  other threads {writer:4.1f} us'
                 f'  rounds {" ".join(f"{d:+.0f}" for d in differences)}'
             )
