@@ -74,7 +74,11 @@ class Buffer(_Base):
     ) -> None:
         self._elsewhere = elsewhere
         self._over = False
-        self._lock = threading.Lock()
+        # The compiled put() takes its own lock type directly, without the
+        # method calls a threading.Lock needs.
+        self._lock: Any = (
+            threading.Lock() if _compiled is None else _compiled.BufferLock()
+        )
         self._items: deque[Any] = deque()
         self._max_size = max_size
         self._trigger_size = min(trigger_size, max_size)

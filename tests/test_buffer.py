@@ -6,7 +6,10 @@ import sys
 import threading
 import time
 
+import pytest
+
 from sprockets_influxdb.buffer import ENTRY_SIZE, Buffer, entries
+from sprockets_influxdb.measurement import _compiled
 
 
 def test_the_oldest_is_a_sequence_while_another_thread_overflows() -> None:
@@ -48,3 +51,85 @@ def test_take_returns_whole_entries_in_order() -> None:
     assert buffer.overflowed == 2
     assert len(buffer) == 0
     assert buffer.oldest_sequence() is None
+
+
+def test_every_entry_put_from_many_threads_is_taken_once_in_order() -> None:
+    # put() (compiled or not) and take() under the same lock: an entry put
+    # while the writer swaps the deque out lands in one of the two, never
+    # in a deque already taken.
+    buffer = Buffer(max_size=10**6, trigger_size=10**6)
+    producers, each = 4, 3000
+    done = threading.Event()
+    taken: list[object] = []
+
+    def produce(index: int) -> None:
+        for count in range(each):
+            buffer.put('db', 'm', {'p': str(index)}, {'n': count}, 1.0)
+
+    def consume() -> None:
+        while not done.is_set():
+            taken.extend(buffer.take())
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        consumer = threading.Thread(target=consume)
+        consumer.start()
+        threads = [
+            threading.Thread(target=produce, args=(index,))
+            for index in range(producers)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        done.set()
+        consumer.join()
+    finally:
+        sys.setswitchinterval(interval)
+    taken.extend(buffer.take())
+    got = list(entries(taken))
+    assert [entry[0] for entry in got] == list(range(1, producers * each + 1))
+    for index in range(producers):
+        counts = [e[4]['n'] for e in got if e[3] == {'p': str(index)}]
+        assert counts == list(range(each))
+
+
+def test_put_waits_while_another_thread_holds_the_lock() -> None:
+    buffer = Buffer(max_size=10, trigger_size=5)
+    finished = threading.Event()
+
+    def put() -> None:
+        buffer.put('db', 'm', {}, {'f': 1}, 1.0)
+        finished.set()
+
+    with buffer._lock:
+        thread = threading.Thread(target=put)
+        thread.start()
+        # However long it is given, it cannot finish while this holds it.
+        assert not finished.wait(0.2)
+        assert len(buffer) == 0
+    thread.join()
+    assert finished.is_set()
+    assert len(buffer) == 1
+
+
+@pytest.mark.skipif(_compiled is None, reason='the compiled module only')
+def test_the_compiled_buffer_has_its_own_lock() -> None:
+    buffer = Buffer(max_size=10, trigger_size=5)
+    lock = buffer._lock
+    assert type(lock) is _compiled.BufferLock
+    assert not lock.locked()
+    with lock:
+        assert lock.locked()
+    assert not lock.locked()
+    assert lock.acquire() is True
+    lock.release()
+    with pytest.raises(RuntimeError, match='release unlocked lock'):
+        lock.release()
+    with pytest.raises(TypeError, match='no arguments'):
+        _compiled.BufferLock(True)
+    # A lock dropped while held is freed all the same.
+    held = _compiled.BufferLock()
+    held.acquire()
+    del held
