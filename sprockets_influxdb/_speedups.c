@@ -2052,17 +2052,27 @@ typedef struct {
     char locked;
 } BufferLockObject;
 
-/* Take the lock, waiting with the interpreter lock released when another
- * thread holds it (that thread may need the interpreter to release it). */
-static void
+/* Take the lock: 0, or -1 with the exception a signal handler raised
+ * while waiting.  Another thread holding it is waited for with the
+ * interpreter lock released (that thread may need the interpreter to
+ * release it), and, as threading.Lock does, the signal handlers run
+ * while waiting: a Ctrl-C ends a wait that would never end. */
+static int
 buffer_lock_take(BufferLockObject *self)
 {
     if (!PyThread_acquire_lock(self->lock, NOWAIT_LOCK)) {
-        Py_BEGIN_ALLOW_THREADS
-        PyThread_acquire_lock(self->lock, WAIT_LOCK);
-        Py_END_ALLOW_THREADS
+        PyLockStatus status;
+        do {
+            Py_BEGIN_ALLOW_THREADS
+            status = PyThread_acquire_lock_timed(self->lock, -1, 1);
+            Py_END_ALLOW_THREADS
+            if (status == PY_LOCK_INTR && Py_MakePendingCalls() < 0) {
+                return -1;
+            }
+        } while (status != PY_LOCK_ACQUIRED);
     }
     self->locked = 1;
+    return 0;
 }
 
 static void
@@ -2112,7 +2122,9 @@ buffer_lock_dealloc(PyObject *op)
 static PyObject *
 buffer_lock_acquire(PyObject *op, PyObject *Py_UNUSED(ignored))
 {
-    buffer_lock_take((BufferLockObject *)op);
+    if (buffer_lock_take((BufferLockObject *)op) < 0) {
+        return NULL;
+    }
     Py_RETURN_TRUE;
 }
 
@@ -2283,7 +2295,10 @@ buffer_put_values(State *state, BufferObject *self, PyObject *database,
     int direct = state->lock_type != NULL
                  && Py_IS_TYPE(lock, (PyTypeObject *)state->lock_type);
     if (direct) {
-        buffer_lock_take((BufferLockObject *)lock);
+        if (buffer_lock_take((BufferLockObject *)lock) < 0) {
+            Py_DECREF(lock);
+            return NULL;
+        }
     }
     else {
         PyObject *acquired = call_method0(lock, state->str_acquire);

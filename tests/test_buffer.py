@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import threading
 import time
@@ -133,3 +134,44 @@ def test_the_compiled_buffer_has_its_own_lock() -> None:
     held = _compiled.BufferLock()
     held.acquire()
     del held
+
+
+@pytest.mark.skipif(
+    not hasattr(signal, 'setitimer'), reason='needs signal.setitimer'
+)
+def test_a_signal_handler_ends_a_put_waiting_for_the_lock() -> None:
+    # As with a threading.Lock: a put that waits for a lock another thread
+    # keeps (a stuck thread, a finalizer of that thread) can be ended by a
+    # Ctrl-C, the main thread's signal handlers running while it waits.
+    buffer = Buffer(max_size=10, trigger_size=5)
+    held, release = threading.Event(), threading.Event()
+
+    class SignalledError(Exception):
+        pass
+
+    def hold() -> None:
+        with buffer._lock:
+            held.set()
+            # Bounded: a put that cannot be interrupted finishes then.
+            release.wait(10)
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise SignalledError
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait()
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        with pytest.raises(SignalledError):
+            buffer.put('db', 'm', {}, {'f': 1}, 1.0)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        release.set()
+        holder.join()
+    assert len(buffer) == 0
+    # The lock is free again, and works.
+    assert buffer.put('db', 'm', {}, {'f': 1}, 1.0) == 1
+    assert len(buffer) == 1
