@@ -158,6 +158,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def tree(pid: int) -> Iterator[int]:
+    """*pid* and its descendants, each before its children (a process
+    gone meanwhile has none)."""
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        yield current
+        pending.extend(children(current))
+
+
 def tree_cpu(pid: int, seen: set[int] | None = None) -> float:
     """CPU seconds of *pid* and its descendants, all their threads.
 
@@ -167,9 +177,7 @@ def tree_cpu(pid: int, seen: set[int] | None = None) -> float:
     :param seen: filled with the process ids counted
     """
     total = 0
-    pending = [pid]
-    while pending:
-        current = pending.pop()
+    for current in tree(pid):
         try:
             with open(f'/proc/{current}/stat', 'rb') as stat:
                 text = stat.read()
@@ -180,7 +188,6 @@ def tree_cpu(pid: int, seen: set[int] | None = None) -> float:
         # The command name may hold spaces: count fields after its ')'.
         fields = text[text.rindex(b')') + 2 :].split()
         total += int(fields[11]) + int(fields[12])  # utime, stime
-        pending.extend(children(current))
     return total / TICK
 
 
@@ -229,9 +236,7 @@ def tree_cpu_ns(pid: int, seen: set[tuple[int, int]]) -> float:
     that none ended or began.
     """
     total = 0
-    pending = [pid]
-    while pending:
-        current = pending.pop()
+    for current in tree(pid):
         try:
             tasks = os.listdir(f'/proc/{current}/task')
         except OSError:
@@ -244,7 +249,6 @@ def tree_cpu_ns(pid: int, seen: set[tuple[int, int]]) -> float:
             except OSError:
                 continue
             seen.add((current, int(task)))
-        pending.extend(children(current))
     return total / 1e9
 
 

@@ -65,15 +65,12 @@ def main_thread_seconds(pid: int) -> float:
     gunicorn master's and its worker's): what is left of the tree's is
     the other threads' (the library's writer, gthread's workers)."""
     total = 0
-    pending = [pid]
-    while pending:
-        current = pending.pop()
+    for current in served.tree(pid):
         try:
             with open(f'/proc/{current}/task/{current}/schedstat', 'rb') as f:
                 total += int(f.read().split()[0])
         except OSError:
             continue  # gone
-        pending.extend(served.children(current))
     return total / 1e9
 
 
