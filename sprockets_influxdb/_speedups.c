@@ -279,6 +279,8 @@ typedef struct {
     PyObject *lock_type;
     /* The awaitable ASGIRecordBase.send returns for a response's start. */
     PyObject *sending_type;
+    /* RecorderBase, whose fields the request paths read directly. */
+    PyObject *recorder_type;
     PyObject *record_names[NAME_COUNT];
 } State;
 
@@ -1569,56 +1571,66 @@ call_python(PyObject *function, PyObject *self, PyObject *const *args,
     return result;
 }
 
+/* __init__(database, name) for the common case: a non-empty str database
+ * and a str name met before (so valid), the default tags known.  1 when
+ * done, 0 when not that case (nothing was done), -1 on an error. */
+static int
+measurement_fill(State *state, MeasurementObject *self, PyObject *database,
+                 PyObject *name)
+{
+    if (state->default_tags == NULL || state->measurement_cache == NULL
+        || !PyUnicode_CheckExact(database)
+        || PyUnicode_GET_LENGTH(database) == 0
+        || !PyUnicode_CheckExact(name)) {
+        return 0;
+    }
+    int known = PyDict_Contains(state->measurement_cache, name);
+    if (known <= 0) {
+        return known;
+    }
+    PyObject *time = clock_now(state);
+    if (time == NULL) {
+        return -1;
+    }
+    /* Everything set before the old values are released: their
+     * finalizers may use this measurement, or the clock. */
+    PyObject *old[5] = {self->database, self->name, self->tags, self->fields,
+                        self->time};
+    Py_INCREF(database);
+    self->database = database;
+    Py_INCREF(name);
+    self->name = name;
+    /* Shared until used (see MeasurementObject). */
+    Py_INCREF(state->default_tags);
+    self->tags = state->default_tags;
+    self->tags_shared = 1;
+    self->tags_exposed = 0;
+    self->fields = NULL;
+    self->fields_lazy = 1;
+    self->fields_shared = 0;
+    self->fields_exposed = 0;
+    self->time = time;
+    self->lent = state->clock_last;
+    for (int i = 0; i < 5; i++) {
+        Py_XDECREF(old[i]);
+    }
+    return 1;
+}
+
 static int
 measurement_init(PyObject *op, PyObject *args, PyObject *kwargs)
 {
-    MeasurementObject *self = (MeasurementObject *)op;
     State *state = state_of_type(Py_TYPE(op));
     if (state == NULL) {
         return -1;
     }
     if ((kwargs == NULL || PyDict_GET_SIZE(kwargs) == 0)
-        && PyTuple_GET_SIZE(args) == 2 && state->default_tags != NULL
-        && state->measurement_cache != NULL) {
-        PyObject *database = PyTuple_GET_ITEM(args, 0);
-        PyObject *name = PyTuple_GET_ITEM(args, 1);
-        if (PyUnicode_CheckExact(database)
-            && PyUnicode_GET_LENGTH(database) > 0
-            && PyUnicode_CheckExact(name)) {
-            int known = PyDict_Contains(state->measurement_cache, name);
-            if (known < 0) {
-                return -1;
-            }
-            if (known) {
-                PyObject *time = clock_now(state);
-                if (time == NULL) {
-                    return -1;
-                }
-                /* Everything set before the old values are released:
-                 * their finalizers may use this measurement, or the
-                 * clock. */
-                PyObject *old[5] = {self->database, self->name, self->tags,
-                                    self->fields, self->time};
-                Py_INCREF(database);
-                self->database = database;
-                Py_INCREF(name);
-                self->name = name;
-                /* Shared until used (see MeasurementObject). */
-                Py_INCREF(state->default_tags);
-                self->tags = state->default_tags;
-                self->tags_shared = 1;
-                self->tags_exposed = 0;
-                self->fields = NULL;
-                self->fields_lazy = 1;
-                self->fields_shared = 0;
-                self->fields_exposed = 0;
-                self->time = time;
-                self->lent = state->clock_last;
-                for (int i = 0; i < 5; i++) {
-                    Py_XDECREF(old[i]);
-                }
-                return 0;
-            }
+        && PyTuple_GET_SIZE(args) == 2) {
+        int filled = measurement_fill(state, (MeasurementObject *)op,
+                                      PyTuple_GET_ITEM(args, 0),
+                                      PyTuple_GET_ITEM(args, 1));
+        if (filled != 0) {
+            return filled < 0 ? -1 : 0;
         }
     }
     /* The pure Python __init__, with the same arguments. */
@@ -1649,6 +1661,35 @@ measurement_init(PyObject *op, PyObject *args, PyObject *kwargs)
     }
     Py_DECREF(result);
     return 0;
+}
+
+/* A new measurement of the class configure_requests() was given, as
+ * Measurement(database, name) makes it: directly, without packing the
+ * arguments, when that class has the compiled __new__ and __init__ and an
+ * ordinary metaclass. */
+static PyObject *
+new_measurement(State *state, PyObject *database, PyObject *name)
+{
+    PyObject *cls = state->record_names[NAME_MEASUREMENT_CLASS];
+    PyTypeObject *type = (PyTypeObject *)cls;
+    if (Py_IS_TYPE(cls, &PyType_Type) && type->tp_new == PyType_GenericNew
+        && type->tp_init == measurement_init) {
+        PyObject *made = type->tp_alloc(type, 0);
+        if (made == NULL) {
+            return NULL;
+        }
+        int filled = measurement_fill(state, (MeasurementObject *)made,
+                                      database, name);
+        if (filled > 0) {
+            return made;
+        }
+        Py_DECREF(made);
+        if (filled < 0) {
+            return NULL;
+        }
+    }
+    PyObject *names[2] = {database, name};
+    return PyObject_Vectorcall(cls, names, 2, NULL);
 }
 
 static PyObject *
@@ -2652,6 +2693,147 @@ monotonic_seconds(double *seconds)
     return 0;
 }
 
+/* ------------------------------------------------------------------------
+ * RecorderBase: the compiled base of request_metrics.RequestRecorder.  The
+ * attributes the request paths read for every request (the names, the
+ * methods, the exclusions, the client or package, the cache of whole
+ * tags) are kept in its fields, which Python reads and sets as ordinary
+ * attributes and C reads without a lookup.
+ * ------------------------------------------------------------------------
+ */
+
+enum {
+    RECORDER_DATABASE,
+    RECORDER_MEASUREMENT,
+    RECORDER_METHODS,
+    RECORDER_EXCLUDED,
+    RECORDER_CLIENT,
+    RECORDER_PACKAGE,
+    RECORDER_WHOLE_TAGS,
+    RECORDER_FIELDS
+};
+
+/* The attribute name of each field, as an index of record_names. */
+static const int RECORDER_NAMES[RECORDER_FIELDS] = {
+    NAME_DATABASE, NAME_MEASUREMENT, NAME_METHODS,    NAME_EXCLUDED,
+    NAME_CLIENT,   NAME_PACKAGE,     NAME_WHOLE_TAGS,
+};
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *fields[RECORDER_FIELDS];
+} RecorderObject;
+
+#define RECORDER_MEMBER(name, index)                                       \
+    {name, T_OBJECT_EX,                                                    \
+     offsetof(RecorderObject, fields) + (index) * sizeof(PyObject *), 0,   \
+     NULL}
+
+static PyMemberDef recorder_members[] = {
+    RECORDER_MEMBER("database", RECORDER_DATABASE),
+    RECORDER_MEMBER("measurement", RECORDER_MEASUREMENT),
+    RECORDER_MEMBER("methods", RECORDER_METHODS),
+    RECORDER_MEMBER("_excluded", RECORDER_EXCLUDED),
+    RECORDER_MEMBER("_client", RECORDER_CLIENT),
+    RECORDER_MEMBER("_package", RECORDER_PACKAGE),
+    RECORDER_MEMBER("_whole_tags", RECORDER_WHOLE_TAGS),
+    {NULL, 0, 0, 0, NULL},
+};
+
+#undef RECORDER_MEMBER
+
+static int
+recorder_traverse(PyObject *op, visitproc visit, void *arg)
+{
+    RecorderObject *self = (RecorderObject *)op;
+    Py_VISIT(Py_TYPE(op));
+    for (int i = 0; i < RECORDER_FIELDS; i++) {
+        Py_VISIT(self->fields[i]);
+    }
+    return 0;
+}
+
+static int
+recorder_clear(PyObject *op)
+{
+    RecorderObject *self = (RecorderObject *)op;
+    for (int i = 0; i < RECORDER_FIELDS; i++) {
+        Py_CLEAR(self->fields[i]);
+    }
+    return 0;
+}
+
+static void
+recorder_dealloc(PyObject *op)
+{
+    PyTypeObject *type = Py_TYPE(op);
+    PyObject_GC_UnTrack(op);
+    recorder_clear(op);
+    type->tp_free(op);
+    Py_DECREF(type);
+}
+
+static PyType_Slot recorder_slots[] = {
+    {Py_tp_doc, "The compiled base of RequestRecorder."},
+    {Py_tp_new, PyType_GenericNew},
+    {Py_tp_dealloc, recorder_dealloc},
+    {Py_tp_traverse, recorder_traverse},
+    {Py_tp_clear, recorder_clear},
+    {Py_tp_members, recorder_members},
+    {0, NULL},
+};
+
+static PyType_Spec recorder_spec = {
+    "sprockets_influxdb._speedups.RecorderBase",
+    sizeof(RecorderObject),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    recorder_slots,
+};
+
+/* The attribute *which* (RECORDER_*) of *recorder*: a new reference, NULL
+ * on an error.  Read from the field of a RecorderBase whose attribute
+ * lookup is the ordinary one; else (another kind of recorder, a field not
+ * set, a subclass with __getattribute__ or __getattr__) looked up, which
+ * raises what Python would. */
+static PyObject *
+recorder_get(State *state, PyObject *recorder, int which)
+{
+    PyTypeObject *type = Py_TYPE(recorder);
+    PyTypeObject *base = (PyTypeObject *)state->recorder_type;
+    if (base != NULL && type->tp_getattro == PyObject_GenericGetAttr
+        && (type->tp_base == base || PyType_IsSubtype(type, base))) {
+        PyObject *value = ((RecorderObject *)recorder)->fields[which];
+        if (value != NULL) {
+            Py_INCREF(value);
+            return value;
+        }
+    }
+    return PyObject_GetAttr(recorder,
+                            state->record_names[RECORDER_NAMES[which]]);
+}
+
+/* getattr(package, name) for the package the recorders of the default
+ * client hold: read from the module's dict (no class attribute of a
+ * module has these names), looked up when it is something else or the
+ * name is missing (which raises the AttributeError Python would). */
+static PyObject *
+package_get(PyObject *package, PyObject *name)
+{
+    if (PyModule_CheckExact(package)) {
+        PyObject *names = PyModule_GetDict(package);
+        PyObject *value = PyDict_GetItemWithError(names, name);
+        if (value != NULL) {
+            Py_INCREF(value);
+            return value;
+        }
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
+    }
+    return PyObject_GetAttr(package, name);
+}
+
 /* The client a recorder hands its measurements to, as the Python method
  * finds it: a new reference, Py_None when there is none or when the
  * package's add_measurement is not the library's own (a test's mock, which
@@ -2659,19 +2841,17 @@ monotonic_seconds(double *seconds)
 static PyObject *
 record_client(State *state, PyObject *recorder)
 {
-    PyObject *client = PyObject_GetAttr(recorder,
-                                        state->record_names[NAME_CLIENT]);
+    PyObject *client = recorder_get(state, recorder, RECORDER_CLIENT);
     if (client == NULL || client != Py_None) {
         return client;
     }
     Py_DECREF(client);
-    PyObject *package = PyObject_GetAttr(recorder,
-                                         state->record_names[NAME_PACKAGE]);
+    PyObject *package = recorder_get(state, recorder, RECORDER_PACKAGE);
     if (package == NULL || package == Py_None) {
         return package;
     }
-    PyObject *add = PyObject_GetAttr(
-        package, state->record_names[NAME_ADD_MEASUREMENT]);
+    PyObject *add = package_get(package,
+                                state->record_names[NAME_ADD_MEASUREMENT]);
     if (add == NULL || add != state->record_names[NAME_MODULE_ADD]) {
         Py_DECREF(package);
         if (add == NULL) {
@@ -2681,7 +2861,7 @@ record_client(State *state, PyObject *recorder)
         Py_RETURN_NONE;
     }
     Py_DECREF(add);
-    client = PyObject_GetAttr(package, state->record_names[NAME_DEFAULT]);
+    client = package_get(package, state->record_names[NAME_DEFAULT]);
     Py_DECREF(package);
     return client;
 }
@@ -2983,7 +3163,7 @@ record_fast(State *state, RecordObject *self, PyObject *status,
     if (!(seconds > 0.0)) {
         seconds = 0.0;
     }
-    cache = PyObject_GetAttr(recorder, state->record_names[NAME_WHOLE_TAGS]);
+    cache = recorder_get(state, recorder, RECORDER_WHOLE_TAGS);
     if (cache == NULL) {
         goto done;
     }
@@ -3028,10 +3208,8 @@ record_fast(State *state, RecordObject *self, PyObject *status,
     }
     else {
         long long moment = 0;
-        database = PyObject_GetAttr(recorder,
-                                    state->record_names[NAME_DATABASE]);
-        name = database ? PyObject_GetAttr(
-                              recorder, state->record_names[NAME_MEASUREMENT])
+        database = recorder_get(state, recorder, RECORDER_DATABASE);
+        name = database ? recorder_get(state, recorder, RECORDER_MEASUREMENT)
                         : NULL;
         if (name == NULL || !PyUnicode_CheckExact(database)
             || !PyUnicode_CheckExact(name)
@@ -3301,15 +3479,13 @@ record_get_measurement(PyObject *op, void *closure)
     Py_INCREF(recorder);
     PyObject *names[2] = {NULL, NULL};
     PyObject *measurement = NULL, *moment = NULL, *later = NULL;
-    names[0] = PyObject_GetAttr(recorder, state->record_names[NAME_DATABASE]);
-    names[1] = names[0] ? PyObject_GetAttr(
-                              recorder, state->record_names[NAME_MEASUREMENT])
+    names[0] = recorder_get(state, recorder, RECORDER_DATABASE);
+    names[1] = names[0] ? recorder_get(state, recorder, RECORDER_MEASUREMENT)
                         : NULL;
     if (names[1] == NULL) {
         goto done;
     }
-    measurement = PyObject_Vectorcall(
-        state->record_names[NAME_MEASUREMENT_CLASS], names, 2, NULL);
+    measurement = new_measurement(state, names[0], names[1]);
     double now;
     if (measurement == NULL || monotonic_seconds(&now) < 0) {
         goto failed;
@@ -3493,6 +3669,28 @@ is_content_length(PyObject *name)
 /* start(status, headers, exc_info=None): the start_response the
  * application is given (_start_py for anything but a str status starting
  * with three digits and a list of (ASCII str, str) tuples). */
+/* int(text) for a str: read here when it is 1 to 18 ASCII digits (a
+ * Content-Length as servers write it), else by int(), which accepts more
+ * (signs, spaces, underscores, other digits) and raises ValueError for
+ * what it does not. */
+static PyObject *
+digits_value(PyObject *text)
+{
+    Py_ssize_t length = PyUnicode_GET_LENGTH(text);
+    if (PyUnicode_IS_ASCII(text) && length > 0 && length <= 18) {
+        const unsigned char *digits = PyUnicode_1BYTE_DATA(text);
+        long long number = 0;
+        Py_ssize_t i = 0;
+        for (; i < length && digits[i] >= '0' && digits[i] <= '9'; i++) {
+            number = number * 10 + (digits[i] - '0');
+        }
+        if (i == length) {
+            return PyLong_FromLongLong(number);
+        }
+    }
+    return PyLong_FromUnicodeObject(text, 10);
+}
+
 static PyObject *
 wsgi_start(PyObject *op, PyTypeObject *cls, PyObject *const *args,
            Py_ssize_t nargs, PyObject *kwnames)
@@ -3541,7 +3739,7 @@ wsgi_start(PyObject *op, PyTypeObject *cls, PyObject *const *args,
     PyObject *declared = Py_None;
     Py_INCREF(declared);
     if (value != NULL) {
-        PyObject *number = PyLong_FromUnicodeObject(value, 10);
+        PyObject *number = digits_value(value);
         if (number != NULL) {
             Py_SETREF(declared, number);
         }
@@ -4059,8 +4257,8 @@ new_record(State *state, PyTypeObject *type, PyObject *recorder,
 {
     PyObject *attributes[3] = {NULL, NULL, NULL};
     PyObject *started = NULL, *measurement = NULL, *record = NULL;
-    static const int wanted[3] = {NAME_METHODS, NAME_DATABASE,
-                                  NAME_MEASUREMENT};
+    static const int wanted[3] = {RECORDER_METHODS, RECORDER_DATABASE,
+                                  RECORDER_MEASUREMENT};
     if (state->record_names[NAME_MEASUREMENT_CLASS] == NULL
         || state->record_names[NAME_OTHER_METHOD] == NULL) {
         PyErr_SetString(PyExc_RuntimeError,
@@ -4070,8 +4268,7 @@ new_record(State *state, PyTypeObject *type, PyObject *recorder,
     Py_INCREF(method);
     /* The names only for the measurement made here (eager). */
     for (int i = 0; i < (eager ? 3 : 1); i++) {
-        attributes[i] = PyObject_GetAttr(recorder,
-                                         state->record_names[wanted[i]]);
+        attributes[i] = recorder_get(state, recorder, wanted[i]);
         if (attributes[i] == NULL) {
             goto done;
         }
@@ -4092,9 +4289,7 @@ new_record(State *state, PyTypeObject *type, PyObject *recorder,
         goto done;
     }
     if (eager) {
-        PyObject *names[2] = {attributes[1], attributes[2]};
-        measurement = PyObject_Vectorcall(
-            state->record_names[NAME_MEASUREMENT_CLASS], names, 2, NULL);
+        measurement = new_measurement(state, attributes[1], attributes[2]);
         if (measurement == NULL) {
             goto done;
         }
@@ -4195,8 +4390,7 @@ middleware_call(PyObject *op, PyObject *args, PyObject *kwargs)
         }
         goto python;
     }
-    PyObject *excluded = PyObject_GetAttr(recorder,
-                                          state->record_names[NAME_EXCLUDED]);
+    PyObject *excluded = recorder_get(state, recorder, RECORDER_EXCLUDED);
     int excluding = excluded == NULL ? -1 : PyObject_IsTrue(excluded);
     Py_XDECREF(excluded);
     if (excluding != 0) {
@@ -5039,8 +5233,7 @@ asgi_begin(PyObject *op, PyTypeObject *cls, PyObject *const *args,
         }
         goto python;
     }
-    PyObject *excluded = PyObject_GetAttr(recorder,
-                                          state->record_names[NAME_EXCLUDED]);
+    PyObject *excluded = recorder_get(state, recorder, RECORDER_EXCLUDED);
     int excluding = excluded == NULL ? -1 : PyObject_IsTrue(excluded);
     Py_XDECREF(excluded);
     if (excluding != 0) {
@@ -5764,8 +5957,7 @@ begin_request(PyObject *module, PyObject *handler, int was)
     if (recorder == NULL || recorder == Py_None) {
         goto checked;
     }
-    PyObject *excluded = PyObject_GetAttr(recorder,
-                                          state->record_names[NAME_EXCLUDED]);
+    PyObject *excluded = recorder_get(state, recorder, RECORDER_EXCLUDED);
     int excluding = excluded == NULL ? -1 : PyObject_IsTrue(excluded);
     Py_XDECREF(excluded);
     if (excluding != 0) {
@@ -6335,6 +6527,7 @@ exec_module(PyObject *module)
     state->buffer_type = NULL;
     state->lock_type = NULL;
     state->sending_type = NULL;
+    state->recorder_type = NULL;
     for (int i = 0; i < NAME_COUNT; i++) {
         state->record_names[i] = NULL;
         if (RECORD_NAMES[i] != NULL) {
@@ -6377,6 +6570,17 @@ exec_module(PyObject *module)
     Py_INCREF(lock);
     if (PyModule_AddObject(module, "BufferLock", lock) < 0) {
         Py_DECREF(lock);
+        return -1;
+    }
+    PyObject *recorder = PyType_FromModuleAndSpec(module, &recorder_spec,
+                                                  NULL);
+    if (recorder == NULL) {
+        return -1;
+    }
+    state->recorder_type = recorder;
+    Py_INCREF(recorder);
+    if (PyModule_AddObject(module, "RecorderBase", recorder) < 0) {
+        Py_DECREF(recorder);
         return -1;
     }
     PyObject *record = PyType_FromModuleAndSpec(module, &record_spec, NULL);
@@ -6485,6 +6689,7 @@ traverse_module(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(state->str_backlog);
     Py_VISIT(state->buffer_type);
     Py_VISIT(state->lock_type);
+    Py_VISIT(state->recorder_type);
     for (int i = 0; i < NAME_COUNT; i++) {
         Py_VISIT(state->record_names[i]);
     }
@@ -6514,6 +6719,7 @@ clear_module(PyObject *module)
     Py_CLEAR(state->str_backlog);
     Py_CLEAR(state->buffer_type);
     Py_CLEAR(state->lock_type);
+    Py_CLEAR(state->recorder_type);
     for (int i = 0; i < NAME_COUNT; i++) {
         Py_CLEAR(state->record_names[i]);
     }

@@ -635,3 +635,80 @@ def test_a_record_freed_unfinished_is_handed_to_released_once() -> None:
             'statuses': ['200', '200', '201'],
         }
     )
+
+
+def test_what_a_recorder_is_set_to_is_what_requests_get() -> None:
+    """A recorder's names, methods and exclusions, set after it was made.
+
+    Compiled, they are fields of its base that the request path reads
+    directly; a subclass that makes one a property is read through it.
+    Either way each request gets what the recorder says when it arrives.
+    """
+    from sprockets_influxdb import buffer
+    from sprockets_influxdb.wsgi import InfluxDBMiddleware
+
+    client = Client(
+        url='http://127.0.0.1:9/',
+        submission_interval=10**9,
+        trigger_size=10**9,
+        max_buffer_size=10**9,
+        shutdown_timeout=0,
+        tag_hostname=False,
+    )
+
+    def app(
+        environ: dict[str, typing.Any], start_response: typing.Any
+    ) -> list[bytes]:
+        start_response('200 OK', [('Content-Length', '2')])
+        return [b'ok']
+
+    middleware = InfluxDBMiddleware(
+        app, database='db', measurement='web', client=client
+    )
+
+    def start_response(
+        status: str, headers: object, exc_info: object = None
+    ) -> typing.Callable[[bytes], object]:
+        return len
+
+    def serve(method: str, path: str = '/') -> list[tuple[object, ...]]:
+        environ = {'REQUEST_METHOD': method, 'PATH_INFO': path}
+        body = middleware(environ, start_response)
+        assert list(body) == [b'ok']
+        close = getattr(body, 'close', None)
+        if close is not None:
+            close()
+        return [
+            (database, name, tags['method'])
+            for _, database, name, tags, _, _ in buffer.entries(
+                client._buffer.take()
+            )
+        ]
+
+    class Renamed(RequestRecorder):
+        @property
+        def measurement(self) -> str:
+            return 'by-property'
+
+        @measurement.setter
+        def measurement(self, value: str) -> None:
+            pass
+
+    try:
+        assert serve('POST') == [('db', 'web', 'POST')]
+        recorder = middleware.recorder
+        assert recorder is not None
+        recorder.database = 'other'
+        recorder.measurement = 'renamed'
+        recorder.methods = frozenset({'GET'})
+        assert serve('POST') == [('other', 'renamed', OTHER_METHOD)]
+        assert serve('GET') == [('other', 'renamed', 'GET')]
+        recorder._excluded = [re.compile('/health')]
+        assert serve('GET', '/health') == []
+        assert serve('GET', '/items') == [('other', 'renamed', 'GET')]
+        middleware.recorder = Renamed(
+            'third', 'ignored', add_measurement=client.add_measurement
+        )
+        assert serve('GET') == [('third', 'by-property', 'GET')]
+    finally:
+        client.shutdown().result(timeout=30)

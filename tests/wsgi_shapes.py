@@ -56,6 +56,15 @@ EXPECTED = [
     ('GET', '/space-status', '20', 1, None),
     ('GET', '/bytes-status', '203', 1, None),
     ('GET', '/empty', '204', 0, None),
+    # A length int() reads, in every form it takes: reached at 4 bytes of 6.
+    ('GET', '/length-signed', '200', 4, None),
+    ('GET', '/length-spaced', '200', 4, None),
+    ('GET', '/length-digits', '200', 4, None),
+    ('GET', '/length-18-digits', '200', 4, None),
+    ('GET', '/length-19-digits', '200', 4, None),
+    ('GET', '/length-underscore', '200', 6, None),  # 1_0: never reached
+    ('GET', '/length-big', '200', 6, None),  # beyond 64 bits: never reached
+    ('GET', '/length-hex', '200', 6, None),  # not a number: none declared
     ('GET', '/not-iterable', '500', 0, 'builtins.TypeError'),
     ('GET', '/no-len', '500', 0, 'builtins.TypeError'),
     ('HEAD', '/plain', '200', 0, None),
@@ -88,6 +97,19 @@ PLAIN: dict[str, tuple[Any, Any, Any]] = {
     '/space-status': (' 20 x', [], [b'x']),
     '/bytes-status': (b'203 Non', [], [b'x']),
     '/empty': ('204 No Content', [('Content-Length', '0')], []),
+    **{
+        path: ('200 OK', [('Content-Length', length)], [b'ab', b'cd', b'ef'])
+        for path, length in [
+            ('/length-signed', '+3'),
+            ('/length-spaced', ' 3 '),
+            ('/length-digits', '\u0663'),  # ARABIC-INDIC DIGIT THREE
+            ('/length-18-digits', '0' * 17 + '3'),
+            ('/length-19-digits', '0' * 18 + '3'),
+            ('/length-underscore', '1_0'),
+            ('/length-big', '9' * 19),
+            ('/length-hex', '0x3'),
+        ]
+    },
     '/not-iterable': ('200 OK', [], 5),
     '/no-len': ('200 OK', [], [3]),
 }
