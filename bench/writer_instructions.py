@@ -5,8 +5,10 @@ writer thread does off the request path (``bench/instructions.py``
 counts the request path itself).  A child process installs the library
 against a throwaway ``influxd`` (a 20 ms submission interval, every other
 setting at its default), and *K* times adds *P* points shaped as a request's
-(``bench/_served_app.py``'s tags, ``duration`` and ``content_length``)
-then waits until the writer has delivered them: each time one batch,
+(``bench/_served_app.py``'s tags, ``duration`` and ``content_length``;
+with ``--shape request`` recorded as the integrations record a request,
+through a ``RequestRecorder``, whose requests of a route share one dict
+of tags) then waits until the writer has delivered them: each time one batch,
 sent as the timer sends it, with the HTTP exchange and its answer.  It
 runs under ``valgrind --tool=callgrind --separate-threads=yes`` (address
 randomization off with ``setarch -R``), and the writer thread's count is
@@ -22,6 +24,7 @@ from the buffer, encoding it, joining it into the body, settling it).
 
    $ python bench/writer_instructions.py               # P = 300, K = 20
    $ python bench/writer_instructions.py --points 1000 --functions 20
+   $ python bench/writer_instructions.py --shape request --functions 20
 
 Needs valgrind and influxd (Debian: ``apt-get install valgrind
 influxdb``).
@@ -44,18 +47,31 @@ ROOT = BENCH.parent
 DATABASE = 'writer_instructions'
 
 
-def child(url: str, batches: int, points: int) -> None:
+def child(url: str, batches: int, points: int, shape: str) -> None:
     """Send *batches* batches of *points* points each (the process
     valgrind runs), after 5 batches of warm-up."""
     sys.path.insert(0, str(ROOT))
     import sprockets_influxdb
+    from sprockets_influxdb.request_metrics import RequestRecorder
 
     sprockets_influxdb.install(url=url, submission_interval=20)
+    recorder = RequestRecorder(DATABASE, 'request')
     added = 0
 
     def batch() -> None:
         nonlocal added
         for _ in range(points):
+            if shape == 'request':
+                record = recorder.start('GET', '/items/42')
+                assert record is not None
+                record.finish(
+                    200,
+                    endpoint='/items/{item_id}',
+                    handler='_served_app.read_item',
+                    content_length=48,
+                )
+                added += 1
+                continue
             point = sprockets_influxdb.Measurement(DATABASE, 'request')
             point.set_tags(
                 {
@@ -85,10 +101,15 @@ def child(url: str, batches: int, points: int) -> None:
 
 
 def writer_costs(
-    url: str, batches: int, points: int, functions: dict[str, int] | None
+    url: str,
+    batches: int,
+    points: int,
+    shape: str,
+    functions: dict[str, int] | None,
 ) -> int:
     """Instructions of the writer thread of a child sending *batches*
-    batches of *points* (each function's own, into *functions*)."""
+    batches of *points* of *shape* (each function's own, into
+    *functions*)."""
     aslr_off = ['setarch', '-R'] if shutil.which('setarch') else []
     with tempfile.TemporaryDirectory() as directory:
         out = os.path.join(directory, 'callgrind.out')
@@ -105,6 +126,7 @@ def writer_costs(
                 url,
                 str(batches),
                 str(points),
+                shape,
             ],
             env=dict(os.environ, PYTHONHASHSEED='0'),
             capture_output=True,
@@ -146,10 +168,19 @@ def main() -> None:
         metavar='N',
         help='the N functions with the most own instructions per point',
     )
-    parser.add_argument('--child', nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument(
+        '--shape',
+        choices=('measurement', 'request'),
+        default='measurement',
+        help='points made with Measurement, or recorded as the '
+        'integrations record a request (their tags shared, as '
+        'RequestRecorder shares them)',
+    )
+    parser.add_argument('--child', nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child[0], int(args.child[1]), int(args.child[2]))
+        url, batches, points, shape = args.child
+        child(url, int(batches), int(points), shape)
         return
     for tool in ('valgrind', 'influxd'):
         if shutil.which(tool) is None:
@@ -169,9 +200,11 @@ def main() -> None:
             few: dict[str, int] = {}
             many: dict[str, int] = {}
             wanted = args.functions > 0
-            small = writer_costs(influx.url, k, size, few if wanted else None)
+            small = writer_costs(
+                influx.url, k, size, args.shape, few if wanted else None
+            )
             large = writer_costs(
-                influx.url, 2 * k, size, many if wanted else None
+                influx.url, 2 * k, size, args.shape, many if wanted else None
             )
             per_batch[size] = (large - small) / k
             by_function[size] = {

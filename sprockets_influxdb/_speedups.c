@@ -332,8 +332,9 @@ cache_get(PyObject *cache, PyObject *key)
  *
  * Python's repr() gives the shortest decimal string that reads back as the
  * same double and, among strings of that length, the one closest to it.
- * For 1e-4 <= |x| < 2**52 (repr writes these without an exponent), this
- * finds that string with exact 128-bit integer arithmetic: with
+ * For 1e-6 < |x| < 2**52 (a request's duration in seconds among them;
+ * below 1e-4 written with an exponent, as repr writes them), this finds
+ * that string with exact 128-bit integer arithmetic: with
  * x = m * 2**e (m of 53 bits, e < 0) and a power of ten 10**p that puts
  * x * 10**p between 10**16 and 10**17, the doubles' rounding interval
  * around x, scaled by 10**p, holds the integers [lo, hi]; the shortest
@@ -351,12 +352,32 @@ cache_get(PyObject *cache, PyObject *key)
 static int
 put_digits(unsigned long long value, char *out)
 {
+    static const char PAIRS[201] = "00010203040506070809"
+                                   "10111213141516171819"
+                                   "20212223242526272829"
+                                   "30313233343536373839"
+                                   "40414243444546474849"
+                                   "50515253545556575859"
+                                   "60616263646566676869"
+                                   "70717273747576777879"
+                                   "80818283848586878889"
+                                   "90919293949596979899";
     char reversed[20];
     int count = 0;
-    do {
-        reversed[count++] = (char)('0' + value % 10);
-        value /= 10;
-    } while (value != 0);
+    /* Two digits a division. */
+    while (value >= 100) {
+        unsigned pair = (unsigned)(value % 100) * 2;
+        value /= 100;
+        reversed[count++] = PAIRS[pair + 1];
+        reversed[count++] = PAIRS[pair];
+    }
+    if (value >= 10) {
+        reversed[count++] = PAIRS[value * 2 + 1];
+        reversed[count++] = PAIRS[value * 2];
+    }
+    else {
+        reversed[count++] = (char)('0' + value);
+    }
     for (int index = 0; index < count; index++) {
         out[index] = reversed[count - 1 - index];
     }
@@ -420,7 +441,10 @@ short_repr(double x, char *out)
         *out++ = '-';
         x = -x;
     }
-    if (!(x >= 1e-4 && x < 4503599627370496.0)) {
+    /* Above 1e-6 (whose double is just below 10**-6; 10**22 times it
+     * fits the 128-bit arithmetic below, and a request's duration in
+     * seconds is rarely smaller) and below 2**52. */
+    if (!(x > 1e-6 && x < 4503599627370496.0)) {
         return 0;
     }
     uint64_t bits;
@@ -437,10 +461,14 @@ short_repr(double x, char *out)
     int binary = exponent - 1023;
     int decimal = binary >= 0 ? (binary * 78913) >> 18
                               : -((-binary * 78913 + 262143) >> 18);
+    if (decimal < -6) {
+        decimal = -6; /* x > 10**-6: an estimate below is one too low */
+    }
     int power = 16 - decimal;
     u128 scale, value;
     for (int attempt = 0;; attempt++) {
-        if (power < 0 || power > 38 || attempt > 2) {
+        /* m < 2**53 and 10**22 < 2**74: (2m + 1) * scale fits. */
+        if (power < 0 || power > 22 || attempt > 2) {
             return 0;
         }
         scale = pow10_128(power);
@@ -515,10 +543,29 @@ short_repr(double x, char *out)
         count--;
     }
     int point = length - power; /* digits before the point */
-    if (point <= -4 || point > 16) {
-        return 0; /* repr() writes an exponent */
+    if (point > 16) {
+        return 0; /* cannot happen below 2**52 */
     }
-    if (point <= 0) {
+    if (point <= -4) {
+        /* As repr() writes it: d[.ddd]e-XX, two exponent digits at
+         * least. */
+        *out++ = digits[0];
+        if (count > 1) {
+            *out++ = '.';
+            memcpy(out, digits + 1, (size_t)(count - 1));
+            out += count - 1;
+        }
+        int exponent = 1 - point; /* x = d.ddd * 10**-exponent */
+        *out++ = 'e';
+        *out++ = '-';
+        if (exponent >= 100) {
+            *out++ = (char)('0' + exponent / 100);
+            exponent %= 100;
+        }
+        *out++ = (char)('0' + exponent / 10);
+        *out++ = (char)('0' + exponent % 10);
+    }
+    else if (point <= 0) {
         *out++ = '0';
         *out++ = '.';
         for (int i = 0; i < -point; i++) {

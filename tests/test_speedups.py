@@ -889,9 +889,9 @@ def _doubles(count: int, seed: int) -> list[float]:
     for index in range(count):
         mode = index % 4
         if mode == 0:
-            value = 10 ** rng.uniform(-4.2, 16.2)
+            value = 10 ** rng.uniform(-6.2, 16.2)
         elif mode == 1:
-            value = round(10 ** rng.uniform(-4, 15.7), rng.randint(0, 8))
+            value = round(10 ** rng.uniform(-6, 15.7), rng.randint(0, 10))
         elif mode == 2:
             (value,) = struct.unpack(
                 '<d', struct.pack('<Q', rng.getrandbits(64))
@@ -909,11 +909,10 @@ def test_the_fast_float_text_is_repr() -> None:
         text = _speedups.float_repr(value)
         if text is None:
             # Only what the fast digits leave to dtoa: zero, magnitudes
-            # written with an exponent, powers of two, NaN and infinities.
+            # up to 1e-6 and from 2**52, powers of two, NaN and infinities.
             magnitude = abs(value)
             assert (
-                not 1e-4 <= magnitude < 2**52
-                or math.frexp(magnitude)[0] == 0.5
+                not 1e-6 < magnitude < 2**52 or math.frexp(magnitude)[0] == 0.5
             ), value
         else:
             assert text == repr(value), value
@@ -930,6 +929,12 @@ def test_the_fast_float_text_is_repr() -> None:
         1e-4,
         0.00011,
         9.999999999999999e-05,
+        1e-05,
+        2.4216e-05,
+        2.4215998564613983e-05,  # a duration as monotonic() gives it
+        1.0000000000000002e-06,
+        1.5e-06,
+        1e-06,
         123456.789,
         4503599627370495.5,
         1234567890123456.8,
@@ -943,6 +948,32 @@ def test_float_text_at_the_edges(value: float) -> None:
     _speedups = speedups()
     assert _speedups.float_repr(value) in (None, repr(value))
     assert _speedups.float_repr(-value) in (None, repr(-value))
+
+
+@pytest.mark.parametrize(
+    ('value', 'text'),
+    [
+        (2.4215998564613983e-05, '2.4215998564613983e-05'),
+        (1e-05, '1e-05'),
+        (3.5e-06, '3.5e-06'),
+        (1.0000000000000002e-06, '1.0000000000000002e-06'),
+        (9.999999999999999e-05, '9.999999999999999e-05'),
+        (0.0001, '0.0001'),
+    ],
+)
+def test_short_durations_are_written_by_the_fast_digits(
+    value: float, text: str
+) -> None:
+    """Below 1e-4 repr() writes an exponent; the fast digits do too.
+
+    A request's duration in seconds is often there (tens of
+    microseconds), with all 17 digits: written without dtoa's big
+    integers.
+    """
+    _speedups = speedups()
+    assert repr(value) == text
+    assert _speedups.float_repr(value) == text
+    assert _speedups.float_repr(-value) == '-' + text
 
 
 def _encode_entries_in_python(
